@@ -1,0 +1,261 @@
+"""The only module that speaks HTTP to Constant Contact.
+
+One session factory, explicit (connect, read) timeouts on every call, every request paced through the
+shared budget (:mod:`cc_sync.ratelimit`), and every HTTP status mapped to the exception that says what
+to do next (:mod:`cc_sync.exceptions`). Nothing here logs or raises a token, secret or code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from django.views.decorators.debug import sensitive_variables
+
+from . import __version__, ratelimit
+from .conf import get_setting, timeout
+from .exceptions import (
+    AccessTokenRejected,
+    QuotaExceeded,
+    ReconnectRequired,
+    Rejected,
+    RetryLater,
+    Throttled,
+)
+
+logger = logging.getLogger("cc_sync.client")
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# Token-endpoint errors that mean the grant or the client itself is refused: retrying cannot help,
+# an admin must act (RFC 6749 section 5.2; CC answers invalid_grant for a used or expired refresh token).
+_REFUSED_GRANT_ERRORS = {"invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope"}
+_SECRET_KEYS = {"access_token", "refresh_token", "id_token", "code", "code_verifier", "client_secret", "device_code"}
+
+
+def create_session() -> requests.Session:
+    """The ``requests.Session`` used for every call; override :meth:`ConstantContactClient.create_session`."""
+    session = requests.Session()
+    session.headers.update({"User-Agent": f"cc-sync/{__version__}", "Accept": "application/json"})
+    return session
+
+
+def redact(value: Any) -> Any:
+    """A copy of a decoded JSON value with every secret-bearing key masked."""
+    if isinstance(value, dict):
+        return {k: ("***" if k in _SECRET_KEYS else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def describe_error(response: requests.Response) -> tuple[str, str, list[dict[str, Any]]]:
+    """``(error_key, message, errors)`` from a CC error response, whatever its shape.
+
+    CC documents error bodies as a JSON array of ``{error_key, error_message}``
+    (https://developer.constantcontact.com/api_guide/glossary_responses.html), but 429s are a single
+    object, the token endpoint uses OAuth's ``{error, error_description}``, and gateways answer HTML.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        snippet = " ".join(response.text[:200].split())
+        content_type = response.headers.get("Content-Type", "no content type")
+        return "", f"HTTP {response.status_code} ({content_type}): {snippet or 'empty body'}", []
+    items = body if isinstance(body, list) else [body]
+    errors = [redact(item) for item in items if isinstance(item, dict)]
+    for item in errors:
+        if "error" in item:  # OAuth shape
+            item.setdefault("error_key", item["error"])
+            item.setdefault("error_message", item.get("error_description", ""))
+    error_key = next((str(e["error_key"]) for e in errors if e.get("error_key")), "")
+    message = "; ".join(str(e.get("error_message") or e.get("error_key")) for e in errors if e) or json.dumps(
+        redact(body)
+    )[:200]
+    return error_key, message, errors
+
+
+def _retry_after(response: requests.Response, minimum: float) -> float:
+    # CC does not document Retry-After; honour it when present, but never retry sooner than `minimum`.
+    try:
+        return max(minimum, float(response.headers.get("Retry-After", minimum)))
+    except ValueError:
+        return minimum
+
+
+class ConstantContactClient:
+    """Calls to CC's token endpoint and V3 API, each mapped to cc_sync's exceptions."""
+
+    def __init__(self, session: requests.Session | None = None) -> None:
+        self.session = session or self.create_session()
+
+    def create_session(self) -> requests.Session:
+        return create_session()
+
+    # -- token endpoint -------------------------------------------------------------------------
+
+    @sensitive_variables()
+    def exchange_code(self, code: str, redirect_uri: str, code_verifier: str | None = None) -> dict[str, Any]:
+        """Exchange an authorization code for a token response (``access_token``, ``refresh_token``...)."""
+        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if code_verifier:
+            data["code_verifier"] = code_verifier
+        return self._token_request(data)
+
+    @sensitive_variables()
+    def refresh(self, refresh_token: str) -> dict[str, Any]:
+        """Spend ``refresh_token`` for a new token response."""
+        return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    @sensitive_variables()
+    def poll_device_token(self, device_code: str) -> dict[str, Any]:
+        """One poll of the device grant; pending states raise :class:`ReconnectRequired` with their error key."""
+        return self._token_request({"grant_type": DEVICE_GRANT, "device_code": device_code}, public=True)
+
+    def start_device_authorization(self, scopes: str) -> dict[str, Any]:
+        """Start CC's device flow: ``device_code``, ``user_code``, ``verification_uri(_complete)``, ``interval``."""
+        data = {"client_id": get_setting("CLIENT_ID"), "scope": scopes}
+        response = self._send("token", "POST", get_setting("DEVICE_AUTHORIZE_URL"), data=data)
+        return self._token_payload(response, required="device_code")
+
+    @sensitive_variables()
+    def _token_request(self, data: dict[str, str], public: bool = False) -> dict[str, Any]:
+        auth = None
+        if public or get_setting("OAUTH_FLOW") != "authorization_code":
+            # PKCE and device-flow applications have no secret; they identify with client_id.
+            data = {**data, "client_id": get_setting("CLIENT_ID")}
+        else:
+            auth = (get_setting("CLIENT_ID"), get_setting("CLIENT_SECRET"))
+        response = self._send("token", "POST", get_setting("TOKEN_URL"), data=data, auth=auth)
+        return self._token_payload(response, required="access_token")
+
+    def _token_payload(self, response: requests.Response, required: str) -> dict[str, Any]:
+        status = response.status_code
+        if status == 429:
+            raise Throttled("The token endpoint is rate limited.", retry_after=_retry_after(response, 1.0),
+                            status_code=status, error_key="throttled")
+        if status >= 500 or status == 408:
+            raise RetryLater("The token endpoint is unavailable.", status_code=status)
+        if status >= 400:
+            error_key, message, errors = describe_error(response)
+            cls = ReconnectRequired if error_key in _REFUSED_GRANT_ERRORS or status in (401, 403) else Rejected
+            raise cls(f"Constant Contact refused the token request: {error_key or 'error'}: {message}",
+                      status_code=status, error_key=error_key, errors=errors)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or not payload.get(required):
+            raise RetryLater("The token endpoint answered without the expected JSON.", status_code=status)
+        return payload
+
+    # -- API ------------------------------------------------------------------------------------
+
+    def account_summary(self, access_token: str) -> dict[str, Any]:
+        """``GET /account/summary`` (needs the ``account_read`` scope)."""
+        return self._api_json("GET", "/account/summary", access_token)
+
+    def contact_lists(self, access_token: str) -> list[dict[str, Any]]:
+        """Every contact list in the account, following ``_links.next`` pagination."""
+        lists: list[dict[str, Any]] = []
+        url: str | None = "/contact_lists"
+        params: dict[str, Any] | None = {"limit": 500}
+        while url:
+            page = self._api_json("GET", url, access_token, params=params)
+            lists.extend(page.get("lists", []))
+            url = ((page.get("_links") or {}).get("next") or {}).get("href")
+            params = None  # the next link carries its own query
+        return lists
+
+    def sign_up_form(self, access_token: str, payload: dict[str, Any]) -> tuple[str, bool]:
+        """``POST /contacts/sign_up_form``: create or update a contact; return ``(contact_id, created)``.
+
+        Success means 200 (updated) or 201 (created) *and* a JSON body with a ``contact_id``: CC has
+        answered 200 with an HTML maintenance page before, and that must never count as synced.
+        """
+        response = self._api("POST", "/contacts/sign_up_form", access_token, json_body=payload)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        contact_id = body.get("contact_id") if isinstance(body, dict) else None
+        if response.status_code not in (200, 201) or not isinstance(contact_id, str) or not contact_id:
+            _key, message, _errors = describe_error(response)
+            raise RetryLater(f"Unexpected answer to sign_up_form: {message}", status_code=response.status_code)
+        return contact_id, response.status_code == 201
+
+    def _api_json(self, method: str, path: str, access_token: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._api(method, path, access_token, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise RetryLater(f"Unexpected answer to {method} {path}.", status_code=response.status_code)
+        return body
+
+    @sensitive_variables()
+    def _api(
+        self,
+        method: str,
+        path: str,
+        access_token: str,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> requests.Response:
+        api_url = get_setting("API_URL").rstrip("/")
+        if path.startswith("/v3/"):
+            # Pagination links are server-relative ("/v3/contact_lists?cursor=..."): resolve against the host.
+            parts = urlsplit(api_url)
+            url = urljoin(f"{parts.scheme}://{parts.netloc}", path)
+        else:
+            url = api_url + path
+        headers = {"Authorization": f"Bearer {access_token}"}
+        data = None
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(json_body)
+        response = self._send("api", method, url, params=params, data=data, headers=headers)
+        status = response.status_code
+        if status < 300:
+            return response
+        error_key, message, errors = describe_error(response)
+        context = {"status_code": status, "error_key": error_key, "errors": errors}
+        if status == 401:
+            raise AccessTokenRejected(f"Constant Contact refused the access token: {message}", **context)
+        if status == 403:
+            raise ReconnectRequired(f"Constant Contact refused access (missing scope or privilege, or the "
+                                    f"application was deactivated): {message}", **context)
+        if status == 429:
+            if error_key == "quota_exceeded":
+                raise QuotaExceeded(f"Constant Contact's daily quota is spent: {message}",
+                                    retry_after=ratelimit.seconds_until_utc_midnight() + 60, **context)
+            raise Throttled(f"Constant Contact throttled the request: {message}",
+                            retry_after=_retry_after(response, 1.0), **context)
+        if status in (408, 409) or status >= 500:
+            # 409 on sign_up_form means simultaneous edits of the same contact: try again later.
+            raise RetryLater(f"Constant Contact could not take the request now: {message}", **context)
+        raise Rejected(f"Constant Contact rejected the request: {message}", **context)
+
+    @sensitive_variables()
+    def _send(self, budget: str, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if budget == "api":
+            ratelimit.wait_for_slot("api", float(get_setting("API_RATE")), int(get_setting("DAILY_LIMIT")))
+        else:
+            ratelimit.wait_for_slot("token", float(get_setting("TOKEN_RATE")))
+        try:
+            response = self.session.request(method, url, timeout=timeout(), **kwargs)
+        except requests.Timeout as err:
+            raise RetryLater(f"Constant Contact did not answer in time ({type(err).__name__}).") from err
+        except requests.RequestException as err:
+            raise RetryLater(f"Could not reach Constant Contact ({type(err).__name__}).") from err
+        logger.debug("%s %s -> %s", method, urlsplit(url).path, response.status_code)
+        return response
+
+
+def get_client() -> ConstantContactClient:
+    """A client with a fresh session (one per task keeps processes from sharing sockets)."""
+    return ConstantContactClient()
+

@@ -1,0 +1,163 @@
+"""The connection to CC (credentials) and the signup outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .fields import EncryptedTextField
+from .validators import validate_no_control_characters
+
+# sign_up_form's field limits (CC's ContactCreateOrUpdateInput schema, see docs/reference.md):
+# validating to them means CC never rejects what the visitor was told is accepted.
+EMAIL_MAX_LENGTH = 50
+NAME_MAX_LENGTH = 50
+PHONE_MAX_LENGTH = 25
+
+
+class Connection(models.Model):
+    """The one connected CC account: its OAuth credentials (encrypted) and the chosen lists."""
+
+    class Status(models.TextChoices):
+        CONNECTED = "connected", _("Connected")
+        NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
+        DISCONNECTED = "disconnected", _("Disconnected")
+
+    SINGLETON_PK = 1
+
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DISCONNECTED)
+    access_token = EncryptedTextField(_("access token"), blank=True, editable=False)
+    refresh_token = EncryptedTextField(_("refresh token"), blank=True, editable=False)
+    expires_at = models.DateTimeField(_("access token expires at"), null=True, blank=True, editable=False)
+    scopes = models.CharField(_("scopes"), max_length=255, blank=True, editable=False)
+    account_name = models.CharField(_("account name"), max_length=255, blank=True, editable=False)
+    account_id = models.CharField(_("account id"), max_length=255, blank=True, editable=False)
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("connected by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    connected_at = models.DateTimeField(_("connected at"), null=True, blank=True, editable=False)
+    last_refreshed_at = models.DateTimeField(_("last refresh"), null=True, blank=True, editable=False)
+    last_error = models.TextField(_("last error"), blank=True, editable=False)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True, editable=False)
+    list_ids = models.JSONField(_("default lists"), default=list, blank=True)
+    available_lists = models.JSONField(_("lists in the account"), default=list, blank=True, editable=False)
+    lists_checked_at = models.DateTimeField(_("lists fetched at"), null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("Constant Contact connection")
+        verbose_name_plural = _("Constant Contact connection")
+
+    def __str__(self) -> str:
+        return f"{self.account_name or _('Constant Contact')} ({self.get_status_display()})"
+
+    @classmethod
+    def load(cls) -> Connection:
+        """The connection row, created (disconnected) on first use."""
+        connection, _created = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        return connection
+
+    def needs_refresh(self, leeway: float, now: datetime | None = None) -> bool:
+        """True if the access token is missing, expired, or expires within ``leeway`` seconds."""
+        if not self.access_token or self.expires_at is None:
+            return True
+        return self.expires_at <= (now or timezone.now()) + timedelta(seconds=leeway)
+
+    def list_names(self) -> dict[str, str]:
+        """``{list_id: name}`` of the lists last fetched from the account."""
+        return {item["list_id"]: item["name"] for item in self.available_lists}
+
+
+def default_deadline() -> datetime:
+    """When a signup that keeps failing transiently is given up on (``CC_SYNC["DEADLINE"]`` from now)."""
+    from .conf import get_setting
+
+    return timezone.now() + timedelta(seconds=float(get_setting("DEADLINE")))
+
+
+class Signup(models.Model):
+    """One accepted submission: the outbox row that a worker syncs to CC, and its audit record."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SYNCING = "syncing", _("Syncing")
+        SYNCED = "synced", _("Synced")
+        FAILED = "failed", _("Failed")
+        WAITING_RECONNECT = "waiting_reconnect", _("Waiting for reconnect")
+
+    email = models.EmailField(_("email"), max_length=EMAIL_MAX_LENGTH)
+    first_name = models.CharField(
+        _("first name"), max_length=NAME_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
+    )
+    last_name = models.CharField(
+        _("last name"), max_length=NAME_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
+    )
+    phone_number = models.CharField(
+        _("phone number"), max_length=PHONE_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
+    )
+    job_title = models.CharField(
+        _("job title"), max_length=NAME_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
+    )
+    company_name = models.CharField(
+        _("company name"), max_length=NAME_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
+    )
+    list_ids = models.JSONField(_("lists"), default=list, blank=True)
+
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now, db_index=True)
+    lease_expires_at = models.DateTimeField(_("claim expires at"), null=True, blank=True)
+    enqueued_at = models.DateTimeField(_("last queued at"), null=True, blank=True)
+    deadline_at = models.DateTimeField(_("give up after"), default=default_deadline)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_error_key = models.CharField(_("last error key"), max_length=100, blank=True)
+
+    contact_id = models.CharField(_("CC contact id"), max_length=64, blank=True)
+    created_in_cc = models.BooleanField(_("created in CC"), null=True, blank=True)
+    synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
+
+    consent_given_at = models.DateTimeField(_("consent given at"), null=True, blank=True)
+    consent_text = models.TextField(_("consent text"), blank=True)
+    consent_version = models.CharField(_("consent version"), max_length=50, blank=True)
+    source_url = models.CharField(_("submitted from"), max_length=500, blank=True)
+
+    created_at = models.DateTimeField(_("submitted at"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("signup")
+        verbose_name_plural = _("signups")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="cc_sync_signup_due")]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.get_status_display()})"
+
+
+class RateLimitState(models.Model):
+    """Shared request budget for one CC endpoint family ("api" or "token"), used by every process."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    # Unix time of the next free request slot.
+    next_slot = models.FloatField(default=0.0)
+    day = models.DateField(null=True, blank=True)
+    day_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("rate limit state")
+        verbose_name_plural = _("rate limit states")
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,349 @@
+"""Connecting to CC and keeping the tokens alive.
+
+The only module that changes tokens. Every change happens inside ``transaction.atomic()`` on the locked
+connection row (:func:`cc_sync.db.lock_row`), and a new token pair is saved before anything uses it, so
+however many workers find the token stale at once, exactly one refresh call is made: the others wait for
+the lock, re-read, and find a fresh token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, MutableMapping
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from django.core.mail import mail_admins
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from .client import get_client
+from .conf import get_setting
+from .db import lock_row
+from .exceptions import AuthorizationFailed, CCSyncError, ReconnectRequired
+from .models import Connection
+from .signals import connection_established, connection_needs_reconnect
+
+logger = logging.getLogger("cc_sync.oauth")
+
+SESSION_KEY = "cc_sync_oauth_states"
+# CC's authorization code lives 5 minutes; a state older than twice that is refused.
+STATE_MAX_AGE = 600
+STATES_KEPT = 5
+LIST_CHECK_INTERVAL = 24 * 3600
+
+
+# -- the authorization request ------------------------------------------------------------------
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE ``(code_verifier, code_challenge)`` pair for ``code_challenge_method=S256`` (RFC 7636)."""
+    verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-]
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def authorization_request(redirect_uri: str) -> tuple[str, dict[str, Any]]:
+    """The authorize URL to send the admin to, and the record to keep until the callback.
+
+    The record holds a fresh random ``state`` (and the PKCE verifier for PKCE applications); it must be
+    kept server-side (the session) and used once.
+    """
+    record: dict[str, Any] = {
+        "state": secrets.token_urlsafe(32),
+        "created": time.time(),
+        "redirect_uri": redirect_uri,
+    }
+    params = {
+        "client_id": get_setting("CLIENT_ID"),
+        "redirect_uri": redirect_uri,
+        "response_type": "code",
+        "scope": get_setting("SCOPES"),
+        "state": record["state"],
+    }
+    if get_setting("OAUTH_FLOW") == "pkce":
+        record["code_verifier"], params["code_challenge"] = pkce_pair()
+        params["code_challenge_method"] = "S256"
+    # quote_via default (quote_plus) sends spaces as "+", which CC accepts; a literal %2B would not be.
+    return f"{get_setting('AUTHORIZE_URL')}?{urlencode(params)}", record
+
+
+def remember_state(session: MutableMapping[str, Any], record: dict[str, Any]) -> None:
+    """Keep ``record`` in the admin's session (at most a few, oldest dropped)."""
+    fresh = [r for r in session.get(SESSION_KEY, []) if time.time() - r["created"] < STATE_MAX_AGE]
+    session[SESSION_KEY] = [*fresh[-(STATES_KEPT - 1):], record]
+
+
+def pop_state(session: MutableMapping[str, Any], state: str | None) -> dict[str, Any]:
+    """Remove and return the record for ``state``; refuse a missing, unknown, reused or expired one."""
+    if not state:
+        raise AuthorizationFailed("The answer from Constant Contact carried no state; nothing was stored.")
+    records = session.get(SESSION_KEY, [])
+    match = next((r for r in records if secrets.compare_digest(r["state"], state)), None)
+    if match is None:
+        raise AuthorizationFailed(
+            "The state in the answer from Constant Contact is unknown or was already used; nothing was stored. "
+            "Start again with Connect Constant Contact."
+        )
+    session[SESSION_KEY] = [r for r in records if r is not match]
+    if time.time() - match["created"] >= STATE_MAX_AGE:
+        raise AuthorizationFailed("The connection attempt took too long and expired; nothing was stored. Start again.")
+    return match
+
+
+@sensitive_variables()
+def complete_authorization(session: MutableMapping[str, Any], params: MutableMapping[str, Any], user: Any = None) -> Connection:
+    """Handle the redirect back from CC: check ``state``, exchange ``code``, store the connection."""
+    record = pop_state(session, params.get("state"))
+    if params.get("error"):
+        if params["error"] == "access_denied":
+            raise AuthorizationFailed("Access was denied at Constant Contact; nothing was stored.")
+        raise AuthorizationFailed(f"Constant Contact answered with an error ({params['error'][:100]}); nothing was stored.")
+    code = params.get("code")
+    if not code:
+        raise AuthorizationFailed("The answer from Constant Contact carried no authorization code; nothing was stored.")
+    return connect_with_code(code, record["redirect_uri"], record.get("code_verifier"), user=user)
+
+
+@sensitive_variables()
+def code_from_pasted(text: str, record: dict[str, Any]) -> str:
+    """The authorization code from a pasted redirect URL (state checked) or a bare pasted code."""
+    text = text.strip()
+    if "?" not in text and "=" not in text:
+        return text
+    query = parse_qs(urlsplit(text).query) if "?" in text else parse_qs(text)
+    state = (query.get("state") or [""])[0]
+    if not state or not secrets.compare_digest(state, record["state"]):
+        raise AuthorizationFailed("The pasted URL carries a different state than the one issued; nothing was stored.")
+    if query.get("error"):
+        raise AuthorizationFailed(f"Constant Contact answered with an error ({query['error'][0][:100]}); nothing was stored.")
+    if not query.get("code"):
+        raise AuthorizationFailed("The pasted URL carries no authorization code; nothing was stored.")
+    return query["code"][0]
+
+
+@sensitive_variables()
+def connect_with_code(code: str, redirect_uri: str, code_verifier: str | None = None, user: Any = None) -> Connection:
+    """Exchange an authorization code and store the resulting grant."""
+    try:
+        tokens = get_client().exchange_code(code, redirect_uri, code_verifier)
+    except CCSyncError as err:
+        raise AuthorizationFailed(f"The authorization code could not be exchanged: {err}") from None
+    return store_grant(tokens, user=user)
+
+
+# -- the device flow ----------------------------------------------------------------------------
+
+
+def start_device_flow() -> dict[str, Any]:
+    """Start CC's device flow; show the returned ``verification_uri`` and ``user_code`` to a person."""
+    try:
+        return get_client().start_device_authorization(get_setting("SCOPES"))
+    except CCSyncError as err:
+        raise AuthorizationFailed(f"The device flow could not be started: {err}") from None
+
+
+@sensitive_variables()
+def finish_device_flow(
+    device: dict[str, Any],
+    user: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Connection:
+    """Poll the token endpoint at the interval CC asked for until the person approves (RFC 8628 section 3.5)."""
+    interval = float(device.get("interval") or 5)
+    deadline = clock() + float(device.get("expires_in") or 600)
+    client = get_client()
+    while clock() < deadline:
+        sleep(interval)
+        try:
+            tokens = client.poll_device_token(device["device_code"])
+        except ReconnectRequired as err:
+            raise AuthorizationFailed(f"The device authorization failed: {err}") from None
+        except CCSyncError as err:
+            if err.error_key == "authorization_pending":
+                continue
+            if err.error_key == "slow_down":
+                interval += 5
+                continue
+            if err.error_key in ("access_denied", "expired_token"):
+                raise AuthorizationFailed(f"The device authorization ended: {err.error_key}.") from None
+            if getattr(err, "retry_after", None) is not None:  # transient: keep polling
+                continue
+            raise AuthorizationFailed(f"The device authorization failed: {err}") from None
+        return store_grant(tokens, user=user)
+    raise AuthorizationFailed("Nobody approved the device in time; start again.")
+
+
+# -- storing and refreshing ---------------------------------------------------------------------
+
+
+def _apply_tokens(connection: Connection, tokens: dict[str, Any]) -> None:
+    now = timezone.now()
+    connection.access_token = tokens["access_token"]
+    # Long-lived refresh tokens may come back unchanged or not at all: keep the one we have.
+    connection.refresh_token = tokens.get("refresh_token") or connection.refresh_token
+    connection.expires_at = now + timedelta(seconds=int(tokens.get("expires_in") or 0))
+    connection.scopes = tokens.get("scope", connection.scopes) or ""
+    connection.last_refreshed_at = now
+    connection.last_error = ""
+    connection.last_error_at = None
+
+
+@sensitive_variables()
+def store_grant(tokens: dict[str, Any], user: Any = None) -> Connection:
+    """Save a new grant from any connect flow, fetch the account name and lists, release held signups."""
+    client = get_client()
+    account: dict[str, Any] = {}
+    if "account_read" in (tokens.get("scope") or get_setting("SCOPES")).split():
+        try:
+            account = client.account_summary(tokens["access_token"])
+        except CCSyncError as err:
+            logger.warning("Could not read the Constant Contact account summary: %s", err)
+    with transaction.atomic():
+        connection = lock_row(Connection, Connection.SINGLETON_PK)
+        _apply_tokens(connection, tokens)
+        connection.status = Connection.Status.CONNECTED
+        connection.connected_at = connection.last_refreshed_at
+        connection.connected_by = user if getattr(user, "pk", None) else None
+        connection.account_name = str(account.get("organization_name") or "")
+        connection.account_id = str(account.get("encoded_account_id") or "")
+        connection.save()
+    logger.info("Connected to Constant Contact account %r.", connection.account_name or connection.account_id)
+    try:
+        refresh_lists(connection, tokens["access_token"])
+    except CCSyncError as err:
+        logger.warning("Could not fetch the Constant Contact lists: %s", err)
+    connection_established.send(sender=Connection, connection=connection)
+    return connection
+
+
+@sensitive_variables()
+def refresh_tokens_if(should_refresh: Callable[[Connection], bool]) -> str:
+    """Under the row lock, refresh if ``should_refresh(connection)`` still holds; return a valid access token.
+
+    Raises :class:`ReconnectRequired` when not connected or CC refuses the grant (the connection is then
+    marked *needs reconnect* and admins are told once), :class:`RetryLater` for transient failures.
+    """
+    with transaction.atomic():
+        connection = lock_row(Connection, Connection.SINGLETON_PK)
+        if connection.status != Connection.Status.CONNECTED:
+            raise ReconnectRequired("Constant Contact is not connected.")
+        if not should_refresh(connection):
+            return connection.access_token
+        try:
+            tokens = get_client().refresh(connection.refresh_token)
+        except ReconnectRequired as err:
+            _needs_reconnect(connection, str(err))
+            failure: CCSyncError = err
+        except CCSyncError as err:
+            connection.last_error, connection.last_error_at = str(err)[:1000], timezone.now()
+            connection.save(update_fields=["last_error", "last_error_at", "updated_at"])
+            failure = err
+        else:
+            _apply_tokens(connection, tokens)
+            connection.save()
+            logger.info("Refreshed the Constant Contact access token; it expires at %s.", connection.expires_at)
+            return connection.access_token
+    # Raised outside the atomic block so that the recorded status and error are committed.
+    logger.warning("Refreshing the Constant Contact token failed: %s", failure)
+    raise failure
+
+
+def get_access_token() -> str:
+    """A valid access token, refreshed first if it expires within ``TOKEN_LEEWAY`` seconds."""
+    leeway = float(get_setting("TOKEN_LEEWAY"))
+    connection = Connection.load()
+    if connection.status != Connection.Status.CONNECTED:
+        raise ReconnectRequired("Constant Contact is not connected.")
+    if not connection.needs_refresh(leeway):
+        return connection.access_token
+    return refresh_tokens_if(lambda c: c.needs_refresh(leeway))
+
+
+@sensitive_variables()
+def replace_rejected_token(rejected_token: str) -> str:
+    """After a 401: refresh, unless another process already replaced ``rejected_token``."""
+    return refresh_tokens_if(lambda c: c.access_token == rejected_token)
+
+
+def refresh_now() -> str:
+    """Refresh unconditionally (the admin's "Refresh now")."""
+    return refresh_tokens_if(lambda c: True)
+
+
+def keep_alive() -> None:
+    """Refresh when the token is stale or no refresh happened for ``KEEPALIVE_INTERVAL``; re-check the lists.
+
+    CC's refresh tokens die after 180 days unused, so a site where nobody signs up must still refresh.
+    """
+    connection = Connection.load()
+    if connection.status != Connection.Status.CONNECTED:
+        return
+    leeway = float(get_setting("TOKEN_LEEWAY"))
+    cutoff = timezone.now() - timedelta(seconds=float(get_setting("KEEPALIVE_INTERVAL")))
+    refresh_tokens_if(
+        lambda c: c.needs_refresh(leeway) or c.last_refreshed_at is None or c.last_refreshed_at <= cutoff
+    )
+    connection.refresh_from_db()
+    if connection.lists_checked_at is None or connection.lists_checked_at <= timezone.now() - timedelta(
+        seconds=LIST_CHECK_INTERVAL
+    ):
+        refresh_lists(connection)
+
+
+def refresh_lists(connection: Connection, access_token: str | None = None) -> list[dict[str, str]]:
+    """Fetch the account's lists (all pages) and store ``{list_id, name}`` for each."""
+    lists = get_client().contact_lists(access_token or get_access_token())
+    connection.available_lists = [{"list_id": item["list_id"], "name": item.get("name", "")} for item in lists]
+    connection.lists_checked_at = timezone.now()
+    Connection.objects.filter(pk=connection.pk).update(
+        available_lists=connection.available_lists, lists_checked_at=connection.lists_checked_at
+    )
+    return connection.available_lists
+
+
+def mark_needs_reconnect(reason: str) -> None:
+    """Record that CC refused the grant (403, or 401 right after a refresh); tell admins once."""
+    with transaction.atomic():
+        _needs_reconnect(lock_row(Connection, Connection.SINGLETON_PK), reason)
+
+
+def _needs_reconnect(connection: Connection, reason: str) -> None:
+    was_connected = connection.status == Connection.Status.CONNECTED
+    connection.last_error, connection.last_error_at = reason[:1000], timezone.now()
+    if was_connected:
+        connection.status = Connection.Status.NEEDS_RECONNECT
+    connection.save()
+    if was_connected:
+        logger.error("Constant Contact needs to be reconnected: %s", reason)
+        transaction.on_commit(lambda: _notify_needs_reconnect(connection, reason))
+
+
+def _notify_needs_reconnect(connection: Connection, reason: str) -> None:
+    mail_admins(
+        "Constant Contact needs to be reconnected",
+        "Constant Contact refused the stored authorization, so signups are being held (none are lost).\n\n"
+        f"Reason: {reason}\n\n"
+        "Open the Constant Contact connection page in the Django admin and click Reconnect; "
+        "held signups are sent as soon as the connection is back.",
+        fail_silently=True,
+    )
+    connection_needs_reconnect.send(sender=Connection, connection=connection, reason=reason)
+
+
+def disconnect() -> None:
+    """Forget the stored tokens; signups are held until the next connect."""
+    with transaction.atomic():
+        connection = lock_row(Connection, Connection.SINGLETON_PK)
+        connection.access_token = connection.refresh_token = ""
+        connection.expires_at = None
+        connection.status = Connection.Status.DISCONNECTED
+        connection.save()
+    logger.info("Disconnected from Constant Contact.")

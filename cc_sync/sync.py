@@ -1,0 +1,299 @@
+"""The signup path: save, queue after commit, claim, push to CC, record the outcome.
+
+The :class:`~cc_sync.models.Signup` row is the outbox: it is saved in the visitor's transaction and
+stays until CC has the contact. The broker is only a fast path; the sweeper re-queues whatever it lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.dispatch import receiver
+from django.utils import timezone
+
+from . import oauth
+from .client import get_client
+from .conf import get_setting, list_setting
+from .exceptions import (
+    AccessTokenRejected,
+    QuotaExceeded,
+    ReconnectRequired,
+    Rejected,
+    RetryLater,
+    Throttled,
+)
+from .models import Connection, Signup, default_deadline
+from .signals import connection_established, signup_failed, signup_synced
+
+logger = logging.getLogger("cc_sync.sync")
+
+CONTACT_FIELDS = ("first_name", "last_name", "phone_number", "job_title", "company_name")
+Status = Signup.Status
+
+
+# -- accepting a signup -------------------------------------------------------------------------
+
+
+def enqueue_signup(
+    email: str,
+    *,
+    first_name: str = "",
+    last_name: str = "",
+    phone_number: str = "",
+    job_title: str = "",
+    company_name: str = "",
+    list_ids: list[str] | None = None,
+    consent_text: str | None = None,
+    consent_version: str | None = None,
+    source_url: str = "",
+) -> Signup:
+    """Validate and save a signup, and queue its sync once the surrounding transaction commits.
+
+    Call it from your own registration flow, inside or outside a transaction. Raises Django's
+    ``ValidationError`` (with per-field messages) for input CC would refuse; nothing is saved then.
+    Calling it means the person consented: ``consent_text`` (default ``CC_SYNC["CONSENT_TEXT"]``) is
+    recorded with the time.
+    """
+    signup = Signup(
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        phone_number=phone_number,
+        job_title=job_title,
+        company_name=company_name,
+        list_ids=list(list_ids) if list_ids else default_list_ids(),
+        consent_given_at=timezone.now(),
+        consent_text=get_setting("CONSENT_TEXT") if consent_text is None else consent_text,
+        consent_version=get_setting("CONSENT_VERSION") if consent_version is None else consent_version,
+        source_url=source_url[:500],
+    )
+    signup.full_clean()
+    with transaction.atomic():
+        signup.save()
+        transaction.on_commit(lambda: publish([signup.pk]))
+    return signup
+
+
+def default_list_ids() -> list[str]:
+    """``CC_SYNC["LIST_IDS"]`` if set, else the lists chosen on the admin connection page."""
+    return list_setting("LIST_IDS") or list(Connection.load().list_ids)
+
+
+def publish(signup_ids: list[int], countdown: float | None = None) -> None:
+    """Send one sync task per id; a broker failure is logged and left to the sweeper, never raised.
+
+    Runs after commit on the visitor's request, so it must neither raise nor hang: publishing does not
+    retry (``retry=False``), and the broker's connect timeout bounds the wait (see docs/celery.md).
+    """
+    from .tasks import sync_signup
+
+    published = []
+    for signup_id in signup_ids:
+        try:
+            sync_signup.apply_async((signup_id,), countdown=countdown, queue=get_setting("QUEUE"), retry=False)
+        except Exception as err:  # the broker is down or misconfigured: the row stays due for the sweeper
+            logger.warning("Could not queue signup %s (%s); the sweeper will queue it.", signup_id, type(err).__name__)
+            break
+        published.append(signup_id)
+    if published:
+        expected = timezone.now() + timedelta(seconds=countdown or 0)
+        Signup.objects.filter(pk__in=published).update(enqueued_at=expected)
+
+
+# -- syncing one signup -------------------------------------------------------------------------
+
+
+def claim(signup_id: int) -> Signup | None:
+    """Take the row for this worker with one conditional UPDATE; ``None`` if it is not due or not ours.
+
+    A duplicate delivery of the same message finds the row already ``syncing`` (or not yet due) and does
+    nothing. A row left ``syncing`` by a killed worker can be claimed again once its lease has run out.
+    """
+    now = timezone.now()
+    claimable = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(status=Status.SYNCING, lease_expires_at__lte=now)
+    claimed = Signup.objects.filter(claimable, pk=signup_id).update(
+        status=Status.SYNCING,
+        attempts=F("attempts") + 1,
+        lease_expires_at=now + timedelta(seconds=float(get_setting("LEASE"))),
+    )
+    return Signup.objects.get(pk=signup_id) if claimed else None
+
+
+def payload_for(signup: Signup, list_ids: list[str]) -> dict[str, Any]:
+    """The ``sign_up_form`` body for a signup (only the fields that have a value)."""
+    payload: dict[str, Any] = {"email_address": signup.email, "list_memberships": list_ids}
+    payload.update({field: getattr(signup, field) for field in CONTACT_FIELDS if getattr(signup, field)})
+    return payload
+
+
+def push(signup: Signup) -> tuple[str, bool]:
+    """Send one signup to CC; return ``(contact_id, created)`` or raise what says what to do next.
+
+    A 401 gets one refresh (unless another worker already did it) and one retry; a second 401 right
+    after a refresh means CC no longer accepts the grant.
+    """
+    list_ids = signup.list_ids or default_list_ids()
+    if not list_ids:
+        raise ReconnectRequired("No Constant Contact list is chosen: choose one on the connection page.")
+    payload = payload_for(signup, list_ids)
+    client = get_client()
+    token = oauth.get_access_token()
+    try:
+        return client.sign_up_form(token, payload)
+    except AccessTokenRejected:
+        token = oauth.replace_rejected_token(token)
+    try:
+        return client.sign_up_form(token, payload)
+    except AccessTokenRejected as err:
+        oauth.mark_needs_reconnect(f"Constant Contact refused a freshly refreshed access token: {err}")
+        raise ReconnectRequired(str(err), status_code=err.status_code) from None
+
+
+def process_signup(signup_id: int) -> None:
+    """Claim, push and record the outcome of one signup (what the Celery task runs)."""
+    signup = claim(signup_id)
+    if signup is None:
+        return
+    try:
+        contact_id, created = push(signup)
+    except Rejected as err:
+        _give_up(signup, str(err), err.error_key)
+    except ReconnectRequired as err:
+        if err.status_code == 403:
+            oauth.mark_needs_reconnect(str(err))
+        _finish(signup, status=Status.WAITING_RECONNECT, last_error=str(err)[:2000], last_error_key=err.error_key)
+    except RetryLater as err:
+        _retry_later(signup, err)
+    except Exception as err:
+        # A bug or a database hiccup must not strand the row in "syncing" until its lease runs out.
+        logger.exception("Unexpected error while syncing signup %s.", signup.pk)
+        _retry_later(signup, RetryLater(f"Unexpected error: {type(err).__name__}"))
+    else:
+        if _finish(
+            signup,
+            status=Status.SYNCED,
+            contact_id=contact_id,
+            created_in_cc=created,
+            synced_at=timezone.now(),
+            last_error="",
+            last_error_key="",
+        ):
+            logger.info("Signup %s synced to Constant Contact (contact %s).", signup.pk, contact_id)
+            signup_synced.send(sender=Signup, signup=signup)
+
+
+def retry_delay(attempts: int, error: RetryLater) -> float:
+    """Seconds to wait before the next attempt: full-jitter capped exponential backoff, or CC's own wait."""
+    if isinstance(error, QuotaExceeded):
+        # The daily quota resets at 00:00 UTC; spread the restart over a minute.
+        return (error.retry_after or 0) + random.uniform(0, 60)
+    if isinstance(error, Throttled):
+        return max(1.0, error.retry_after or 1.0) + random.uniform(0, 1)
+    cap = min(float(get_setting("RETRY_MAX")), float(get_setting("RETRY_BASE")) * 2 ** max(0, attempts - 1))
+    return random.uniform(0, cap)
+
+
+def _retry_later(signup: Signup, error: RetryLater) -> None:
+    rate_limited = isinstance(error, (Throttled, QuotaExceeded))
+    if not rate_limited and timezone.now() >= signup.deadline_at:
+        _give_up(signup, f"Gave up after {signup.attempts} attempts: {error}", error.error_key)
+        return
+    delay = retry_delay(signup.attempts, error)
+    due = timezone.now() + timedelta(seconds=delay)
+    if _finish(signup, status=Status.PENDING, next_attempt_at=due, last_error=str(error)[:2000],
+               last_error_key=error.error_key):
+        logger.info("Signup %s will be retried in %.1f s: %s", signup.pk, delay, error)
+        if delay <= float(get_setting("MAX_COUNTDOWN")):
+            # Long waits stay in the database for the sweeper: a Celery countdown longer than the broker's
+            # visibility timeout gets redelivered again and again.
+            transaction.on_commit(lambda: publish([signup.pk], countdown=delay))
+
+
+def _give_up(signup: Signup, reason: str, error_key: str = "") -> None:
+    if _finish(signup, status=Status.FAILED, last_error=reason[:2000], last_error_key=error_key):
+        logger.warning("Signup %s failed: %s", signup.pk, reason)
+        signup_failed.send(sender=Signup, signup=signup, reason=reason)
+
+
+def _finish(signup: Signup, **fields: Any) -> bool:
+    """Record an outcome, but only if this worker still holds the claim it took."""
+    done = Signup.objects.filter(pk=signup.pk, status=Status.SYNCING, attempts=signup.attempts).update(**fields)
+    for name, value in fields.items():
+        setattr(signup, name, value)
+    return bool(done)
+
+
+# -- held signups, the sweeper and admin actions --------------------------------------------------
+
+
+def release_held_signups() -> int:
+    """Make every signup held for a reconnect due now, and queue a sweep to publish them."""
+    released = Signup.objects.filter(status=Status.WAITING_RECONNECT).update(
+        status=Status.PENDING, next_attempt_at=timezone.now(), enqueued_at=None
+    )
+    if released:
+        logger.info("Released %s held signups.", released)
+        transaction.on_commit(queue_sweep)
+    return released
+
+
+@receiver(connection_established, dispatch_uid="cc_sync.release_held_signups")
+def _release_on_connect(**kwargs: Any) -> None:
+    release_held_signups()
+
+
+def queue_sweep() -> None:
+    """Ask a worker to sweep now (falls back silently to beat's next run if the broker is down)."""
+    from .tasks import sweep_due_signups
+
+    try:
+        sweep_due_signups.apply_async(queue=get_setting("QUEUE"), retry=False)
+    except Exception as err:
+        logger.warning("Could not queue a sweep (%s); beat's next run will do it.", type(err).__name__)
+
+
+def sweep() -> int:
+    """Queue due signups whose message is missing: never published, lost by the broker, or left by a dead worker.
+
+    Also releases held signups once the connection works again. Returns how many were queued.
+    """
+    if Connection.load().status == Connection.Status.CONNECTED and default_list_ids():
+        release_held_signups()
+    now = timezone.now()
+    stale = now - timedelta(seconds=float(get_setting("REQUEUE_AFTER")))
+    never_or_long_ago = Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=stale)
+    due = Q(status=Status.PENDING, next_attempt_at__lte=now) & never_or_long_ago
+    # A dead worker's row: its lease ran out and nobody has queued it since.
+    abandoned = Q(status=Status.SYNCING, lease_expires_at__lte=now) & (
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=F("lease_expires_at"))
+    )
+    ids = list(
+        Signup.objects.filter(due | abandoned)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[: int(get_setting("SWEEP_BATCH"))]
+    )
+    if ids:
+        publish(ids)
+    return len(ids)
+
+
+def retry_now(queryset: Any) -> int:
+    """Put failed or held signups back to pending, due now, and queue them (the admin's "Retry now")."""
+    ids = list(
+        queryset.filter(status__in=[Status.FAILED, Status.WAITING_RECONNECT, Status.PENDING]).values_list("pk", flat=True)
+    )
+    Signup.objects.filter(pk__in=ids).update(
+        status=Status.PENDING, next_attempt_at=timezone.now(), enqueued_at=None, deadline_at=default_deadline()
+    )
+    transaction.on_commit(lambda: publish(ids))
+    return len(ids)
+
+
+def mark_failed(queryset: Any, reason: str) -> int:
+    """Give up on signups that are not synced (the admin's "Mark as failed")."""
+    return queryset.exclude(status=Status.SYNCED).update(status=Status.FAILED, last_error=reason, lease_expires_at=None)

@@ -1,0 +1,28 @@
+"""``{% cc_sync_banner %}``: the admin banner that says Constant Contact needs connecting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from ..models import Connection
+
+register = template.Library()
+
+
+@register.inclusion_tag("cc_sync/admin/banner.html", takes_context=True)
+def cc_sync_banner(context: dict[str, Any]) -> dict[str, Any]:
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.has_perm("cc_sync.change_connection"):
+        return {"show": False}
+    connection = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
+    status = connection.status if connection else Connection.Status.DISCONNECTED
+    return {
+        "show": status != Connection.Status.CONNECTED,
+        "status": status,
+        "needs_reconnect": status == Connection.Status.NEEDS_RECONNECT,
+        "last_error": connection.last_error if connection else "",
+        "csrf_token": context.get("csrf_token"),
+    }

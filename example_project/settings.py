@@ -1,0 +1,124 @@
+"""Settings of the example site, read from the environment (see .env.example)."""
+
+from pathlib import Path
+
+import environ
+
+from cc_sync.schedules import BEAT_SCHEDULE
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=True)
+# The fallbacks below only exist so the demo runs with no setup; with DEBUG off they must be set.
+_DEMO_ONLY = "demo-only-" + "insecure-key-change-me"
+SECRET_KEY = env("SECRET_KEY", default=_DEMO_ONLY if DEBUG else environ.Env.NOTSET)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+ADMINS = [("Admin", email) for email in env.list("ADMINS", default=[])]
+
+INSTALLED_APPS = [
+    "cc_sync",  # before the admin, so the admin shows the "Connect Constant Contact" banner
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "example_project" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Workers and the web process share one file: wait for the write lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+# A signup form needs three small fields: refuse big bodies early.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 50
+
+CC_SYNC = {
+    "CLIENT_ID": env("CC_CLIENT_ID", default=""),
+    "CLIENT_SECRET": env("CC_CLIENT_SECRET", default=""),
+    "OAUTH_FLOW": env("CC_OAUTH_FLOW", default="authorization_code"),
+    "REDIRECT_URI": env("CC_REDIRECT_URI", default=""),
+    "LIST_IDS": env.list("CC_LIST_IDS", default=[]),
+    "AUTHORIZE_URL": env("CC_AUTHORIZE_URL", default="https://authz.constantcontact.com/oauth2/default/v1/authorize"),
+    "TOKEN_URL": env("CC_TOKEN_URL", default="https://authz.constantcontact.com/oauth2/default/v1/token"),
+    "DEVICE_AUTHORIZE_URL": env(
+        "CC_DEVICE_AUTHORIZE_URL", default="https://authz.constantcontact.com/oauth2/default/v1/device/authorize"
+    ),
+    "API_URL": env("CC_API_URL", default="https://api.cc.email/v3"),
+    # Fernet keys, newest first (`python manage.py cc_sync_generate_key`).
+    "ENCRYPTION_KEYS": env.list(
+        "CC_SYNC_ENCRYPTION_KEYS",
+        default=["ZGVtby1vbmx5LWtleS1kby1ub3QtdXNlLWluLXByb2Q="] if DEBUG else environ.Env.NOTSET,
+    ),
+}
+# Optional overrides of cc_sync's timing settings, e.g. for scaled-down test runs.
+for _name in ("API_RATE", "TOKEN_RATE", "DAILY_LIMIT", "CONNECT_TIMEOUT", "READ_TIMEOUT", "TOKEN_LEEWAY",
+              "RETRY_BASE", "RETRY_MAX", "DEADLINE", "LEASE", "MAX_COUNTDOWN", "REQUEUE_AFTER"):
+    if env.str(f"CC_SYNC_{_name}", default=""):
+        CC_SYNC[_name] = env.float(f"CC_SYNC_{_name}")
+
+# Celery: see docs/celery.md for why each of these matters for not losing a signup.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The publish on the visitor's request must fail fast when the broker is down (the sweeper catches up),
+# and the visibility timeout must exceed the longest countdown cc_sync uses (MAX_COUNTDOWN, 300 s).
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "max_retries": 0,
+}
+CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"cc_sync": {"handlers": ["console"], "level": env("CC_SYNC_LOG_LEVEL", default="INFO")}},
+}

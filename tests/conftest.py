@@ -1,0 +1,113 @@
+"""Shared fixtures.
+
+Tests marked ``services`` need the real PostgreSQL and Redis on 127.0.0.1. Without them they are skipped
+with the reason printed, except under CI (``CI=true``), where a missing service is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import responses
+from celery import Celery
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from cc_sync.models import Connection
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REDIS = ("127.0.0.1", 6379)
+LIST_ID = "07936f78-662a-11eb-af0a-fa163e56c9b0"
+ACCESS_TOKEN = "access-token-0123456789abcdef0123456789"
+REFRESH_TOKEN = "refresh-token-0123456789abcdef0123456789"
+
+# Unit tests publish to an in-memory broker; nothing in them reaches a real broker.
+test_celery_app = Celery("cc_sync_tests", broker="memory://")
+test_celery_app.conf.task_ignore_result = True
+test_celery_app.set_default()
+test_celery_app.set_current()
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, available: bool) -> None:
+    """Skip (or fail under CI) when a real service the test needs is not there."""
+    if available:
+        return
+    message = f"{name} is not reachable on 127.0.0.1"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI=true: service tests must run in CI.", pytrace=False)
+    pytest.skip(f"{message}; start it to run this test.")
+
+
+@pytest.fixture
+def services() -> None:
+    """The real PostgreSQL (as the test database) and Redis."""
+    from tests.settings import POSTGRES_AVAILABLE
+
+    require_service("PostgreSQL", POSTGRES_AVAILABLE and django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"))
+    require_service("Redis", reachable(*REDIS))
+
+
+@pytest.fixture
+def cc_api():
+    """``responses`` mock in which every registered request must be made (and nothing else may be)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock
+
+
+@pytest.fixture
+def cc_settings(settings: Any) -> dict[str, Any]:
+    """The CC_SYNC dict of tests/settings.py (editable per test through pytest-django's ``settings``)."""
+    settings.CC_SYNC = dict(settings.CC_SYNC)
+    return settings.CC_SYNC
+
+
+def make_connection(expires_in: float = 3600, **fields: Any) -> Connection:
+    defaults = {
+        "status": Connection.Status.CONNECTED,
+        "access_token": ACCESS_TOKEN,
+        "refresh_token": REFRESH_TOKEN,
+        "expires_at": timezone.now() + timedelta(seconds=expires_in),
+        "scopes": "contact_data offline_access account_read",
+        "account_name": "Acme Inc",
+        "last_refreshed_at": timezone.now(),
+        "connected_at": timezone.now(),
+    }
+    defaults.update(fields)
+    Connection.objects.update_or_create(pk=Connection.SINGLETON_PK, defaults=defaults)
+    return Connection.load()
+
+
+@pytest.fixture
+def connection(db: Any) -> Connection:
+    """A connected account whose access token is valid for another hour."""
+    return make_connection()
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record the sync tasks cc_sync publishes instead of sending them to a broker."""
+    from cc_sync import tasks
+
+    calls: list[dict[str, Any]] = []
+
+    def recorder(task: Any) -> Any:
+        def record(args: Any = None, kwargs: Any = None, **options: Any) -> None:
+            calls.append({"task": task.name, "args": tuple(args or ()), **options})
+
+        return record
+
+    for task in (tasks.sync_signup, tasks.sweep_due_signups):
+        monkeypatch.setattr(task, "apply_async", recorder(task))
+    return calls

@@ -1,0 +1,196 @@
+"""Keeping the tokens alive: refresh when stale, under the row lock, once; reconnect handling."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+import responses
+from django.core import mail
+from django.utils import timezone
+from responses import matchers
+
+from cc_sync import oauth
+from cc_sync.exceptions import ReconnectRequired, RetryLater, Throttled
+from cc_sync.models import Connection, Signup
+from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, make_connection
+
+TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
+BASIC = {"Authorization": "Basic dGVzdC1jbGllbnQtaWQ6dGVzdC1jbGllbnQtc2VjcmV0"}  # test-client-id:test-client-secret
+
+
+def expect_refresh(cc_api, refresh_token=REFRESH_TOKEN, status=200, body=None, **kwargs):
+    body = body if body is not None else {
+        "token_type": "Bearer", "expires_in": 86400, "access_token": "new-access-token-xyz",
+        "refresh_token": "new-refresh-token-xyz", "scope": "contact_data offline_access account_read",
+    }
+    return cc_api.post(
+        TOKEN_URL,
+        status=status,
+        json=body,
+        match=[
+            matchers.header_matcher(BASIC),
+            matchers.urlencoded_params_matcher({"grant_type": "refresh_token", "refresh_token": refresh_token}),
+        ],
+        **kwargs,
+    )
+
+
+def test_fresh_token_is_returned_without_any_request(connection, cc_api):
+    assert oauth.get_access_token() == ACCESS_TOKEN
+
+
+def test_token_within_leeway_is_refreshed_and_saved_before_use(db, cc_api):
+    make_connection(expires_in=200)  # inside the default 300 s leeway
+    call = expect_refresh(cc_api)
+    assert oauth.get_access_token() == "new-access-token-xyz"
+    assert call.call_count == 1
+    stored = Connection.load()
+    assert stored.access_token == "new-access-token-xyz"
+    assert stored.refresh_token == "new-refresh-token-xyz"
+    assert timedelta(seconds=86390) < stored.expires_at - timezone.now() <= timedelta(seconds=86400)
+    assert stored.last_refreshed_at is not None
+
+
+def test_leeway_is_a_setting(db, cc_api, cc_settings):
+    cc_settings["TOKEN_LEEWAY"] = 60
+    make_connection(expires_in=200)
+    assert oauth.get_access_token() == ACCESS_TOKEN
+
+
+def test_expired_token_is_refreshed(db, cc_api):
+    make_connection(expires_in=-10)
+    expect_refresh(cc_api)
+    assert oauth.get_access_token() == "new-access-token-xyz"
+
+
+def test_refresh_response_without_refresh_token_keeps_the_old_one(db, cc_api):
+    make_connection(expires_in=-10)
+    expect_refresh(cc_api, body={"access_token": "only-access", "expires_in": 86400, "token_type": "Bearer"})
+    assert oauth.get_access_token() == "only-access"
+    assert Connection.load().refresh_token == REFRESH_TOKEN
+
+
+def test_invalid_grant_marks_needs_reconnect_and_mails_admins_once(db, cc_api, django_capture_on_commit_callbacks):
+    make_connection(expires_in=-10)
+    expect_refresh(cc_api, status=400, body={"error": "invalid_grant",
+                                              "error_description": "The refresh token is invalid or expired."})
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ReconnectRequired):
+        oauth.get_access_token()
+    connection = Connection.load()
+    assert connection.status == Connection.Status.NEEDS_RECONNECT
+    assert "invalid_grant" in connection.last_error
+    assert len(mail.outbox) == 1
+    assert "reconnect" in mail.outbox[0].subject.lower()
+    # Never retried in a loop: the next call refuses without asking CC again (cc_api has no more responses).
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ReconnectRequired):
+        oauth.get_access_token()
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (429, {"error_key": "throttled"}, Throttled),
+        (500, {"error": "server_error"}, RetryLater),
+        (503, None, RetryLater),
+    ],
+)
+def test_transient_token_endpoint_errors_are_retried_later_without_reconnect(db, cc_api, status, body, error):
+    make_connection(expires_in=-10)
+    expect_refresh(cc_api, status=status, body=body or {})
+    with pytest.raises(error):
+        oauth.get_access_token()
+    connection = Connection.load()
+    assert connection.status == Connection.Status.CONNECTED
+    assert connection.refresh_token == REFRESH_TOKEN
+    assert connection.last_error
+
+
+def test_token_endpoint_timeout_is_transient(db, cc_api):
+    import requests
+
+    make_connection(expires_in=-10)
+    cc_api.post(TOKEN_URL, body=requests.ConnectTimeout("timed out"))
+    with pytest.raises(RetryLater):
+        oauth.get_access_token()
+    assert Connection.load().status == Connection.Status.CONNECTED
+
+
+def test_rejected_token_is_replaced_once_even_if_asked_twice(connection, cc_api):
+    expect_refresh(cc_api)
+    assert oauth.replace_rejected_token(ACCESS_TOKEN) == "new-access-token-xyz"
+    # A second worker that saw the same 401 finds the token already replaced: no second refresh.
+    assert oauth.replace_rejected_token(ACCESS_TOKEN) == "new-access-token-xyz"
+
+
+def test_not_connected_refuses_without_calling_cc(db, cc_api):
+    with pytest.raises(ReconnectRequired):
+        oauth.get_access_token()
+
+
+def test_keep_alive_refreshes_an_idle_connection_and_rechecks_lists(db, cc_api):
+    make_connection(last_refreshed_at=timezone.now() - timedelta(days=8), lists_checked_at=timezone.now())
+    expect_refresh(cc_api)
+    oauth.keep_alive()
+    assert Connection.load().access_token == "new-access-token-xyz"
+
+
+def test_keep_alive_does_nothing_for_a_recent_refresh(db, cc_api):
+    make_connection(lists_checked_at=timezone.now())
+    oauth.keep_alive()
+    assert Connection.load().access_token == ACCESS_TOKEN
+
+
+def test_keep_alive_reports_chosen_lists_that_vanished_from_the_account(db, cc_api, cc_settings):
+    cc_settings["LIST_IDS"] = []
+    make_connection(lists_checked_at=timezone.now() - timedelta(days=2), list_ids=["gone"],
+                    available_lists=[{"list_id": "gone", "name": "Old"}])
+    cc_api.get("https://api.cc.test/v3/contact_lists", json={"lists": [{"list_id": "l1", "name": "New"}]},
+               match=[matchers.header_matcher({"Authorization": f"Bearer {ACCESS_TOKEN}"})])
+    oauth.keep_alive()
+    from cc_sync import status
+
+    assert status.report().missing_list_ids == ["gone"]
+    assert "Lists no longer in the account: gone." in status.report().problems
+    assert Connection.load().available_lists == [{"list_id": "l1", "name": "New"}]
+
+
+def test_reconnect_releases_held_signups(db, cc_api, published, django_capture_on_commit_callbacks):
+    make_connection(status=Connection.Status.NEEDS_RECONNECT)
+    held = Signup.objects.create(email="held@example.com", status=Signup.Status.WAITING_RECONNECT)
+    cc_api.get("https://api.cc.test/v3/account/summary", json={"organization_name": "Acme Inc"})
+    cc_api.get("https://api.cc.test/v3/contact_lists", json={"lists": []})
+    with django_capture_on_commit_callbacks(execute=True):
+        oauth.store_grant({"access_token": "a2", "refresh_token": "r2", "expires_in": 86400,
+                           "scope": "contact_data offline_access account_read"})
+    held.refresh_from_db()
+    assert held.status == Signup.Status.PENDING
+    assert [call["task"] for call in published] == ["cc_sync.sweep_due_signups"]
+
+
+def test_logs_of_connect_and_refresh_never_contain_tokens(db, cc_api, caplog):
+    caplog.set_level(logging.DEBUG)
+    cc_api.get("https://api.cc.test/v3/account/summary", json={"organization_name": "Acme Inc"})
+    cc_api.get("https://api.cc.test/v3/contact_lists", json={"lists": []})
+    oauth.store_grant({"access_token": "secret-access-1", "refresh_token": "secret-refresh-1", "expires_in": 1,
+                       "scope": "contact_data offline_access account_read"})
+    expect_refresh(cc_api, refresh_token="secret-refresh-1", body={
+        "access_token": "secret-access-2", "refresh_token": "secret-refresh-2", "expires_in": 86400})
+    assert oauth.get_access_token() == "secret-access-2"
+    expect_refresh(cc_api, refresh_token="secret-refresh-2", status=400,
+                   body={"error": "invalid_grant", "error_description": "The refresh token is invalid or expired."})
+    with pytest.raises(ReconnectRequired) as excinfo:
+        oauth.refresh_now()
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert caplog.records, "the connect and refresh should have logged something"
+    for secret in ("secret-access-1", "secret-refresh-1", "secret-access-2", "secret-refresh-2"):
+        assert secret not in logged
+        assert secret not in str(excinfo.value)
+
+
+def test_disconnect_forgets_tokens(connection):
+    oauth.disconnect()
+    stored = Connection.load()
+    assert (stored.status, stored.access_token, stored.refresh_token) == (Connection.Status.DISCONNECTED, "", "")

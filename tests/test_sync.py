@@ -1,0 +1,283 @@
+"""The signup task: claim, push to sign_up_form, and classify every outcome."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+from responses import matchers
+
+from cc_sync import sync, tasks
+from cc_sync.models import Connection, Signup
+from tests.conftest import ACCESS_TOKEN, LIST_ID, make_connection
+
+SIGN_UP_URL = "https://api.cc.test/v3/contacts/sign_up_form"
+TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
+CONTACT_ID = "ab7ab702-b935-11e9-8a58-fa163e6b01c1"
+S = Signup.Status
+
+
+@pytest.fixture
+def signup(db):
+    return Signup.objects.create(email="jdodge@example.com", first_name="Jake", last_name="Dodge", list_ids=[LIST_ID])
+
+
+def expect_sign_up(cc_api, token=ACCESS_TOKEN, status=201, json=None, body=None, **kwargs):
+    """Register the exact sign_up_form request a signup must produce."""
+    content = {"json": json if json is not None else {"contact_id": CONTACT_ID, "action": "created"}}
+    if body is not None:
+        content = {"body": body}
+    return cc_api.post(
+        SIGN_UP_URL,
+        status=status,
+        match=[
+            matchers.header_matcher({"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                     "Accept": "application/json"}),
+            matchers.json_params_matcher({"email_address": "jdodge@example.com", "first_name": "Jake",
+                                          "last_name": "Dodge", "list_memberships": [LIST_ID]}),
+        ],
+        **content,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def run(django_capture_on_commit_callbacks):
+    """Run the task body for a signup as a worker would (after-commit callbacks included)."""
+
+    def run_task(signup):
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.sync_signup.run(signup.pk)
+        signup.refresh_from_db()
+        return signup
+
+    return run_task
+
+
+@pytest.mark.parametrize(("status", "created"), [(201, True), (200, False)])
+def test_success_marks_synced_with_contact_id(connection, cc_api, signup, status, created, run):
+    expect_sign_up(cc_api, status=status, json={"contact_id": CONTACT_ID, "action": "updated"})
+    signup = run(signup)
+    assert signup.status == S.SYNCED
+    assert signup.contact_id == CONTACT_ID
+    assert signup.created_in_cc is created
+    assert signup.synced_at is not None
+    assert signup.attempts == 1
+
+
+def test_a_second_delivery_of_the_same_message_does_nothing(connection, cc_api, signup, run):
+    expect_sign_up(cc_api)
+    run(signup)
+    run(signup)  # cc_api would fail on a second, unregistered request
+    assert Signup.objects.get(pk=signup.pk).attempts == 1
+
+
+def test_a_row_claimed_by_a_live_worker_is_not_taken_twice(connection, cc_api, signup):
+    assert sync.claim(signup.pk) is not None
+    assert sync.claim(signup.pk) is None
+
+
+def test_a_row_left_syncing_by_a_dead_worker_is_claimable_after_its_lease(connection, cc_api, signup, run):
+    Signup.objects.filter(pk=signup.pk).update(status=S.SYNCING, lease_expires_at=timezone.now() - timedelta(seconds=1))
+    expect_sign_up(cc_api)
+    assert run(signup).status == S.SYNCED
+
+
+@pytest.mark.parametrize("status", [400, 404, 415])
+def test_permanent_rejections_fail_once_with_ccs_message(connection, cc_api, signup, published, status, run):
+    expect_sign_up(cc_api, status=status, json=[
+        {"error_key": "contacts.api.validation.error", "error_message": "list_memberships is invalid."}])
+    signup = run(signup)
+    assert signup.status == S.FAILED
+    assert "list_memberships is invalid." in signup.last_error
+    assert signup.last_error_key == "contacts.api.validation.error"
+    assert published == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": 409, "json": [{"error_key": "conflict", "error_message": "simultaneous edit"}]},
+        {"status": 500, "body": "<html>oops</html>"},
+        {"status": 502, "body": "<html>bad gateway</html>"},
+        {"status": 503, "json": {}},
+        {"status": 200, "body": "<html>maintenance</html>"},
+        {"status": 200, "body": ""},
+        {"status": 200, "body": '{"contact_id": "ab'},
+        {"status": 201, "json": {"action": "created"}},
+        {"status": 201, "json": {"contact_id": ""}},
+        {"status": 202, "json": {"contact_id": CONTACT_ID}},
+        {"status": 200, "json": ["not", "an", "object"]},
+    ],
+    ids=["409", "500", "502-html", "503", "200-html", "200-empty", "200-truncated", "201-no-id", "201-empty-id",
+         "202", "200-array"],
+)
+def test_transient_outcomes_and_bad_bodies_are_retried_never_synced(connection, cc_api, signup, published, answer, run):
+    expect_sign_up(cc_api, **answer)
+    before = timezone.now()
+    signup = run(signup)
+    assert signup.status == S.PENDING
+    assert signup.contact_id == ""
+    assert before <= signup.next_attempt_at <= timezone.now() + timedelta(seconds=2)  # RETRY_BASE 2 s, attempt 1
+    assert signup.last_error
+    assert [call["args"] for call in published] == [(signup.pk,)]
+
+
+@pytest.mark.parametrize("error", [requests.ConnectTimeout("connect"), requests.ReadTimeout("read"),
+                                   requests.ConnectionError("Connection reset by peer")])
+def test_timeouts_and_resets_are_retried(connection, cc_api, signup, published, error, run):
+    cc_api.post(SIGN_UP_URL, body=error)
+    assert run(signup).status == S.PENDING
+
+
+def test_every_call_has_connect_and_read_timeouts(connection, signup, monkeypatch, cc_settings, run):
+    cc_settings.update(CONNECT_TIMEOUT=3.5, READ_TIMEOUT=12)
+    seen = []
+
+    def fake_request(self, method, url, **kwargs):
+        seen.append(kwargs.get("timeout"))
+        raise requests.ConnectTimeout("no")
+
+    monkeypatch.setattr(requests.Session, "request", fake_request)
+    run(signup)
+    assert seen == [(3.5, 12.0)]
+
+
+def test_backoff_is_capped_exponential_with_full_jitter(monkeypatch, cc_settings):
+    from cc_sync.exceptions import RetryLater
+
+    cc_settings.update(RETRY_BASE=2, RETRY_MAX=600)
+    monkeypatch.setattr(sync.random, "uniform", lambda low, high: high)  # the top of the jitter range
+    assert [sync.retry_delay(n, RetryLater("x")) for n in (1, 2, 3, 10, 30)] == [2, 4, 8, 600, 600]
+    monkeypatch.setattr(sync.random, "uniform", lambda low, high: low)
+    assert sync.retry_delay(5, RetryLater("x")) == 0
+
+
+def test_throttled_waits_at_least_a_second(connection, cc_api, signup, published, run):
+    expect_sign_up(cc_api, status=429, json={"error_key": "throttled", "error_message": "Too Many Requests"})
+    before = timezone.now()
+    signup = run(signup)
+    assert signup.status == S.PENDING
+    assert signup.next_attempt_at >= before + timedelta(seconds=1)
+    assert published[0]["countdown"] >= 1
+
+
+def test_quota_exceeded_waits_until_after_midnight_utc_in_the_database(connection, cc_api, signup, published, run):
+    expect_sign_up(cc_api, status=429, json={"error_key": "quota_exceeded", "error_message": "Limit Exceeded"})
+    signup = run(signup)
+    midnight = (timezone.now() + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert signup.status == S.PENDING
+    assert signup.next_attempt_at > midnight
+    assert signup.last_error_key == "quota_exceeded"
+    assert published == []  # a wait of hours is left to the sweeper, never a long Celery countdown
+
+
+def test_401_refreshes_once_and_retries_once(connection, cc_api, signup, run):
+    expect_sign_up(cc_api, status=401, json={"error_key": "unauthorized", "error_message": "Unauthorized"})
+    cc_api.post(TOKEN_URL, json={"access_token": "fresh-token", "refresh_token": "r2", "expires_in": 86400},
+                match=[matchers.urlencoded_params_matcher({"grant_type": "refresh_token",
+                                                           "refresh_token": connection.refresh_token})])
+    expect_sign_up(cc_api, token="fresh-token", status=200, json={"contact_id": CONTACT_ID, "action": "updated"})
+    signup = run(signup)
+    assert signup.status == S.SYNCED
+    assert Connection.load().access_token == "fresh-token"
+
+
+def test_401_right_after_a_refresh_holds_the_row_and_needs_reconnect(connection, cc_api, signup, mailoutbox, run):
+    expect_sign_up(cc_api, status=401, json={"error_key": "unauthorized"})
+    cc_api.post(TOKEN_URL, json={"access_token": "fresh-token", "refresh_token": "r2", "expires_in": 86400})
+    expect_sign_up(cc_api, token="fresh-token", status=401, json={"error_key": "unauthorized"})
+    signup = run(signup)
+    assert signup.status == S.WAITING_RECONNECT
+    assert Connection.load().status == Connection.Status.NEEDS_RECONNECT
+    assert len(mailoutbox) == 1
+
+
+def test_403_holds_the_row_and_needs_reconnect(connection, cc_api, signup, run):
+    expect_sign_up(cc_api, status=403, json=[{"error_key": "forbidden", "error_message": "Forbidden"}])
+    assert run(signup).status == S.WAITING_RECONNECT
+    assert Connection.load().status == Connection.Status.NEEDS_RECONNECT
+
+
+def test_invalid_grant_holds_the_row(db, cc_api, signup, run):
+    make_connection(expires_in=-1)
+    cc_api.post(TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "expired"})
+    assert run(signup).status == S.WAITING_RECONNECT
+    assert Connection.load().status == Connection.Status.NEEDS_RECONNECT
+
+
+def test_signups_are_held_without_any_request_while_not_connected(db, cc_api, signup, run):
+    assert run(signup).status == S.WAITING_RECONNECT
+
+
+def test_past_the_deadline_a_transient_failure_fails_the_row(connection, cc_api, signup, run):
+    Signup.objects.filter(pk=signup.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    expect_sign_up(cc_api, status=503, json={})
+    signup = run(signup)
+    assert signup.status == S.FAILED
+    assert signup.last_error.startswith("Gave up after 1 attempts")
+
+
+def test_retry_now_gives_a_failed_row_a_new_deadline(connection, signup, published, django_capture_on_commit_callbacks):
+    Signup.objects.filter(pk=signup.pk).update(status=S.FAILED, deadline_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sync.retry_now(Signup.objects.all()) == 1
+    signup.refresh_from_db()
+    assert signup.status == S.PENDING
+    assert signup.deadline_at > timezone.now() + timedelta(days=2)
+    assert [call["args"] for call in published] == [(signup.pk,)]
+
+
+def test_optional_fields_are_sent_only_when_given(connection, cc_api, run):
+    signup = Signup.objects.create(email="a@example.com", phone_number="+1 555 0100", list_ids=["l1", "l2"])
+    cc_api.post(SIGN_UP_URL, json={"contact_id": CONTACT_ID}, status=201, match=[matchers.json_params_matcher(
+        {"email_address": "a@example.com", "phone_number": "+1 555 0100", "list_memberships": ["l1", "l2"]})])
+    assert run(signup).status == S.SYNCED
+
+
+def test_rows_without_lists_use_the_default_lists_at_push_time(connection, cc_api, cc_settings, run):
+    signup = Signup.objects.create(email="jdodge@example.com", first_name="Jake", last_name="Dodge")
+    expect_sign_up(cc_api)
+    assert run(signup).status == S.SYNCED
+
+
+def test_with_no_list_anywhere_the_row_is_held(connection, cc_api, cc_settings, run):
+    cc_settings["LIST_IDS"] = []
+    signup = Signup.objects.create(email="a@example.com")
+    signup = run(signup)
+    assert signup.status == S.WAITING_RECONNECT
+    assert "list" in signup.last_error
+
+
+def test_sweeper_queues_due_rows_whose_message_is_missing(connection, published):
+    now = timezone.now()
+    never = Signup.objects.create(email="a@example.com")
+    lost = Signup.objects.create(email="b@example.com", enqueued_at=now - timedelta(minutes=10))
+    Signup.objects.create(email="c@example.com", enqueued_at=now)  # its message is on its way
+    Signup.objects.create(email="d@example.com", next_attempt_at=now + timedelta(hours=1))  # not due
+    dead = Signup.objects.create(email="e@example.com", status=S.SYNCING, enqueued_at=now - timedelta(minutes=5),
+                                 lease_expires_at=now - timedelta(seconds=1))
+    Signup.objects.create(email="f@example.com", status=S.SYNCING, lease_expires_at=now + timedelta(minutes=1))
+    Signup.objects.create(email="g@example.com", status=S.SYNCED)
+    assert sync.sweep() == 3
+    assert sorted(call["args"][0] for call in published) == sorted([never.pk, lost.pk, dead.pk])
+    published.clear()
+    assert sync.sweep() == 0  # just queued: not again until REQUEUE_AFTER
+
+
+def test_sweeper_releases_held_rows_once_connected(connection, published, django_capture_on_commit_callbacks):
+    held = Signup.objects.create(email="a@example.com", status=S.WAITING_RECONNECT)
+    with django_capture_on_commit_callbacks(execute=True):
+        sync.sweep()
+    held.refresh_from_db()
+    assert held.status == S.PENDING
+    assert (held.pk,) in [call["args"] for call in published]
+
+
+def test_mark_failed_leaves_synced_rows_alone(connection):
+    Signup.objects.create(email="a@example.com", status=S.SYNCED)
+    Signup.objects.create(email="b@example.com", status=S.PENDING)
+    assert sync.mark_failed(Signup.objects.all(), "by hand") == 1
+    assert Signup.objects.filter(status=S.FAILED).count() == 1
