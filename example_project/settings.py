@@ -114,7 +114,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "max_retries": 0,
 }
-CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE}
+CELERY_BEAT_SCHEDULE = {name: dict(entry) for name, entry in BEAT_SCHEDULE.items()}
+CELERY_BEAT_SCHEDULE["cc_sync.sweep_due_signups"]["schedule"] = env.float("CC_SYNC_SWEEP_INTERVAL", default=60.0)
 
 LOGGING = {
     "version": 1,
