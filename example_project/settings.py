@@ -73,18 +73,23 @@ EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 50
 
+# With no real CC application configured (and DEBUG on), cc_sync's local sandbox stands in for CC:
+# `python manage.py cc_sync_sandbox` (the demo starts it). A real CC_CLIENT_ID switches to real CC.
+USING_SANDBOX = DEBUG and not env("CC_CLIENT_ID", default="")
+_SANDBOX = env("CC_SANDBOX_URL", default="http://127.0.0.1:8765")
+_CC_AUTH = f"{_SANDBOX}/oauth2/default/v1" if USING_SANDBOX else "https://authz.constantcontact.com/oauth2/default/v1"
+_CC_API = f"{_SANDBOX}/v3" if USING_SANDBOX else "https://api.cc.email/v3"
+
 CC_SYNC = {
-    "CLIENT_ID": env("CC_CLIENT_ID", default=""),
-    "CLIENT_SECRET": env("CC_CLIENT_SECRET", default=""),
+    "CLIENT_ID": env("CC_CLIENT_ID", default="sandbox-client-id" if USING_SANDBOX else ""),
+    "CLIENT_SECRET": env("CC_CLIENT_SECRET", default="sandbox-client-secret" if USING_SANDBOX else ""),
     "OAUTH_FLOW": env("CC_OAUTH_FLOW", default="authorization_code"),
     "REDIRECT_URI": env("CC_REDIRECT_URI", default=""),
     "LIST_IDS": env.list("CC_LIST_IDS", default=[]),
-    "AUTHORIZE_URL": env("CC_AUTHORIZE_URL", default="https://authz.constantcontact.com/oauth2/default/v1/authorize"),
-    "TOKEN_URL": env("CC_TOKEN_URL", default="https://authz.constantcontact.com/oauth2/default/v1/token"),
-    "DEVICE_AUTHORIZE_URL": env(
-        "CC_DEVICE_AUTHORIZE_URL", default="https://authz.constantcontact.com/oauth2/default/v1/device/authorize"
-    ),
-    "API_URL": env("CC_API_URL", default="https://api.cc.email/v3"),
+    "AUTHORIZE_URL": env("CC_AUTHORIZE_URL", default=f"{_CC_AUTH}/authorize"),
+    "TOKEN_URL": env("CC_TOKEN_URL", default=f"{_CC_AUTH}/token"),
+    "DEVICE_AUTHORIZE_URL": env("CC_DEVICE_AUTHORIZE_URL", default=f"{_CC_AUTH}/device/authorize"),
+    "API_URL": env("CC_API_URL", default=_CC_API),
     # Fernet keys, newest first (`python manage.py cc_sync_generate_key`).
     "ENCRYPTION_KEYS": env.list(
         "CC_SYNC_ENCRYPTION_KEYS",
@@ -98,7 +103,8 @@ for _name in ("API_RATE", "TOKEN_RATE", "DAILY_LIMIT", "CONNECT_TIMEOUT", "READ_
         CC_SYNC[_name] = env.float(f"CC_SYNC_{_name}")
 
 # Celery: see docs/celery.md for why each of these matters for not losing a signup.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+# The default broker is a folder (no server to run) so the demo works anywhere; use Redis or RabbitMQ for real.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -114,6 +120,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "max_retries": 0,
 }
+if CELERY_BROKER_URL.startswith("filesystem"):
+    _BROKER_DIR = BASE_DIR / ".demo" / "broker"
+    _BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_BROKER_DIR), "data_folder_out": str(_BROKER_DIR)}
 CELERY_BEAT_SCHEDULE = {name: dict(entry) for name, entry in BEAT_SCHEDULE.items()}
 CELERY_BEAT_SCHEDULE["cc_sync.sweep_due_signups"]["schedule"] = env.float("CC_SYNC_SWEEP_INTERVAL", default=60.0)
 
