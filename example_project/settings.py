@@ -123,7 +123,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 if CELERY_BROKER_URL.startswith("filesystem"):
     _BROKER_DIR = BASE_DIR / ".demo" / "broker"
     _BROKER_DIR.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_BROKER_DIR), "data_folder_out": str(_BROKER_DIR)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR),
+        "data_folder_out": str(_BROKER_DIR),
+        "control_folder": str(_BROKER_DIR / "control"),
+    }
 CELERY_BEAT_SCHEDULE = {name: dict(entry) for name, entry in BEAT_SCHEDULE.items()}
 CELERY_BEAT_SCHEDULE["cc_sync.sweep_due_signups"]["schedule"] = env.float("CC_SYNC_SWEEP_INTERVAL", default=60.0)
 
