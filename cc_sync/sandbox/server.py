@@ -1,0 +1,1581 @@
+"""A local Constant Contact V3 emulator: CC's OAuth2 server plus the ``/v3`` calls cc_sync makes.
+
+Start one with :class:`Sandbox`, point cc_sync at it with :meth:`Sandbox.cc_sync_settings`, and watch
+contacts land at ``GET /``. It runs on the standard library alone (no Django), so it also works with
+``python -m cc_sync.sandbox`` and inside any test suite.
+
+What it emulates (paths are CC's own):
+
+* ``GET|POST /oauth2/default/v1/authorize`` - consent page with Allow/Deny, code redirect, PKCE (S256).
+* ``POST /oauth2/default/v1/token`` - ``authorization_code``, ``refresh_token`` (rotating or long-lived)
+  and the device-code grant; parameters from the form body or the query string; 1 request/s limit.
+* ``POST /oauth2/default/v1/device/authorize`` and ``GET|POST /device`` - the device flow.
+* ``GET /v3/account/summary``, ``GET /v3/contact_lists`` (cursor paging), ``POST /v3/contacts/sign_up_form``
+  (validated upsert keyed on the email) - Bearer tokens, 4 requests/s, 10,000 requests per UTC day.
+* Fault injection (5xx, timeouts, dropped connections, throttling, broken 200 bodies) with a seeded RNG.
+* ``/_sandbox/...`` JSON control endpoints and ``GET /`` (an auto-refreshing HTML overview).
+
+Behaviour follows CC's documentation where it exists; where CC documents nothing (error bodies of
+the token endpoint, device-flow poll errors) it follows RFC 6749 / RFC 8628 and Okta, which runs CC's
+authorization server.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import math
+import random
+import secrets
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from . import pages
+from .validation import NOT_FOUND, VALIDATION_ERROR, validate_sign_up
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_APP",
+    "DEFAULT_LISTS",
+    "DEFAULT_SCOPE",
+    "FAULTS",
+    "Sandbox",
+]
+
+AUTHORIZE_PATH = "/oauth2/default/v1/authorize"
+TOKEN_PATH = "/oauth2/default/v1/token"
+DEVICE_AUTHORIZE_PATH = "/oauth2/default/v1/device/authorize"
+DEVICE_PAGE_PATH = "/device"
+API_PREFIX = "/v3"
+CONTROL_PREFIX = "/_sandbox/"
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+FLOWS = ("authorization_code", "pkce", "device")
+REFRESH_TOKEN_TYPES = ("rotating", "long_lived")
+DEFAULT_SCOPE = "contact_data offline_access account_read"
+KNOWN_SCOPES = frozenset(pages.SCOPE_DESCRIPTIONS)
+
+# Checked in this order against one uniform draw, so probabilities add up.
+FAULTS = (
+    "error_5xx",
+    "timeout",
+    "drop",
+    "throttle",
+    "html_200",
+    "empty_200",
+    "truncated_json",
+    "missing_contact_id",
+)
+# Faults that happen after CC has done the work: only the answer is lost or garbled.
+PROCESSED_FAULTS = frozenset({"timeout", "html_200", "empty_200", "truncated_json", "missing_contact_id"})
+
+DEFAULT_APP: dict[str, Any] = {
+    "client_id": "sandbox-client-id",
+    "client_secret": "sandbox-client-secret",
+    "redirect_uris": [
+        "http://127.0.0.1:8000/admin/cc_sync/connection/callback/",
+        "http://localhost:8000/admin/cc_sync/connection/callback/",
+    ],
+    "flow": "authorization_code",
+    "name": "cc_sync sandbox app",
+}
+_LIST_TIMESTAMP = "2024-01-15T10:00:00.000Z"
+DEFAULT_LISTS: list[dict[str, Any]] = [
+    {"list_id": "07936f78-662a-11eb-af0a-fa163e56c9b0", "name": "General Interest"},
+    {"list_id": "06526938-56dd-11e9-932a-fa163ea075fa", "name": "Newsletter"},
+    {"list_id": "1fb28c36-56dd-11e9-932a-fa163ea075fa", "name": "Events"},
+]
+DEFAULT_ACCOUNT: dict[str, Any] = {
+    "organization_name": "Sandbox Organization",
+    "encoded_account_id": "sandbox-account",
+}
+_DEFAULT_SECRET = DEFAULT_APP["client_secret"]
+
+_DEFAULT_CONFIG: dict[str, Any] = {
+    "apps": [DEFAULT_APP],
+    "refresh_tokens": "rotating",
+    "token_lifetime": 86400,
+    "code_lifetime": 300,
+    "device_lifetime": 600,
+    "device_interval": 5,
+    "refresh_token_idle_lifetime": 180 * 86400,
+    "token_rate": 1.0,
+    "api_rate": 4,
+    "daily_quota": 10000,
+    "lists": DEFAULT_LISTS,
+    "account": DEFAULT_ACCOUNT,
+    "faults": {},
+    "token_faults": {},
+    "seed": 0,
+    "timeout_seconds": 30.0,
+    "delay": 0.0,
+}
+_APP_SHORTCUTS = ("client_id", "client_secret", "redirect_uris", "flow")
+_APP_KEYS = frozenset({"client_id", "client_secret", "redirect_uris", "flow", "name"})
+_LIST_KEYS = frozenset({"list_id", "name", "description", "favorite", "created_at", "updated_at"})
+_GRANTS_BY_FLOW = {
+    "authorization_code": frozenset({"authorization_code", "refresh_token"}),
+    "pkce": frozenset({"authorization_code", "refresh_token"}),
+    "device": frozenset({DEVICE_CODE_GRANT, "refresh_token"}),
+}
+_SUPPORTED_GRANTS = frozenset().union(*_GRANTS_BY_FLOW.values())
+_LOG_LIMIT = 100_000
+_CONTROL_ACTIONS = frozenset(
+    {"configure", "expire_tokens", "reset", "reset_quota", "approve_device", "deny_device", "issue_tokens"}
+)
+_USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels or look-alikes, as Okta does
+
+# Messages are Okta's (CC's authorization server) where known.
+_INVALID_CLIENT = "Client authentication failed. Either the client or the client credentials are invalid."
+_INVALID_CODE = "The authorization code is invalid or has expired."
+_INVALID_REFRESH = "The refresh token is invalid or expired."
+_INVALID_REDIRECT = "The 'redirect_uri' parameter must be a Login redirect URI in the client app settings."
+_THROTTLED = {"error_key": "throttled", "error_message": "Too Many Requests"}
+_QUOTA_EXCEEDED = {"error_key": "quota_exceeded", "error_message": "Limit Exceeded"}
+_UNAUTHORIZED = {"error_key": "unauthorized", "error_message": "Unauthorized"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def _fail(message: str) -> NoReturn:
+    raise ValueError(message)
+
+
+def _number(config: dict[str, Any], name: str, *, minimum: float = 0.0, optional: bool = False) -> None:
+    value = config[name]
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        _fail(f"{name} must be a number >= {minimum}" + (" or None" if optional else "") + f", not {value!r}")
+
+
+def _rate(config: dict[str, Any], name: str) -> None:
+    # 0 and None both switch a limit off.
+    if config[name] == 0:
+        config[name] = None
+    _number(config, name, minimum=0.0, optional=True)
+
+
+def _normalize_app(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        _fail(f"each app must be a dict, not {raw!r}")
+    unknown = set(raw) - _APP_KEYS
+    if unknown:
+        _fail(f"unknown app key(s): {', '.join(sorted(unknown))}")
+    app = {
+        "client_id": raw.get("client_id"),
+        "client_secret": raw.get("client_secret"),
+        "redirect_uris": list(raw.get("redirect_uris") or []),
+        "flow": raw.get("flow", "authorization_code"),
+        "name": raw.get("name") or f"Sandbox app {raw.get('client_id')}",
+    }
+    if not isinstance(app["client_id"], str) or not app["client_id"]:
+        _fail("each app needs a non-empty client_id")
+    if app["flow"] not in FLOWS:
+        _fail(f"flow must be one of {', '.join(FLOWS)}, not {app['flow']!r}")
+    if not all(isinstance(uri, str) and uri for uri in app["redirect_uris"]):
+        _fail("redirect_uris must be a list of URLs")
+    if app["flow"] == "authorization_code" and not isinstance(app["client_secret"], str):
+        _fail(f"app {app['client_id']!r} uses the authorization_code flow and needs a client_secret")
+    if app["flow"] != "authorization_code" and app["client_secret"] is not None:
+        _fail(f"app {app['client_id']!r} is a public ({app['flow']}) app: its client_secret must be None")
+    return app
+
+
+def _normalize_list(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+        _fail(f"each list must be a dict with list_id and name, not {raw!r}")
+    unknown = set(raw) - _LIST_KEYS
+    if unknown:
+        _fail(f"unknown list key(s): {', '.join(sorted(unknown))}")
+    try:
+        list_id = str(uuid.UUID(str(raw.get("list_id"))))
+    except ValueError:
+        _fail(f"list_id must be a UUID (CC's list ids are), not {raw.get('list_id')!r}")
+    return {
+        "list_id": list_id,
+        "name": raw["name"],
+        "description": raw.get("description", ""),
+        "favorite": bool(raw.get("favorite", False)),
+        "created_at": raw.get("created_at", _LIST_TIMESTAMP),
+        "updated_at": raw.get("updated_at", raw.get("created_at", _LIST_TIMESTAMP)),
+    }
+
+
+def _normalize_faults(name: str, raw: Any) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        _fail(f"{name} must be a dict of fault name to probability")
+    unknown = set(raw) - set(FAULTS)
+    if unknown:
+        _fail(f"unknown fault(s) in {name}: {', '.join(sorted(unknown))}; known: {', '.join(FAULTS)}")
+    faults = {}
+    for fault, probability in raw.items():
+        if (
+            isinstance(probability, bool)
+            or not isinstance(probability, (int, float))
+            or not 0 <= probability <= 1
+        ):
+            _fail(f"{name}[{fault!r}] must be a probability from 0 to 1, not {probability!r}")
+        if probability:
+            faults[fault] = float(probability)
+    return faults
+
+
+def _build_config(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply ``changes`` to ``base`` and return the validated result; raise ValueError if invalid."""
+    unknown = set(changes) - set(_DEFAULT_CONFIG) - set(_APP_SHORTCUTS)
+    if unknown:
+        _fail(
+            f"unknown sandbox setting(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join([*_DEFAULT_CONFIG, *_APP_SHORTCUTS])}"
+        )
+    config = copy.deepcopy(dict(base))
+    for name in _DEFAULT_CONFIG:
+        if name in changes:
+            config[name] = copy.deepcopy(changes[name])
+
+    if not isinstance(config["apps"], list) or not config["apps"]:
+        _fail("apps must be a non-empty list")
+    apps = [dict(app) if isinstance(app, Mapping) else app for app in config["apps"]]
+    shortcuts = {name: changes[name] for name in _APP_SHORTCUTS if name in changes}
+    if shortcuts and isinstance(apps[0], dict):
+        first = apps[0]
+        if "flow" in shortcuts:
+            first["flow"] = shortcuts["flow"]
+            if "client_secret" not in shortcuts:
+                confidential = shortcuts["flow"] == "authorization_code"
+                first["client_secret"] = (
+                    (first.get("client_secret") or _DEFAULT_SECRET) if confidential else None
+                )
+        for name in ("client_id", "client_secret", "redirect_uris"):
+            if name in shortcuts:
+                first[name] = shortcuts[name]
+    config["apps"] = [_normalize_app(app) for app in apps]
+    client_ids = [app["client_id"] for app in config["apps"]]
+    if len(set(client_ids)) != len(client_ids):
+        _fail("client_ids must be unique")
+
+    if config["refresh_tokens"] not in REFRESH_TOKEN_TYPES:
+        _fail(
+            f"refresh_tokens must be one of {', '.join(REFRESH_TOKEN_TYPES)}, "
+            f"not {config['refresh_tokens']!r}"
+        )
+    for name in ("token_lifetime", "code_lifetime", "device_lifetime"):
+        _number(config, name, minimum=0.001)
+    _number(config, "refresh_token_idle_lifetime", minimum=0.001, optional=True)
+    for name in ("device_interval", "timeout_seconds", "delay"):
+        _number(config, name)
+    _rate(config, "token_rate")
+    _rate(config, "api_rate")
+    quota = config["daily_quota"]
+    if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 0):
+        _fail(f"daily_quota must be an integer >= 0 or None, not {quota!r}")
+
+    if not isinstance(config["lists"], list):
+        _fail("lists must be a list of {'list_id', 'name'} dicts")
+    config["lists"] = [_normalize_list(item) for item in config["lists"]]
+    list_ids = [item["list_id"] for item in config["lists"]]
+    if len(set(list_ids)) != len(list_ids):
+        _fail("list_ids must be unique")
+    if not isinstance(config["account"], Mapping):
+        _fail("account must be a dict")
+    config["account"] = {**DEFAULT_ACCOUNT, **config["account"]}
+    config["faults"] = _normalize_faults("faults", config["faults"])
+    config["token_faults"] = _normalize_faults("token_faults", config["token_faults"])
+    if not isinstance(config["seed"], (int, str, type(None))) or isinstance(config["seed"], bool):
+        _fail("seed must be an int, a str or None")
+    return config
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _utc_day() -> str:
+    return datetime.now(timezone.utc).date().isoformat()
+
+
+def _seconds(value: float) -> int:
+    # Fractional lifetimes are for fast tests; the wire format carries whole seconds.
+    return max(1, math.ceil(value))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _s256(verifier: str) -> str:
+    return _b64url(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def _with_query(uri: str, params: Mapping[str, str | None]) -> str:
+    query = urlencode([(name, value) for name, value in params.items() if value is not None])
+    return f"{uri}{'&' if '?' in uri else '?'}{query}"
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: Message
+    body: bytes
+    arrived: float
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def form(self) -> dict[str, str]:
+        pairs = parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+        return {name: values[0] for name, values in pairs.items()}
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes = b""
+    content_type: str | None = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+    drop: bool = False
+    wait: float = 0.0
+
+
+def _json(status: int, payload: Any, *, error: str | None = None) -> _Reply:
+    return _Reply(status, json.dumps(payload).encode(), error=error)
+
+
+def _html(status: int, document: str, *, error: str | None = None) -> _Reply:
+    return _Reply(status, document.encode(), "text/html; charset=utf-8", error=error)
+
+
+def _redirect(location: str, *, error: str | None = None) -> _Reply:
+    return _Reply(302, b"", None, [("Location", location)], error=error)
+
+
+def _oauth_error(status: int, error: str, description: str) -> _Reply:
+    reply = _json(status, {"error": error, "error_description": description}, error=error)
+    if status == 401:
+        reply.headers.append(("WWW-Authenticate", 'Basic realm="cc-sync-sandbox"'))
+    return reply
+
+
+def _cc_errors(status: int, error_key: str, *messages: str) -> _Reply:
+    # CC's error bodies are a JSON array of {error_key, error_message} (glossary of responses).
+    return _json(status, [{"error_key": error_key, "error_message": m} for m in messages], error=error_key)
+
+
+@dataclass
+class _Code:
+    client_id: str
+    redirect_uri: str
+    scope: str
+    code_challenge: str | None
+    created: float
+    used: bool = False
+
+
+@dataclass
+class _Grant:
+    grant_id: str
+    client_id: str
+    scope: str
+    refresh_token: str | None
+    last_used: float
+
+
+@dataclass
+class _AccessToken:
+    client_id: str
+    scope: str
+    expires_at: float
+    grant_id: str
+
+
+@dataclass
+class _Device:
+    device_code: str
+    user_code: str
+    client_id: str
+    scope: str
+    expires_at: float
+    status: str = "pending"  # pending, approved, denied, consumed
+    last_poll: float | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# The sandbox
+
+
+class Sandbox:
+    """A Constant Contact emulator serving HTTP from a daemon thread.
+
+    ``Sandbox(host, port, **settings)``; ``port=0`` picks a free port. Use it as a context manager or
+    call :meth:`start` / :meth:`stop`. ``verbose=True`` prints one access-log line per request to stderr.
+
+    Settings (constructor keywords, or :meth:`configure` at run time; defaults are CC's values):
+
+    * ``apps`` - registered CC applications: dicts of ``client_id``, ``client_secret`` (None for
+      public apps), ``redirect_uris``, ``flow`` (``authorization_code``, ``pkce`` or ``device``) and
+      ``name``. Default: one confidential app, see :data:`DEFAULT_APP`. The shortcuts ``client_id``,
+      ``client_secret``, ``redirect_uris`` and ``flow`` change the first app; switching it to a
+      public flow drops its secret.
+    * ``refresh_tokens`` - ``"rotating"`` (single use; only a grant's newest refresh token works) or
+      ``"long_lived"`` (the same value comes back on every refresh).
+    * ``token_lifetime`` (86400 s), ``code_lifetime`` (300 s), ``device_lifetime`` (600 s),
+      ``device_interval`` (5 s), ``refresh_token_idle_lifetime`` (180 days; None = never).
+      Fractions of a second are allowed for fast tests; ``expires_in`` is rounded up.
+    * ``token_rate`` (1/s on the token endpoint, all clients together), ``api_rate`` (4/s on ``/v3``
+      per client_id, sliding one-second window), ``daily_quota`` (10,000 accepted ``/v3`` requests
+      per client_id per UTC day). None or 0 switches a rate off; None switches the quota off.
+    * ``lists`` (``{"list_id": uuid, "name"}`` dicts, default :data:`DEFAULT_LISTS`) and ``account``
+      (the ``GET /v3/account/summary`` body, default :data:`DEFAULT_ACCOUNT`).
+    * ``faults`` / ``token_faults`` - ``{name: probability}`` for ``/v3`` and the token endpoint; see
+      :data:`FAULTS`. One seeded draw (``seed``, default 0) per request picks at most one fault.
+      ``error_5xx``, ``drop`` and ``throttle`` stop the request before it is processed, so nothing
+      is stored (or rotated). ``timeout``, ``html_200``, ``empty_200``, ``truncated_json`` and
+      ``missing_contact_id`` happen after CC did the work: the contact *is* stored (and a refresh
+      token rotated), only the answer is lost or garbled, so a retrying client must rely on the
+      upsert. ``timeout`` answers normally after sleeping ``timeout_seconds`` (30).
+    * ``delay`` - extra seconds before every ``/v3`` answer, to emulate CC's latency.
+
+    All mutable state lives on this object and is guarded by one lock; handler threads only sleep
+    (``delay``, ``timeout`` fault) after releasing it.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False, **config: Any
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._config = _build_config(_DEFAULT_CONFIG, config)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._contacts: dict[str, dict[str, Any]] = {}
+        self._codes: dict[str, _Code] = {}
+        self._grants: dict[str, _Grant] = {}
+        self._refresh_tokens: dict[str, str] = {}
+        self._access_tokens: dict[str, _AccessToken] = {}
+        self._devices: dict[str, _Device] = {}
+        self._user_codes: dict[str, str] = {}
+        self._log: deque[dict[str, Any]] = deque(maxlen=_LOG_LIMIT)
+        self._token_calls: Counter[str] = Counter()
+        self._token_window: deque[float] = deque()
+        self._api_windows: dict[str, deque[float]] = {}
+        self._quota: dict[str, list[Any]] = {}
+        self._rng = random.Random(self._config["seed"])
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.base_url if self.running or self.port else 'not started'}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        """Bind the port and serve from a daemon thread; a stopped sandbox restarts on the same port."""
+        if self._server is not None:
+            return self
+        self._stopping = threading.Event()
+        server = _Server((self.host, self.port), self)
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.5},
+            name=f"cc-sync-sandbox:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every connection; requests still sleeping (delay, timeout) get no answer."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        shutdown = threading.Thread(target=server.shutdown, daemon=True)
+        shutdown.start()
+        # serve_forever() only notices the shutdown when select() returns: a throwaway connection
+        # wakes it at once instead of after poll_interval, which keeps per-test sandboxes cheap.
+        try:
+            socket.create_connection((self._loopback_host(), self.port), timeout=1).close()
+        except OSError:
+            pass
+        shutdown.join()
+        server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._server is not None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- URLs and settings -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` (a wildcard bind address is shown as loopback)."""
+        if not self.port:
+            raise RuntimeError("the sandbox has no port yet: call start() first")
+        host = self._loopback_host()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def _loopback_host(self) -> str:
+        return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+
+    @property
+    def authorize_url(self) -> str:
+        """CC's authorization endpoint on this sandbox."""
+        return self.base_url + AUTHORIZE_PATH
+
+    @property
+    def token_url(self) -> str:
+        """CC's token endpoint on this sandbox."""
+        return self.base_url + TOKEN_PATH
+
+    @property
+    def device_authorize_url(self) -> str:
+        """CC's device authorization endpoint on this sandbox."""
+        return self.base_url + DEVICE_AUTHORIZE_PATH
+
+    @property
+    def api_url(self) -> str:
+        """The V3 API base on this sandbox (CC's ``https://api.cc.email/v3``)."""
+        return self.base_url + API_PREFIX
+
+    def cc_sync_settings(self, client_id: str | None = None) -> dict[str, Any]:
+        """The ``CC_SYNC`` entries that point cc_sync at this sandbox, for the default (or given) app.
+
+        ``CLIENT_SECRET`` is ``""`` for public (pkce/device) apps, matching cc_sync's default.
+        """
+        with self._lock:
+            app = self._app(client_id) if client_id else self._config["apps"][0]
+            if app is None:
+                raise ValueError(f"no app with client_id {client_id!r}")
+            return {
+                "AUTHORIZE_URL": self.authorize_url,
+                "TOKEN_URL": self.token_url,
+                "DEVICE_AUTHORIZE_URL": self.device_authorize_url,
+                "API_URL": self.api_url,
+                "CLIENT_ID": app["client_id"],
+                "CLIENT_SECRET": app["client_secret"] or "",
+            }
+
+    # -- configuration and inspection --------------------------------------------------------------
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings at run time (validated first; ``faults`` dicts are replaced, not merged).
+
+        Changing ``seed`` re-seeds the fault RNG. Raises ValueError for unknown or invalid settings.
+        """
+        with self._lock:
+            config = _build_config(self._config, changes)
+            self._config = config
+            if "seed" in changes:
+                self._rng = random.Random(config["seed"])
+
+    def config(self) -> dict[str, Any]:
+        """The current settings, client secrets included (a deep copy)."""
+        with self._lock:
+            return copy.deepcopy(self._config)
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-able snapshot: contacts, lists, request log, token-call counts, quota use and
+        the settings without client secrets. ``GET /_sandbox/state`` returns the same."""
+        with self._lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> dict[str, Any]:
+        config = copy.deepcopy(self._config)
+        for app in config["apps"]:
+            app["confidential"] = app.pop("client_secret") is not None
+        day = _utc_day()
+        return {
+            "contacts": copy.deepcopy(list(self._contacts.values())),
+            "lists": copy.deepcopy(self._config["lists"]),
+            "requests": copy.deepcopy(list(self._log)),
+            "token_calls": dict(self._token_calls),
+            "quota": {client: used for client, (d, used) in self._quota.items() if d == day},
+            "config": config,
+        }
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The request log, oldest first (control calls and ``GET /`` are not logged)."""
+        with self._lock:
+            return copy.deepcopy(list(self._log))
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Stored contacts, in creation order."""
+        with self._lock:
+            return copy.deepcopy(list(self._contacts.values()))
+
+    def lists(self) -> list[dict[str, Any]]:
+        """The account's contact lists."""
+        with self._lock:
+            return copy.deepcopy(self._config["lists"])
+
+    def token_calls(self, grant_type: str | None = None) -> int:
+        """How many token-endpoint calls arrived (rejected ones included), optionally of one grant type."""
+        with self._lock:
+            if grant_type is None:
+                return sum(self._token_calls.values())
+            return self._token_calls[grant_type]
+
+    # -- test helpers ------------------------------------------------------------------------------
+
+    def expire_access_tokens(self) -> int:
+        """Expire every issued access token (the API answers 401); return how many there were."""
+        with self._lock:
+            for token in self._access_tokens.values():
+                token.expires_at = float("-inf")
+            return len(self._access_tokens)
+
+    def approve_device(self, user_code: str) -> None:
+        """Approve a pending device authorization, as the user would on ``/device``.
+
+        Raises LookupError if the code is unknown, expired or already decided.
+        """
+        with self._lock:
+            self._decide_device(user_code, approve=True)
+
+    def deny_device(self, user_code: str) -> None:
+        """Deny a pending device authorization (the next poll gets ``access_denied``)."""
+        with self._lock:
+            self._decide_device(user_code, approve=False)
+
+    def issue_tokens(self, client_id: str | None = None, scope: str = DEFAULT_SCOPE) -> dict[str, Any]:
+        """Mint a token pair as if the user had just connected; returns the token-endpoint response.
+
+        Not counted as a token call and not logged.
+        """
+        with self._lock:
+            app = self._app(client_id) if client_id else self._config["apps"][0]
+            if app is None:
+                raise ValueError(f"no app with client_id {client_id!r}")
+            problem = self._scope_problem(scope)
+            if problem:
+                raise ValueError(problem)
+            grant = self._new_grant(app["client_id"], " ".join(scope.split()))
+            return self._issue(grant, grant.scope)
+
+    def reset(self) -> None:
+        """Forget contacts, codes, tokens, device authorizations, logs, counters and quota use.
+
+        Settings and lists stay; the fault RNG is re-seeded so a reset sandbox replays the same faults.
+        """
+        with self._lock:
+            self._clear()
+
+    def reset_quota(self) -> None:
+        """Start a new quota day now (CC resets at 00:00 UTC, which the sandbox also does)."""
+        with self._lock:
+            self._quota.clear()
+
+    # -- request dispatch (called from handler threads) --------------------------------------------
+
+    def _dispatch(self, request: _Request) -> _Reply:
+        try:
+            path = request.path
+            if path == "/":
+                if request.method != "GET":
+                    return _json(405, {"error": "method_not_allowed"})
+                with self._lock:
+                    return _html(200, pages.index_page(self._snapshot(), self.base_url))
+            if path.startswith(CONTROL_PREFIX):
+                return self._control(request)
+            route = self._route(path)
+            if route is None:
+                return _json(
+                    404, {"error": "not_found", "error_description": f"No sandbox endpoint at {path}"}
+                )
+            kind, handler = route
+            with self._lock:
+                entry = {
+                    "time": request.arrived,
+                    "method": request.method,
+                    "path": path,
+                    "kind": kind,
+                    "status": None,
+                    "grant_type": None,
+                    "email": None,
+                    "fault": None,
+                    "error": None,
+                }
+                self._log.append(entry)
+                reply = handler(request, entry)
+                entry["status"] = None if reply.drop else reply.status
+                entry["error"] = reply.error
+                return reply
+        except Exception:  # a sandbox bug must surface as a visible 500, not a hung client
+            traceback.print_exc()
+            return _json(500, {"error": "sandbox_error", "error_description": "Internal sandbox error"})
+
+    def _route(self, path: str) -> tuple[str, Callable[[_Request, dict[str, Any]], _Reply]] | None:
+        if path == AUTHORIZE_PATH:
+            return "authorize", self._authorize
+        if path == TOKEN_PATH:
+            return "token", self._token
+        if path == DEVICE_AUTHORIZE_PATH:
+            return "device", self._device_authorize
+        if path == DEVICE_PAGE_PATH:
+            return "device", self._device_page
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            return "api", self._api
+        return None
+
+    def _app(self, client_id: str | None) -> dict[str, Any] | None:
+        for app in self._config["apps"]:
+            if app["client_id"] == client_id:
+                return app
+        return None
+
+    @staticmethod
+    def _scope_problem(scope: str | None) -> str | None:
+        names = (scope or "").split()
+        if not names:
+            return "The authorization request must contain a scope."
+        if any(name not in KNOWN_SCOPES for name in names):
+            return "One or more scopes are not configured for the authorization server resource."
+        return None
+
+    @staticmethod
+    def _over_rate(window: deque[float], rate: float | None, now: float) -> bool:
+        """Would one more request exceed ``rate`` in the sliding window of accepted ``window`` times?
+
+        The window is one second, widened to ``1/rate`` seconds for rates below one per second.
+        """
+        if rate is None:
+            return False
+        span = max(1.0, 1.0 / rate)
+        while window and window[0] <= now - span:
+            window.popleft()
+        return len(window) >= max(1, int(rate * span))
+
+    def _draw_fault(self, faults: Mapping[str, float]) -> str | None:
+        if not faults:
+            return None
+        draw, total = self._rng.random(), 0.0
+        for name in FAULTS:
+            total += faults.get(name, 0.0)
+            if draw < total:
+                return name
+        return None
+
+    def _fault_reply(self, fault: str, *, oauth: bool) -> _Reply:
+        """The answer for a fault that stops the request before it is processed."""
+        if fault == "drop":
+            return _Reply(0, drop=True)
+        if fault == "throttle":
+            return _json(429, _THROTTLED, error="throttled")
+        status = self._rng.choice((500, 502, 503))
+        if status == 500:
+            if oauth:
+                return _oauth_error(500, "server_error", "The server encountered an internal error.")
+            return _cc_errors(500, "server_error", "An internal server error occurred.")
+        title = "502 Bad Gateway" if status == 502 else "503 Service Temporarily Unavailable"
+        return _html(status, f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>")
+
+    def _garble(self, fault: str, reply: _Reply, *, sign_up: bool = False, oauth: bool = False) -> _Reply:
+        """Apply a fault that happens after processing to the real ``reply``."""
+        if fault == "timeout":
+            reply.wait += self._config["timeout_seconds"]
+            return reply
+        if fault == "html_200":
+            return _html(
+                200, "<html><body><h1>Constant Contact</h1><p>Please try again later.</p></body></html>"
+            )
+        if fault == "empty_200":
+            return _Reply(200, b"")
+        if fault == "truncated_json":
+            return _Reply(200, reply.body[: max(1, len(reply.body) // 2)])
+        # missing_contact_id: a success answer, well-formed, without the field the client needs.
+        if reply.status not in (200, 201):
+            return reply
+        body = json.loads(reply.body)
+        if sign_up:
+            return _json(reply.status, {"action": body["action"]})
+        if oauth:
+            return _json(200, {k: v for k, v in body.items() if k not in ("access_token", "refresh_token")})
+        return _json(reply.status, {})
+
+    # -- control endpoints -------------------------------------------------------------------------
+
+    def _control(self, request: _Request) -> _Reply:
+        name = request.path[len(CONTROL_PREFIX) :]
+        if name == "state":
+            if request.method != "GET":
+                return _json(405, {"error": "use GET"})
+            return _json(200, self.state())
+        if name not in _CONTROL_ACTIONS:
+            return _json(404, {"error": f"unknown control endpoint {request.path}"})
+        if request.method != "POST":
+            return _json(405, {"error": "use POST"})
+        try:
+            data = json.loads(request.body) if request.body.strip() else {}
+        except ValueError:
+            return _json(400, {"error": "the body must be JSON"})
+        if not isinstance(data, dict):
+            return _json(400, {"error": "the body must be a JSON object"})
+        try:
+            return _json(200, self._control_action(name, data))
+        except LookupError as exc:
+            return _json(404, {"error": str(exc.args[0] if exc.args else exc)})
+        except (TypeError, ValueError) as exc:
+            return _json(400, {"error": str(exc)})
+
+    def _control_action(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        if name == "configure":
+            self.configure(**data)
+            return {"config": self.state()["config"]}
+        if name == "expire_tokens":
+            return {"expired": self.expire_access_tokens()}
+        if name == "reset":
+            self.reset()
+        elif name == "reset_quota":
+            self.reset_quota()
+        elif name == "approve_device":
+            self.approve_device(str(data.get("user_code", "")))
+        elif name == "deny_device":
+            self.deny_device(str(data.get("user_code", "")))
+        elif name == "issue_tokens":
+            return self.issue_tokens(data.get("client_id"), str(data.get("scope", DEFAULT_SCOPE)))
+        return {"ok": True}
+
+    # -- authorization endpoint --------------------------------------------------------------------
+
+    def _authorize(self, request: _Request, entry: dict[str, Any]) -> _Reply:
+        if request.method == "GET":
+            params = request.query
+        elif request.method == "POST":
+            params = {**request.query, **request.form()}
+        else:
+            return _html(405, pages.error_page("Method not allowed", "Use GET or POST."))
+        # Client and redirect URI problems are shown, never redirected: the redirect target is untrusted.
+        app = self._app(params.get("client_id"))
+        if app is None:
+            return _html(
+                400, pages.error_page("invalid_client", "Unknown client_id."), error="invalid_client"
+            )
+        if app["flow"] == "device":
+            return _html(
+                400,
+                pages.error_page(
+                    "unauthorized_client", "This application is configured for the device flow."
+                ),
+                error="unauthorized_client",
+            )
+        redirect_uri = params.get("redirect_uri")
+        # CC staff: the redirect URI must match a registered one exactly.
+        if redirect_uri not in app["redirect_uris"]:
+            return _html(400, pages.error_page("invalid_request", _INVALID_REDIRECT), error="invalid_request")
+
+        state = params.get("state")
+
+        def refuse(error: str, description: str) -> _Reply:
+            location = _with_query(
+                redirect_uri, {"error": error, "error_description": description, "state": state}
+            )
+            return _redirect(location, error=error)
+
+        if params.get("response_type") != "code":
+            return refuse(
+                "unsupported_response_type", "The response type is not supported by the authorization server."
+            )
+        scope_problem = self._scope_problem(params.get("scope"))
+        if scope_problem:
+            return refuse("invalid_scope", scope_problem)
+        scope = " ".join(params["scope"].split())
+        challenge = params.get("code_challenge") or None
+        if app["flow"] == "pkce" and not challenge:
+            return refuse("invalid_request", "PKCE code challenge is required for this application.")
+        if challenge and params.get("code_challenge_method") != "S256":
+            return refuse("invalid_request", "'code_challenge_method' must be S256.")
+        if challenge and not 43 <= len(challenge) <= 128:
+            return refuse("invalid_request", "'code_challenge' must be 43 to 128 characters.")
+
+        if request.method == "GET":
+            fields = {
+                name: params[name]
+                for name in (
+                    "client_id",
+                    "redirect_uri",
+                    "response_type",
+                    "scope",
+                    "state",
+                    "code_challenge",
+                    "code_challenge_method",
+                )
+                if params.get(name) is not None
+            }
+            return _html(
+                200,
+                pages.consent_page(
+                    app_name=app["name"],
+                    organization=self._config["account"]["organization_name"],
+                    scope=scope,
+                    action=AUTHORIZE_PATH,
+                    fields=fields,
+                ),
+            )
+
+        decision = params.get("decision")
+        if decision == "deny":
+            return refuse("access_denied", "The resource owner or authorization server denied the request.")
+        if decision != "allow":
+            return _html(400, pages.error_page("invalid_request", "decision must be allow or deny."))
+        now = time.monotonic()
+        lifetime = self._config["code_lifetime"]
+        for stale in [code for code, rec in self._codes.items() if now - rec.created > lifetime]:
+            del self._codes[stale]
+        code = secrets.token_urlsafe(32)
+        self._codes[code] = _Code(app["client_id"], redirect_uri, scope, challenge, now)
+        return _redirect(_with_query(redirect_uri, {"code": code, "state": state}))
+
+    # -- token endpoint ----------------------------------------------------------------------------
+
+    def _oauth_params(self, request: _Request) -> tuple[dict[str, str], _Reply | None]:
+        # CC staff examples put the parameters in the query string; clients also use a form body.
+        params = dict(request.query)
+        if request.body.strip():
+            if _media_type(request.header("Content-Type")) != "application/x-www-form-urlencoded":
+                return params, _oauth_error(
+                    400, "invalid_request", "The request body must be application/x-www-form-urlencoded."
+                )
+            params.update(request.form())
+        return params, None
+
+    def _client(
+        self, request: _Request, params: Mapping[str, str]
+    ) -> tuple[dict[str, Any] | None, _Reply | None]:
+        """Authenticate the caller: HTTP Basic for confidential apps, a ``client_id`` for public ones."""
+        header = request.header("Authorization") or ""
+        scheme, _, credentials = header.partition(" ")
+        if header and scheme.lower() == "basic":
+            try:
+                client_id, _, secret = (
+                    base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+                )
+            except ValueError:
+                return None, _oauth_error(401, "invalid_client", _INVALID_CLIENT)
+            app = self._app(client_id)
+            if (
+                app is None
+                or app["client_secret"] is None
+                or not hmac.compare_digest(secret.encode(), app["client_secret"].encode())
+            ):
+                return None, _oauth_error(401, "invalid_client", _INVALID_CLIENT)
+            if params.get("client_id") not in (None, client_id):
+                return None, _oauth_error(400, "invalid_request", "client_id does not match the credentials.")
+            return app, None
+        app = self._app(params.get("client_id"))
+        if app is None or app["client_secret"] is not None:
+            # A confidential app must use HTTP Basic (CC: "on every call to the authorization server").
+            return None, _oauth_error(401, "invalid_client", _INVALID_CLIENT)
+        return app, None
+
+    def _token(self, request: _Request, entry: dict[str, Any]) -> _Reply:
+        if request.method != "POST":
+            return _oauth_error(405, "invalid_request", "The token endpoint accepts POST only.")
+        params, problem = self._oauth_params(request)
+        grant_type = params.get("grant_type")
+        entry["grant_type"] = grant_type
+        self._token_calls[grant_type or ""] += 1
+        now = time.monotonic()
+        # CC staff: the token endpoint allows 1 request per second.
+        if self._over_rate(self._token_window, self._config["token_rate"], now):
+            return _json(429, _THROTTLED, error="throttled")
+        self._token_window.append(now)
+        fault = self._draw_fault(self._config["token_faults"])
+        entry["fault"] = fault
+        if fault and fault not in PROCESSED_FAULTS:
+            return self._fault_reply(fault, oauth=True)
+        reply = problem or self._grant(request, params, grant_type, now)
+        return self._garble(fault, reply, oauth=True) if fault else reply
+
+    def _grant(self, request: _Request, params: dict[str, str], grant_type: str | None, now: float) -> _Reply:
+        if grant_type not in _SUPPORTED_GRANTS:
+            return _oauth_error(
+                400,
+                "unsupported_grant_type",
+                "The authorization grant type is not supported by the authorization server.",
+            )
+        app, problem = self._client(request, params)
+        if problem:
+            return problem
+        assert app is not None
+        if grant_type not in _GRANTS_BY_FLOW[app["flow"]]:
+            return _oauth_error(
+                400, "unauthorized_client", "The client is not authorized to use the provided grant type."
+            )
+        if grant_type == "authorization_code":
+            return self._code_grant(app, params, now)
+        if grant_type == "refresh_token":
+            return self._refresh_grant(app, params, now)
+        return self._device_grant(app, params, now)
+
+    def _code_grant(self, app: dict[str, Any], params: Mapping[str, str], now: float) -> _Reply:
+        code = self._codes.get(params.get("code") or "")
+        # CC staff: a code is valid for 5 minutes, once, with the redirect URI used to get it.
+        if (
+            code is None
+            or code.used
+            or code.client_id != app["client_id"]
+            or now - code.created > self._config["code_lifetime"]
+            or params.get("redirect_uri") != code.redirect_uri
+        ):
+            return _oauth_error(400, "invalid_grant", _INVALID_CODE)
+        if code.code_challenge is not None:
+            verifier = params.get("code_verifier") or ""
+            if not hmac.compare_digest(_s256(verifier).encode(), code.code_challenge.encode()):
+                return _oauth_error(400, "invalid_grant", "PKCE verification failed.")
+        code.used = True
+        grant = self._new_grant(app["client_id"], code.scope)
+        return _json(200, self._issue(grant, grant.scope))
+
+    def _refresh_grant(self, app: dict[str, Any], params: Mapping[str, str], now: float) -> _Reply:
+        token = params.get("refresh_token")
+        if not token:
+            return _oauth_error(400, "invalid_request", "The refresh_token parameter is required.")
+        grant = self._grants.get(self._refresh_tokens.get(token, ""))
+        idle = self._config["refresh_token_idle_lifetime"]
+        if grant is not None and idle is not None and now - grant.last_used > idle:
+            # CC staff: either kind of refresh token dies when unused for 180 days.
+            self._refresh_tokens.pop(token, None)
+            grant = None
+        if grant is None or grant.client_id != app["client_id"] or grant.refresh_token != token:
+            return _oauth_error(400, "invalid_grant", _INVALID_REFRESH)
+        scope = grant.scope
+        if params.get("scope"):
+            requested = params["scope"].split()
+            if not set(requested) <= set(grant.scope.split()):
+                return _oauth_error(400, "invalid_scope", "The requested scope exceeds the granted scope.")
+            scope = " ".join(requested)
+        if self._config["refresh_tokens"] == "rotating":
+            # Rotating tokens are single use; only the newest one of a grant is ever valid.
+            del self._refresh_tokens[token]
+            grant.refresh_token = secrets.token_urlsafe(40)
+            self._refresh_tokens[grant.refresh_token] = grant.grant_id
+        grant.last_used = now
+        return _json(200, self._issue(grant, scope))
+
+    def _device_grant(self, app: dict[str, Any], params: Mapping[str, str], now: float) -> _Reply:
+        device = self._devices.get(params.get("device_code") or "")
+        if device is None or device.client_id != app["client_id"] or device.status == "consumed":
+            return _oauth_error(400, "invalid_grant", "The device code is invalid or has expired.")
+        if now >= device.expires_at:
+            return _oauth_error(400, "expired_token", "The device code has expired.")
+        too_soon = device.last_poll is not None and now - device.last_poll < self._config["device_interval"]
+        device.last_poll = now
+        if too_soon:
+            return _oauth_error(400, "slow_down", "The client is polling too quickly and should back off.")
+        if device.status == "pending":
+            return _oauth_error(
+                400, "authorization_pending", "The device authorization is pending. Please try again later."
+            )
+        if device.status == "denied":
+            return _oauth_error(
+                400, "access_denied", "The resource owner or authorization server denied the request."
+            )
+        device.status = "consumed"
+        grant = self._new_grant(app["client_id"], device.scope)
+        return _json(200, self._issue(grant, grant.scope))
+
+    def _new_grant(self, client_id: str, scope: str) -> _Grant:
+        # CC: offline_access is required to get a refresh token.
+        refresh = secrets.token_urlsafe(40) if "offline_access" in scope.split() else None
+        grant = _Grant(uuid.uuid4().hex, client_id, scope, refresh, time.monotonic())
+        self._grants[grant.grant_id] = grant
+        if refresh:
+            self._refresh_tokens[refresh] = grant.grant_id
+        return grant
+
+    def _issue(self, grant: _Grant, scope: str) -> dict[str, Any]:
+        lifetime = self._config["token_lifetime"]
+        access = self._access_token_value(grant.client_id, scope, lifetime)
+        self._access_tokens[access] = _AccessToken(
+            grant.client_id, scope, time.monotonic() + lifetime, grant.grant_id
+        )
+        body = {
+            "token_type": "Bearer",
+            "expires_in": _seconds(lifetime),
+            "access_token": access,
+            "scope": scope,
+        }
+        if grant.refresh_token:
+            body["refresh_token"] = grant.refresh_token
+        return body
+
+    def _access_token_value(self, client_id: str, scope: str, lifetime: float) -> str:
+        # CC's access tokens are JWTs; clients may read `exp` without verifying, so mint the same shape.
+        # The signature part is random: nothing can verify it, and the sandbox looks tokens up instead.
+        now = int(time.time())
+        issuer = f"{self.base_url}/oauth2/default" if self.port else "cc-sync-sandbox"
+        header = {"kid": "cc-sync-sandbox", "alg": "RS256"}
+        claims = {
+            "ver": 1,
+            "jti": "AT." + secrets.token_urlsafe(24),
+            "iss": issuer,
+            "aud": "https://api.cc.email/v3",
+            "iat": now,
+            "exp": now + _seconds(lifetime),
+            "cid": client_id,
+            "uid": "sandbox-user",
+            "scp": scope.split(),
+            "sub": "sandbox-user@example.com",
+            "platform_user_id": "00000000-0000-4000-8000-000000000000",
+        }
+        return ".".join(
+            (
+                _b64url(json.dumps(header, separators=(",", ":")).encode()),
+                _b64url(json.dumps(claims, separators=(",", ":")).encode()),
+                secrets.token_urlsafe(32),
+            )
+        )
+
+    # -- device flow -------------------------------------------------------------------------------
+
+    def _device_authorize(self, request: _Request, entry: dict[str, Any]) -> _Reply:
+        if request.method != "POST":
+            return _oauth_error(
+                405, "invalid_request", "The device authorization endpoint accepts POST only."
+            )
+        # CC: parameters "in the request body or as query parameters".
+        params, problem = self._oauth_params(request)
+        if problem:
+            return problem
+        app = self._app(params.get("client_id"))
+        if app is None:
+            return _oauth_error(401, "invalid_client", _INVALID_CLIENT)
+        if app["flow"] != "device":
+            return _oauth_error(
+                400, "unauthorized_client", "The client is not configured for the device flow."
+            )
+        scope_problem = self._scope_problem(params.get("scope"))
+        if scope_problem:
+            return _oauth_error(400, "invalid_scope", scope_problem)
+        now = time.monotonic()
+        for code in [code for code, dev in self._devices.items() if now >= dev.expires_at]:
+            self._user_codes.pop(self._devices.pop(code).user_code, None)
+        user_code = self._new_user_code()
+        device = _Device(
+            device_code=secrets.token_urlsafe(32),
+            user_code=user_code,
+            client_id=app["client_id"],
+            scope=" ".join(params["scope"].split()),
+            expires_at=now + self._config["device_lifetime"],
+        )
+        self._devices[device.device_code] = device
+        self._user_codes[user_code] = device.device_code
+        verification_uri = self.base_url + DEVICE_PAGE_PATH
+        return _json(
+            200,
+            {
+                "device_code": device.device_code,
+                "user_code": user_code,
+                "verification_uri": verification_uri,
+                "verification_uri_complete": _with_query(verification_uri, {"user_code": user_code}),
+                "expires_in": _seconds(self._config["device_lifetime"]),
+                "interval": self._config["device_interval"],
+            },
+        )
+
+    def _new_user_code(self) -> str:
+        while True:
+            raw = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(8))
+            code = f"{raw[:4]}-{raw[4:]}"
+            if code not in self._user_codes:
+                return code
+
+    def _pending_device(self, user_code: str) -> _Device | None:
+        raw = "".join(ch for ch in user_code.upper() if ch.isalnum())
+        device = self._devices.get(self._user_codes.get(f"{raw[:4]}-{raw[4:]}", ""))
+        if device is None or device.status != "pending" or time.monotonic() >= device.expires_at:
+            return None
+        return device
+
+    def _decide_device(self, user_code: str, *, approve: bool) -> None:
+        device = self._pending_device(user_code)
+        if device is None:
+            raise LookupError(f"no pending device authorization with user code {user_code!r}")
+        device.status = "approved" if approve else "denied"
+
+    def _device_page(self, request: _Request, entry: dict[str, Any]) -> _Reply:
+        organization = self._config["account"]["organization_name"]
+        if request.method == "GET":
+            user_code = request.query.get("user_code")
+            if not user_code:
+                return _html(200, pages.device_entry_page(DEVICE_PAGE_PATH))
+            device = self._pending_device(user_code)
+            if device is None:
+                return _html(
+                    400,
+                    pages.device_entry_page(DEVICE_PAGE_PATH, "That code is invalid or has expired."),
+                    error="invalid_user_code",
+                )
+            app = self._app(device.client_id)
+            return _html(
+                200,
+                pages.device_consent_page(
+                    app_name=app["name"] if app else device.client_id,
+                    organization=organization,
+                    scope=device.scope,
+                    user_code=device.user_code,
+                    action=DEVICE_PAGE_PATH,
+                ),
+            )
+        if request.method != "POST":
+            return _html(405, pages.error_page("Method not allowed", "Use GET or POST."))
+        form = request.form()
+        decision = form.get("decision")
+        if decision not in ("allow", "deny"):
+            return _html(400, pages.error_page("invalid_request", "decision must be allow or deny."))
+        try:
+            self._decide_device(form.get("user_code", ""), approve=decision == "allow")
+        except LookupError:
+            return _html(
+                400,
+                pages.device_entry_page(DEVICE_PAGE_PATH, "That code is invalid or has expired."),
+                error="invalid_user_code",
+            )
+        return _html(200, pages.device_done_page(decision == "allow"))
+
+    # -- the V3 API --------------------------------------------------------------------------------
+
+    def _api(self, request: _Request, entry: dict[str, Any]) -> _Reply:
+        sign_up = request.path == "/v3/contacts/sign_up_form"
+        if sign_up:
+            try:
+                email = json.loads(request.body).get("email_address")
+                entry["email"] = email if isinstance(email, str) else None
+            except (ValueError, AttributeError):
+                pass
+        reply = self._api_checked(request, entry, sign_up)
+        # `delay` emulates CC's latency on every /v3 answer, errors included.
+        reply.wait += self._config["delay"]
+        return reply
+
+    def _api_checked(self, request: _Request, entry: dict[str, Any], sign_up: bool) -> _Reply:
+        header = request.header("Authorization") or ""
+        scheme, _, value = header.partition(" ")
+        token = self._access_tokens.get(value.strip()) if scheme.lower() == "bearer" else None
+        now = time.monotonic()
+        if token is None or now >= token.expires_at:
+            return _json(401, _UNAUTHORIZED, error="unauthorized")
+
+        # CC's limits are per API key (client_id), not per token or account.
+        client_id = token.client_id
+        day = _utc_day()
+        usage = self._quota.get(client_id)
+        if usage is None or usage[0] != day:
+            usage = self._quota[client_id] = [day, 0]
+        quota = self._config["daily_quota"]
+        if quota is not None and usage[1] >= quota:
+            return _json(429, _QUOTA_EXCEEDED, error="quota_exceeded")
+        window = self._api_windows.setdefault(client_id, deque())
+        if self._over_rate(window, self._config["api_rate"], now):
+            return _json(429, _THROTTLED, error="throttled")
+        fault = self._draw_fault(self._config["faults"])
+        entry["fault"] = fault
+        if fault == "throttle":  # a throttled request is not an accepted one
+            return self._fault_reply(fault, oauth=False)
+        window.append(now)
+        usage[1] += 1
+        if fault and fault not in PROCESSED_FAULTS:
+            return self._fault_reply(fault, oauth=False)
+        reply = self._api_call(request, token, sign_up)
+        return self._garble(fault, reply, sign_up=sign_up) if fault else reply
+
+    def _api_call(self, request: _Request, token: _AccessToken, sign_up: bool) -> _Reply:
+        routes: dict[str, tuple[str, str, Callable[[_Request], _Reply]]] = {
+            "/v3/account/summary": ("GET", "account_read", self._account_summary),
+            "/v3/contact_lists": ("GET", "contact_data", self._contact_lists),
+            "/v3/contacts/sign_up_form": ("POST", "contact_data", self._sign_up_form),
+        }
+        route = routes.get(request.path)
+        if route is None:
+            return _cc_errors(404, "not_found", f"No resource at {request.path}.")
+        method, scope, handler = route
+        if request.method != method:
+            return _cc_errors(
+                405, "method_not_allowed", f"{request.method} is not allowed on {request.path}."
+            )
+        if scope not in token.scope.split():
+            return _cc_errors(403, "forbidden", f"The access token does not include the '{scope}' scope.")
+        return handler(request)
+
+    def _account_summary(self, request: _Request) -> _Reply:
+        return _json(200, dict(self._config["account"]))
+
+    def _contact_lists(self, request: _Request) -> _Reply:
+        query = request.query
+        try:
+            limit = int(query.get("limit", "50"))
+        except ValueError:
+            limit = 0
+        # CC's text says 1-500 (the schema says 1000): stay with the documented 500.
+        if not 1 <= limit <= 500:
+            return _cc_errors(400, VALIDATION_ERROR, "'limit' must be an integer from 1 to 500.")
+        status = query.get("status", "active")
+        if status not in ("all", "active", "deleted"):
+            return _cc_errors(400, VALIDATION_ERROR, "'status' must be one of all, active, deleted.")
+        offset = 0
+        if query.get("cursor"):
+            try:
+                prefix, _, number = base64.urlsafe_b64decode(query["cursor"] + "==").decode().partition(":")
+                offset = int(number)
+                if prefix != "offset" or offset < 0:
+                    raise ValueError(query["cursor"])
+            except ValueError:
+                return _cc_errors(400, VALIDATION_ERROR, "'cursor' is invalid.")
+        lists = [] if status == "deleted" else list(self._config["lists"])
+        if "name" in query:
+            lists = [item for item in lists if item["name"] == query["name"]]
+        membership = query.get("include_membership_count")
+        items = []
+        for item in lists[offset : offset + limit]:
+            entry = {
+                key: item[key]
+                for key in ("list_id", "name", "description", "favorite", "created_at", "updated_at")
+            }
+            if membership in ("all", "active"):
+                entry["membership_count"] = sum(
+                    item["list_id"] in contact["list_memberships"] for contact in self._contacts.values()
+                )
+            items.append(entry)
+        body: dict[str, Any] = {"lists": items}
+        if query.get("include_count", "").lower() == "true":
+            body["lists_count"] = len(lists)
+        if offset + limit < len(lists):
+            cursor = _b64url(f"offset:{offset + limit}".encode())
+            kept = [
+                (name, query[name])
+                for name in ("include_count", "include_membership_count", "name", "status")
+                if name in query
+            ]
+            # CC's `next` href is a path starting with /v3/: clients prefix the server root.
+            body["_links"] = {
+                "next": {
+                    "href": "/v3/contact_lists?" + urlencode([("cursor", cursor), ("limit", limit), *kept])
+                }
+            }
+        return _json(200, body)
+
+    def _sign_up_form(self, request: _Request) -> _Reply:
+        media_type = _media_type(request.header("Content-Type"))
+        if media_type != "application/json":
+            return _cc_errors(
+                415, "unsupported_media_type", f"Content type '{media_type or 'none'}' is not supported."
+            )
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            return _cc_errors(400, "malformed_json", "The request body is not valid JSON.")
+        errors = validate_sign_up(data)
+        if errors:
+            return _cc_errors(400, VALIDATION_ERROR, *errors)
+        known = {item["list_id"] for item in self._config["lists"]}
+        unknown = [list_id for list_id in data["list_memberships"] if list_id.lower() not in known]
+        if unknown:
+            return _cc_errors(404, NOT_FOUND, *(f"List {list_id} was not found." for list_id in unknown))
+        return self._upsert(data)
+
+    def _upsert(self, data: dict[str, Any]) -> _Reply:
+        # CC: sign_up_form matches on the email address and updates instead of answering 409.
+        key = data["email_address"].lower()
+        now = _iso_now()
+        contact = self._contacts.get(key)
+        created = contact is None
+        if contact is None:
+            contact = {
+                "contact_id": str(uuid.uuid4()),
+                "email_address": data["email_address"],
+                "first_name": None,
+                "last_name": None,
+                "list_memberships": [],
+                "created_at": now,
+                "updated_at": now,
+                "permission_to_send": "explicit",
+                "opt_in_source": "Contact",
+                "create_source": "Contact",
+            }
+            self._contacts[key] = contact
+        for name, value in data.items():
+            if name in ("email_address", "list_memberships", "custom_fields"):
+                continue
+            contact[name] = copy.deepcopy(value)
+        # CC: lists and custom fields are appended on update, never removed.
+        for list_id in data["list_memberships"]:
+            if list_id.lower() not in contact["list_memberships"]:
+                contact["list_memberships"].append(list_id.lower())
+        if "custom_fields" in data:
+            fields = {item["custom_field_id"]: item for item in contact.get("custom_fields", [])}
+            fields.update({item["custom_field_id"]: dict(item) for item in data["custom_fields"]})
+            contact["custom_fields"] = list(fields.values())
+        contact["updated_at"] = now
+        # CC: existing contacts are set to explicit permission by this endpoint.
+        contact["permission_to_send"] = "explicit"
+        return _json(
+            201 if created else 200,
+            {"contact_id": contact["contact_id"], "action": "created" if created else "updated"},
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP plumbing
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 makes bursts of concurrent clients wait for SYN retries.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients giving up (read timeouts, the drop fault) are expected here, not errors.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "cc-sync-sandbox"
+    sys_version = ""
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        sandbox = self.server.sandbox
+        with sandbox._lock:
+            sandbox._connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        sandbox = self.server.sandbox
+        with sandbox._lock:
+            sandbox._connections.discard(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.sandbox.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        arrived = time.time()
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
+            self._write(
+                _json(411, {"error": "length_required", "error_description": "Send a Content-Length."})
+            )
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._write(_json(400, {"error": "invalid_request", "error_description": "Bad Content-Length."}))
+            return
+        body = self.rfile.read(length) if length else b""
+        url = urlsplit(self.path)
+        query = {name: values[0] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
+        sandbox = self.server.sandbox
+        reply = sandbox._dispatch(_Request(self.command, url.path, query, self.headers, body, arrived))
+        if reply.wait > 0 and sandbox._stopping.wait(reply.wait):
+            reply.drop = True  # the sandbox stopped meanwhile: a stopped server answers nothing
+        if reply.drop:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._write(reply)
+
+    def _write(self, reply: _Reply) -> None:
+        try:
+            self.send_response(reply.status)
+            if reply.content_type:
+                self.send_header("Content-Type", reply.content_type)
+            for name, value in reply.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(reply.body)
+            self.wfile.flush()
+        except OSError:
+            # The client is gone (it timed out, or the sandbox is stopping).
+            self.close_connection = True
