@@ -11,7 +11,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
-from django.utils.translation import gettext as _, gettext_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
@@ -32,7 +33,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self) -> list[Any]:
-        info = self.opts.app_label, self.opts.model_name
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}_"
         own = [
             ("connect", self.connect_view),
             ("callback", self.callback_view),
@@ -41,7 +42,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             ("lists", self.lists_view),
         ]
         return [
-            path(f"{name}/", self.admin_site.admin_view(view), name="%s_%s_" % info + name) for name, view in own
+            path(f"{name}/", self.admin_site.admin_view(view), name=prefix + name) for name, view in own
         ] + super().get_urls()
 
     def _require_change_permission(self, request: HttpRequest) -> None:
@@ -56,7 +57,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         callback = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_callback")
         return get_setting("REDIRECT_URI") or request.build_absolute_uri(callback)
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         snapshot = status.report()
@@ -70,14 +73,14 @@ class ConnectionAdmin(admin.ModelAdmin):
             "report": snapshot,
             "can_change": self.has_change_permission(request),
             "redirect_uri": self.redirect_uri(request),
-            "lists": [
-                {**item, "chosen": item["list_id"] in chosen} for item in connection.available_lists
-            ],
+            "lists": [{**item, "chosen": item["list_id"] in chosen} for item in connection.available_lists],
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/cc_sync/connection/connection.html", context)
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
         return self._page()
 
     @method_decorator(require_POST)
@@ -106,7 +109,8 @@ class ConnectionAdmin(admin.ModelAdmin):
         else:
             messages.success(
                 request,
-                _("Connected to Constant Contact account %(name)s.") % {"name": connection.account_name or "?"},
+                _("Connected to Constant Contact account %(name)s.")
+                % {"name": connection.account_name or "?"},
             )
         return self._page()
 
@@ -153,8 +157,15 @@ class ConnectionAdmin(admin.ModelAdmin):
 @admin.register(Signup)
 class SignupAdmin(admin.ModelAdmin):
     list_display = (
-        "email", "status", "list_display_lists", "attempts", "last_error_short", "contact_id", "created_at",
-        "synced_at", "next_attempt_at",
+        "email",
+        "status",
+        "list_display_lists",
+        "attempts",
+        "last_error_short",
+        "contact_id",
+        "created_at",
+        "synced_at",
+        "next_attempt_at",
     )
     list_filter = ("status", "created_at", "synced_at")
     search_fields = ("email",)
@@ -188,4 +199,6 @@ class SignupAdmin(admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Mark as failed"), permissions=["change"])
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[Signup]) -> None:
         count = sync.mark_failed(queryset, _("Marked as failed by %(user)s.") % {"user": request.user})
-        self.message_user(request, _("%(count)d signups marked as failed.") % {"count": count}, messages.SUCCESS)
+        self.message_user(
+            request, _("%(count)d signups marked as failed.") % {"count": count}, messages.SUCCESS
+        )

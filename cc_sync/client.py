@@ -32,7 +32,15 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # Token-endpoint errors that mean the grant or the client itself is refused: retrying cannot help,
 # an admin must act (RFC 6749 section 5.2; CC answers invalid_grant for a used or expired refresh token).
 _REFUSED_GRANT_ERRORS = {"invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope"}
-_SECRET_KEYS = {"access_token", "refresh_token", "id_token", "code", "code_verifier", "client_secret", "device_code"}
+_SECRET_KEYS = {
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "code",
+    "code_verifier",
+    "client_secret",
+    "device_code",
+}
 
 
 def create_session() -> requests.Session:
@@ -71,9 +79,10 @@ def describe_error(response: requests.Response) -> tuple[str, str, list[dict[str
             item.setdefault("error_key", item["error"])
             item.setdefault("error_message", item.get("error_description", ""))
     error_key = next((str(e["error_key"]) for e in errors if e.get("error_key")), "")
-    message = "; ".join(str(e.get("error_message") or e.get("error_key")) for e in errors if e) or json.dumps(
-        redact(body)
-    )[:200]
+    message = (
+        "; ".join(str(e.get("error_message") or e.get("error_key")) for e in errors if e)
+        or json.dumps(redact(body))[:200]
+    )
     return error_key, message, errors
 
 
@@ -134,15 +143,25 @@ class ConstantContactClient:
     def _token_payload(self, response: requests.Response, required: str) -> dict[str, Any]:
         status = response.status_code
         if status == 429:
-            raise Throttled("The token endpoint is rate limited.", retry_after=_retry_after(response, 1.0),
-                            status_code=status, error_key="throttled")
+            raise Throttled(
+                "The token endpoint is rate limited.",
+                retry_after=_retry_after(response, 1.0),
+                status_code=status,
+                error_key="throttled",
+            )
         if status >= 500 or status == 408:
             raise RetryLater("The token endpoint is unavailable.", status_code=status)
         if status >= 400:
             error_key, message, errors = describe_error(response)
-            cls = ReconnectRequired if error_key in _REFUSED_GRANT_ERRORS or status in (401, 403) else Rejected
-            raise cls(f"Constant Contact refused the token request: {error_key or 'error'}: {message}",
-                      status_code=status, error_key=error_key, errors=errors)
+            cls = (
+                ReconnectRequired if error_key in _REFUSED_GRANT_ERRORS or status in (401, 403) else Rejected
+            )
+            raise cls(
+                f"Constant Contact refused the token request: {error_key or 'error'}: {message}",
+                status_code=status,
+                error_key=error_key,
+                errors=errors,
+            )
         try:
             payload = response.json()
         except ValueError:
@@ -183,7 +202,9 @@ class ConstantContactClient:
         contact_id = body.get("contact_id") if isinstance(body, dict) else None
         if response.status_code not in (200, 201) or not isinstance(contact_id, str) or not contact_id:
             _key, message, _errors = describe_error(response)
-            raise RetryLater(f"Unexpected answer to sign_up_form: {message}", status_code=response.status_code)
+            raise RetryLater(
+                f"Unexpected answer to sign_up_form: {message}", status_code=response.status_code
+            )
         return contact_id, response.status_code == 201
 
     def _api_json(self, method: str, path: str, access_token: str, **kwargs: Any) -> dict[str, Any]:
@@ -226,14 +247,23 @@ class ConstantContactClient:
         if status == 401:
             raise AccessTokenRejected(f"Constant Contact refused the access token: {message}", **context)
         if status == 403:
-            raise ReconnectRequired(f"Constant Contact refused access (missing scope or privilege, or the "
-                                    f"application was deactivated): {message}", **context)
+            raise ReconnectRequired(
+                f"Constant Contact refused access (missing scope or privilege, or the "
+                f"application was deactivated): {message}",
+                **context,
+            )
         if status == 429:
             if error_key == "quota_exceeded":
-                raise QuotaExceeded(f"Constant Contact's daily quota is spent: {message}",
-                                    retry_after=ratelimit.seconds_until_utc_midnight() + 60, **context)
-            raise Throttled(f"Constant Contact throttled the request: {message}",
-                            retry_after=_retry_after(response, 1.0), **context)
+                raise QuotaExceeded(
+                    f"Constant Contact's daily quota is spent: {message}",
+                    retry_after=ratelimit.seconds_until_utc_midnight() + 60,
+                    **context,
+                )
+            raise Throttled(
+                f"Constant Contact throttled the request: {message}",
+                retry_after=_retry_after(response, 1.0),
+                **context,
+            )
         if status in (408, 409) or status >= 500:
             # 409 on sign_up_form means simultaneous edits of the same contact: try again later.
             raise RetryLater(f"Constant Contact could not take the request now: {message}", **context)
@@ -258,4 +288,3 @@ class ConstantContactClient:
 def get_client() -> ConstantContactClient:
     """A client with a fresh session (one per task keeps processes from sharing sockets)."""
     return ConstantContactClient()
-

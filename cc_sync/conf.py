@@ -59,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
     # The sweeper re-publishes a due row whose last publish is older than this.
     "REQUEUE_AFTER": 300,
     "SWEEP_BATCH": 500,
+    # The longest a web request waits for the broker to take a publish (the sweeper catches up on the rest).
+    "PUBLISH_TIMEOUT": 1.0,
     # Celery queue for cc_sync's tasks (None: the default queue).
     "QUEUE": None,
     # The consent checkbox on the signup form.
@@ -97,4 +99,4 @@ def list_setting(name: str) -> list[str]:
     value = get_setting(name)
     if isinstance(value, str):
         value = value.split(",")
-    return [item.strip() for item in value if item and item.strip()]
+    return [item.strip() for item in value if item and item.strip()]  # bytes items (Fernet keys) work too

@@ -21,10 +21,10 @@ def generate_key() -> str:
 
 
 @lru_cache(maxsize=8)
-def _multifernet(keys: tuple[str, ...]) -> MultiFernet:
+def _multifernet(keys: tuple[str | bytes, ...]) -> MultiFernet:
     try:
-        return MultiFernet([Fernet(key.encode()) for key in keys])
-    except (ValueError, TypeError) as err:
+        return MultiFernet([Fernet(key if isinstance(key, bytes) else key.encode()) for key in keys])
+    except (ValueError, TypeError, AttributeError) as err:
         # Never echo the key material itself.
         raise CCSyncConfigurationError(
             "CC_SYNC['ENCRYPTION_KEYS'] must hold Fernet keys (32 url-safe base64-encoded bytes); "
@@ -56,4 +56,3 @@ def decrypt(ciphertext: str) -> str:
             "CC_SYNC['ENCRYPTION_KEYS']; keep the old key in the list (after the new one) until "
             "`manage.py cc_sync_rotate_keys` has run."
         ) from err
-

@@ -9,17 +9,19 @@ from django.utils.translation import gettext_lazy as _
 
 from .conf import get_setting
 from .models import EMAIL_MAX_LENGTH, Signup
-from .validators import normalize_email, validate_no_control_characters
 
 
 class SignupForm(forms.ModelForm):
     """Email, names and a consent checkbox whose wording comes from ``CC_SYNC["CONSENT_TEXT"]``.
 
     Subclass it and extend ``Meta.fields`` with ``phone_number``, ``job_title`` or ``company_name`` to ask
-    for more; every field is checked against CC's own limits.
+    for more. Validation lives on the model (:meth:`cc_sync.models.Signup.clean` and the field validators),
+    so every field is checked against CC's own limits however a signup arrives.
     """
 
-    consent = forms.BooleanField(required=True, error_messages={"required": _("Please tick the box to sign up.")})
+    consent = forms.BooleanField(
+        required=True, error_messages={"required": _("Please tick the box to sign up.")}
+    )
 
     class Meta:
         model = Signup
@@ -31,21 +33,10 @@ class SignupForm(forms.ModelForm):
         self.fields["email"].widget.attrs.update({"autocomplete": "email", "maxlength": EMAIL_MAX_LENGTH})
         for name in ("first_name", "last_name"):
             if name in self.fields:
-                self.fields[name].widget.attrs["autocomplete"] = {"first_name": "given-name", "last_name": "family-name"}[name]
-
-    def clean_email(self) -> str:
-        return normalize_email(self.cleaned_data["email"], EMAIL_MAX_LENGTH)
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        for name, value in cleaned.items():
-            if isinstance(value, str) and name != "email":
-                cleaned[name] = value.strip()
-                try:
-                    validate_no_control_characters(value)
-                except forms.ValidationError as err:
-                    self.add_error(name, err)
-        return cleaned
+                self.fields[name].widget.attrs["autocomplete"] = {
+                    "first_name": "given-name",
+                    "last_name": "family-name",
+                }[name]
 
     def contact_fields(self) -> dict[str, Any]:
         """The cleaned contact fields, as :func:`cc_sync.sync.enqueue_signup` takes them."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .fields import EncryptedTextField
-from .validators import validate_no_control_characters
+from .validators import normalize_email, validate_no_control_characters
 
 # sign_up_form's field limits (CC's ContactCreateOrUpdateInput schema, see docs/reference.md):
 # validating to them means CC never rejects what the visitor was told is accepted.
@@ -103,7 +104,10 @@ class Signup(models.Model):
         _("last name"), max_length=NAME_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
     )
     phone_number = models.CharField(
-        _("phone number"), max_length=PHONE_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
+        _("phone number"),
+        max_length=PHONE_MAX_LENGTH,
+        blank=True,
+        validators=[validate_no_control_characters],
     )
     job_title = models.CharField(
         _("job title"), max_length=NAME_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
@@ -144,6 +148,13 @@ class Signup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.get_status_display()})"
+
+    def clean(self) -> None:
+        # Normalise here, not in a form, so that every way in (form, enqueue_signup, admin) gets it.
+        try:
+            self.email = normalize_email(self.email, EMAIL_MAX_LENGTH)
+        except ValidationError as err:
+            raise ValidationError({"email": err.error_list}) from None
 
 
 class RateLimitState(models.Model):

@@ -74,10 +74,15 @@ def authorization_request(redirect_uri: str) -> tuple[str, dict[str, Any]]:
     return f"{get_setting('AUTHORIZE_URL')}?{urlencode(params)}", record
 
 
+def _same(a: str, b: str) -> bool:
+    # Constant-time, and bytes so that a forged non-ASCII state is refused rather than raising TypeError.
+    return secrets.compare_digest(a.encode(), b.encode())
+
+
 def remember_state(session: MutableMapping[str, Any], record: dict[str, Any]) -> None:
     """Keep ``record`` in the admin's session (at most a few, oldest dropped)."""
     fresh = [r for r in session.get(SESSION_KEY, []) if time.time() - r["created"] < STATE_MAX_AGE]
-    session[SESSION_KEY] = [*fresh[-(STATES_KEPT - 1):], record]
+    session[SESSION_KEY] = [*fresh[-(STATES_KEPT - 1) :], record]
 
 
 def pop_state(session: MutableMapping[str, Any], state: str | None) -> dict[str, Any]:
@@ -85,7 +90,7 @@ def pop_state(session: MutableMapping[str, Any], state: str | None) -> dict[str,
     if not state:
         raise AuthorizationFailed("The answer from Constant Contact carried no state; nothing was stored.")
     records = session.get(SESSION_KEY, [])
-    match = next((r for r in records if secrets.compare_digest(r["state"], state)), None)
+    match = next((r for r in records if _same(r["state"], state)), None)
     if match is None:
         raise AuthorizationFailed(
             "The state in the answer from Constant Contact is unknown or was already used; nothing was stored. "
@@ -93,21 +98,29 @@ def pop_state(session: MutableMapping[str, Any], state: str | None) -> dict[str,
         )
     session[SESSION_KEY] = [r for r in records if r is not match]
     if time.time() - match["created"] >= STATE_MAX_AGE:
-        raise AuthorizationFailed("The connection attempt took too long and expired; nothing was stored. Start again.")
+        raise AuthorizationFailed(
+            "The connection attempt took too long and expired; nothing was stored. Start again."
+        )
     return match
 
 
 @sensitive_variables()
-def complete_authorization(session: MutableMapping[str, Any], params: MutableMapping[str, Any], user: Any = None) -> Connection:
+def complete_authorization(
+    session: MutableMapping[str, Any], params: MutableMapping[str, Any], user: Any = None
+) -> Connection:
     """Handle the redirect back from CC: check ``state``, exchange ``code``, store the connection."""
     record = pop_state(session, params.get("state"))
     if params.get("error"):
         if params["error"] == "access_denied":
             raise AuthorizationFailed("Access was denied at Constant Contact; nothing was stored.")
-        raise AuthorizationFailed(f"Constant Contact answered with an error ({params['error'][:100]}); nothing was stored.")
+        raise AuthorizationFailed(
+            f"Constant Contact answered with an error ({params['error'][:100]}); nothing was stored."
+        )
     code = params.get("code")
     if not code:
-        raise AuthorizationFailed("The answer from Constant Contact carried no authorization code; nothing was stored.")
+        raise AuthorizationFailed(
+            "The answer from Constant Contact carried no authorization code; nothing was stored."
+        )
     return connect_with_code(code, record["redirect_uri"], record.get("code_verifier"), user=user)
 
 
@@ -119,17 +132,23 @@ def code_from_pasted(text: str, record: dict[str, Any]) -> str:
         return text
     query = parse_qs(urlsplit(text).query) if "?" in text else parse_qs(text)
     state = (query.get("state") or [""])[0]
-    if not state or not secrets.compare_digest(state, record["state"]):
-        raise AuthorizationFailed("The pasted URL carries a different state than the one issued; nothing was stored.")
+    if not state or not _same(state, record["state"]):
+        raise AuthorizationFailed(
+            "The pasted URL carries a different state than the one issued; nothing was stored."
+        )
     if query.get("error"):
-        raise AuthorizationFailed(f"Constant Contact answered with an error ({query['error'][0][:100]}); nothing was stored.")
+        raise AuthorizationFailed(
+            f"Constant Contact answered with an error ({query['error'][0][:100]}); nothing was stored."
+        )
     if not query.get("code"):
         raise AuthorizationFailed("The pasted URL carries no authorization code; nothing was stored.")
     return query["code"][0]
 
 
 @sensitive_variables()
-def connect_with_code(code: str, redirect_uri: str, code_verifier: str | None = None, user: Any = None) -> Connection:
+def connect_with_code(
+    code: str, redirect_uri: str, code_verifier: str | None = None, user: Any = None
+) -> Connection:
     """Exchange an authorization code and store the resulting grant."""
     try:
         tokens = get_client().exchange_code(code, redirect_uri, code_verifier)
@@ -153,10 +172,11 @@ def start_device_flow() -> dict[str, Any]:
 def finish_device_flow(
     device: dict[str, Any],
     user: Any = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Connection:
     """Poll the token endpoint at the interval CC asked for until the person approves (RFC 8628 section 3.5)."""
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
     interval = float(device.get("interval") or 5)
     deadline = clock() + float(device.get("expires_in") or 600)
     client = get_client()
@@ -249,7 +269,9 @@ def refresh_tokens_if(should_refresh: Callable[[Connection], bool]) -> str:
         else:
             _apply_tokens(connection, tokens)
             connection.save()
-            logger.info("Refreshed the Constant Contact access token; it expires at %s.", connection.expires_at)
+            logger.info(
+                "Refreshed the Constant Contact access token; it expires at %s.", connection.expires_at
+            )
             return connection.access_token
     # Raised outside the atomic block so that the recorded status and error are committed.
     logger.warning("Refreshing the Constant Contact token failed: %s", failure)
@@ -301,7 +323,9 @@ def keep_alive() -> None:
 def refresh_lists(connection: Connection, access_token: str | None = None) -> list[dict[str, str]]:
     """Fetch the account's lists (all pages) and store ``{list_id, name}`` for each."""
     lists = get_client().contact_lists(access_token or get_access_token())
-    connection.available_lists = [{"list_id": item["list_id"], "name": item.get("name", "")} for item in lists]
+    connection.available_lists = [
+        {"list_id": item["list_id"], "name": item.get("name", "")} for item in lists
+    ]
     connection.lists_checked_at = timezone.now()
     Connection.objects.filter(pk=connection.pk).update(
         available_lists=connection.available_lists, lists_checked_at=connection.lists_checked_at

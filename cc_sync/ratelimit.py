@@ -9,7 +9,8 @@ bursts meet at a second boundary (4 at the end of one second, 4 at the start of 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db import transaction
 

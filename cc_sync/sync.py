@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import oauth
+from . import oauth, publisher
 from .client import get_client
 from .conf import get_setting, list_setting
 from .exceptions import (
@@ -61,11 +61,11 @@ def enqueue_signup(
     """
     signup = Signup(
         email=email,
-        first_name=first_name,
-        last_name=last_name,
-        phone_number=phone_number,
-        job_title=job_title,
-        company_name=company_name,
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
+        phone_number=phone_number.strip(),
+        job_title=job_title.strip(),
+        company_name=company_name.strip(),
         list_ids=list(list_ids) if list_ids else default_list_ids(),
         consent_given_at=timezone.now(),
         consent_text=get_setting("CONSENT_TEXT") if consent_text is None else consent_text,
@@ -84,28 +84,48 @@ def default_list_ids() -> list[str]:
     return list_setting("LIST_IDS") or list(Connection.load().list_ids)
 
 
-def publish(signup_ids: list[int], countdown: float | None = None) -> None:
+def publish(signup_ids: list[int], countdown: float | None = None, bounded: bool = True) -> None:
     """Send one sync task per id; a broker failure is logged and left to the sweeper, never raised.
 
-    Runs after commit on the visitor's request, so it must neither raise nor hang: publishing does not
-    retry (``retry=False``), and the broker's connect timeout bounds the wait (see docs/celery.md).
+    With ``bounded`` (the visitor's request, admin actions) the caller waits at most
+    ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker (see :mod:`cc_sync.publisher`); workers publish
+    in their own thread.
     """
-    from .tasks import sync_signup
-
-    published = []
-    for signup_id in signup_ids:
-        try:
-            sync_signup.apply_async((signup_id,), countdown=countdown, queue=get_setting("QUEUE"), retry=False)
-        except Exception as err:  # the broker is down or misconfigured: the row stays due for the sweeper
-            logger.warning("Could not queue signup %s (%s); the sweeper will queue it.", signup_id, type(err).__name__)
-            break
-        published.append(signup_id)
+    if bounded:
+        finished, published = publisher.runner.run(
+            lambda: _send(signup_ids, countdown), float(get_setting("PUBLISH_TIMEOUT"))
+        )
+        if not finished:
+            logger.warning(
+                "The broker did not take %s signups in time; the sweeper will queue them.", len(signup_ids)
+            )
+    else:
+        published = _send(signup_ids, countdown)
     if published:
         expected = timezone.now() + timedelta(seconds=countdown or 0)
         Signup.objects.filter(pk__in=published).update(enqueued_at=expected)
 
 
 # -- syncing one signup -------------------------------------------------------------------------
+
+
+def _send(signup_ids: list[int], countdown: float | None) -> list[int]:
+    from .tasks import sync_signup
+
+    published = []
+    for signup_id in signup_ids:
+        try:
+            sync_signup.apply_async(
+                (signup_id,), countdown=countdown, queue=get_setting("QUEUE"), retry=False
+            )
+        except Exception as err:  # the broker is down or misconfigured: the row stays due for the sweeper
+            logger.warning(
+                "Could not queue signup %s (%s); the sweeper will queue it.", signup_id, type(err).__name__
+            )
+            logger.debug("Publish error", exc_info=True)
+            break
+        published.append(signup_id)
+    return published
 
 
 def claim(signup_id: int) -> Signup | None:
@@ -115,7 +135,9 @@ def claim(signup_id: int) -> Signup | None:
     nothing. A row left ``syncing`` by a killed worker can be claimed again once its lease has run out.
     """
     now = timezone.now()
-    claimable = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(status=Status.SYNCING, lease_expires_at__lte=now)
+    claimable = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(
+        status=Status.SYNCING, lease_expires_at__lte=now
+    )
     claimed = Signup.objects.filter(claimable, pk=signup_id).update(
         status=Status.SYNCING,
         attempts=F("attempts") + 1,
@@ -166,7 +188,9 @@ def process_signup(signup_id: int) -> None:
     except ReconnectRequired as err:
         if err.status_code == 403:
             oauth.mark_needs_reconnect(str(err))
-        _finish(signup, status=Status.WAITING_RECONNECT, last_error=str(err)[:2000], last_error_key=err.error_key)
+        _finish(
+            signup, status=Status.WAITING_RECONNECT, last_error=str(err)[:2000], last_error_key=err.error_key
+        )
     except RetryLater as err:
         _retry_later(signup, err)
     except Exception as err:
@@ -205,13 +229,18 @@ def _retry_later(signup: Signup, error: RetryLater) -> None:
         return
     delay = retry_delay(signup.attempts, error)
     due = timezone.now() + timedelta(seconds=delay)
-    if _finish(signup, status=Status.PENDING, next_attempt_at=due, last_error=str(error)[:2000],
-               last_error_key=error.error_key):
+    if _finish(
+        signup,
+        status=Status.PENDING,
+        next_attempt_at=due,
+        last_error=str(error)[:2000],
+        last_error_key=error.error_key,
+    ):
         logger.info("Signup %s will be retried in %.1f s: %s", signup.pk, delay, error)
         if delay <= float(get_setting("MAX_COUNTDOWN")):
             # Long waits stay in the database for the sweeper: a Celery countdown longer than the broker's
             # visibility timeout gets redelivered again and again.
-            transaction.on_commit(lambda: publish([signup.pk], countdown=delay))
+            transaction.on_commit(lambda: publish([signup.pk], countdown=delay, bounded=False))
 
 
 def _give_up(signup: Signup, reason: str, error_key: str = "") -> None:
@@ -222,7 +251,9 @@ def _give_up(signup: Signup, reason: str, error_key: str = "") -> None:
 
 def _finish(signup: Signup, **fields: Any) -> bool:
     """Record an outcome, but only if this worker still holds the claim it took."""
-    done = Signup.objects.filter(pk=signup.pk, status=Status.SYNCING, attempts=signup.attempts).update(**fields)
+    done = Signup.objects.filter(pk=signup.pk, status=Status.SYNCING, attempts=signup.attempts).update(
+        **fields
+    )
     for name, value in fields.items():
         setattr(signup, name, value)
     return bool(done)
@@ -278,17 +309,22 @@ def sweep() -> int:
         .values_list("pk", flat=True)[: int(get_setting("SWEEP_BATCH"))]
     )
     if ids:
-        publish(ids)
+        publish(ids, bounded=False)
     return len(ids)
 
 
 def retry_now(queryset: Any) -> int:
     """Put failed or held signups back to pending, due now, and queue them (the admin's "Retry now")."""
     ids = list(
-        queryset.filter(status__in=[Status.FAILED, Status.WAITING_RECONNECT, Status.PENDING]).values_list("pk", flat=True)
+        queryset.filter(status__in=[Status.FAILED, Status.WAITING_RECONNECT, Status.PENDING]).values_list(
+            "pk", flat=True
+        )
     )
     Signup.objects.filter(pk__in=ids).update(
-        status=Status.PENDING, next_attempt_at=timezone.now(), enqueued_at=None, deadline_at=default_deadline()
+        status=Status.PENDING,
+        next_attempt_at=timezone.now(),
+        enqueued_at=None,
+        deadline_at=default_deadline(),
     )
     transaction.on_commit(lambda: publish(ids))
     return len(ids)
@@ -296,4 +332,6 @@ def retry_now(queryset: Any) -> int:
 
 def mark_failed(queryset: Any, reason: str) -> int:
     """Give up on signups that are not synced (the admin's "Mark as failed")."""
-    return queryset.exclude(status=Status.SYNCED).update(status=Status.FAILED, last_error=reason, lease_expires_at=None)
+    return queryset.exclude(status=Status.SYNCED).update(
+        status=Status.FAILED, last_error=reason, lease_expires_at=None
+    )

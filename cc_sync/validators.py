@@ -16,7 +16,9 @@ def validate_no_control_characters(value: str) -> None:
     """Refuse control characters, line/paragraph separators and bidi overrides."""
     for char in value:
         if unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS:
-            raise ValidationError(_("Remove the control characters from this field."), code="control_characters")
+            raise ValidationError(
+                _("Remove the control characters from this field."), code="control_characters"
+            )
 
 
 def normalize_email(value: str, max_length: int) -> str:

@@ -44,8 +44,23 @@ def main() -> int:
     if settings.USING_SANDBOX:
         commands.append(("sandbox", manage("cc_sync_sandbox", "--port", str(SANDBOX_PORT), "--quiet")))
     beat_schedule = ROOT / ".demo" / "celerybeat-schedule"
-    commands.append(("worker", [sys.executable, "-m", "celery", "-A", "example_project", "worker", "--beat",
-                                f"--schedule={beat_schedule}", "--concurrency=2", "--loglevel=WARNING"]))
+    commands.append(
+        (
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "example_project",
+                "worker",
+                "--beat",
+                f"--schedule={beat_schedule}",
+                "--concurrency=2",
+                "--loglevel=WARNING",
+            ],
+        )
+    )
     commands.append(("web", manage("runserver", f"{HOST}:{PORT}", "--noreload")))
 
     processes = []
@@ -56,7 +71,9 @@ def main() -> int:
     base = f"http://{HOST}:{PORT}"
     sandbox_note = (
         f"   The Constant Contact sandbox stands in for CC: http://{HOST}:{SANDBOX_PORT}/ shows its lists and "
-        "contacts.\n" if settings.USING_SANDBOX else "   Using the real Constant Contact application from .env.\n"
+        "contacts.\n"
+        if settings.USING_SANDBOX
+        else "   Using the real Constant Contact application from .env.\n"
     )
     print(
         "\ncc_sync demo is running. Ctrl-C stops everything.\n\n"

@@ -77,7 +77,11 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 50
 # `python manage.py cc_sync_sandbox` (the demo starts it). A real CC_CLIENT_ID switches to real CC.
 USING_SANDBOX = DEBUG and not env("CC_CLIENT_ID", default="")
 _SANDBOX = env("CC_SANDBOX_URL", default="http://127.0.0.1:8765")
-_CC_AUTH = f"{_SANDBOX}/oauth2/default/v1" if USING_SANDBOX else "https://authz.constantcontact.com/oauth2/default/v1"
+_CC_AUTH = (
+    f"{_SANDBOX}/oauth2/default/v1"
+    if USING_SANDBOX
+    else "https://authz.constantcontact.com/oauth2/default/v1"
+)
 _CC_API = f"{_SANDBOX}/v3" if USING_SANDBOX else "https://api.cc.email/v3"
 
 CC_SYNC = {
@@ -97,8 +101,20 @@ CC_SYNC = {
     ),
 }
 # Optional overrides of cc_sync's timing settings, e.g. for scaled-down test runs.
-for _name in ("API_RATE", "TOKEN_RATE", "DAILY_LIMIT", "CONNECT_TIMEOUT", "READ_TIMEOUT", "TOKEN_LEEWAY",
-              "RETRY_BASE", "RETRY_MAX", "DEADLINE", "LEASE", "MAX_COUNTDOWN", "REQUEUE_AFTER"):
+for _name in (
+    "API_RATE",
+    "TOKEN_RATE",
+    "DAILY_LIMIT",
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "TOKEN_LEEWAY",
+    "RETRY_BASE",
+    "RETRY_MAX",
+    "DEADLINE",
+    "LEASE",
+    "MAX_COUNTDOWN",
+    "REQUEUE_AFTER",
+):
     if env.str(f"CC_SYNC_{_name}", default=""):
         CC_SYNC[_name] = env.float(f"CC_SYNC_{_name}")
 
@@ -129,7 +145,9 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "control_folder": str(_BROKER_DIR / "control"),
     }
 CELERY_BEAT_SCHEDULE = {name: dict(entry) for name, entry in BEAT_SCHEDULE.items()}
-CELERY_BEAT_SCHEDULE["cc_sync.sweep_due_signups"]["schedule"] = env.float("CC_SYNC_SWEEP_INTERVAL", default=60.0)
+CELERY_BEAT_SCHEDULE["cc_sync.sweep_due_signups"]["schedule"] = env.float(
+    "CC_SYNC_SWEEP_INTERVAL", default=60.0
+)
 
 LOGGING = {
     "version": 1,

@@ -55,7 +55,10 @@ def services() -> None:
     """The real PostgreSQL (as the test database) and Redis."""
     from tests.settings import POSTGRES_AVAILABLE
 
-    require_service("PostgreSQL", POSTGRES_AVAILABLE and django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"))
+    require_service(
+        "PostgreSQL",
+        POSTGRES_AVAILABLE and django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+    )
     require_service("Redis", reachable(*REDIS))
 
 
@@ -93,6 +96,20 @@ def make_connection(expires_in: float = 3600, **fields: Any) -> Connection:
 def connection(db: Any) -> Connection:
     """A connected account whose access token is valid for another hour."""
     return make_connection()
+
+
+@pytest.fixture(autouse=True)
+def isolated_publishing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test publishes through the in-memory test app, on a publisher thread of its own.
+
+    Importing example_project makes its Celery app current; and a publish still hanging on a dead broker
+    must not leak into the next test.
+    """
+    from cc_sync import publisher
+
+    test_celery_app.set_default()
+    test_celery_app.set_current()
+    monkeypatch.setattr(publisher, "runner", publisher.BoundedRunner())
 
 
 @pytest.fixture

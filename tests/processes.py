@@ -46,11 +46,25 @@ def example_env(sandbox: Any, **overrides: Any) -> dict[str, str]:
 
 
 @contextmanager
-def celery_worker(env: dict[str, str], concurrency: int = 2, beat: bool = False, name: str = "w1") -> Iterator[subprocess.Popen]:
+def celery_worker(
+    env: dict[str, str], concurrency: int = 2, beat: bool = False, name: str = "w1"
+) -> Iterator[subprocess.Popen]:
     """A real ``celery -A example_project worker`` process (prefork), stopped at the end."""
-    command = [sys.executable, "-m", "celery", "-A", "example_project", "worker", "--pool=prefork",
-               f"--concurrency={concurrency}", "--loglevel=WARNING", f"--hostname={name}@%h", "--without-gossip",
-               "--without-mingle", "--without-heartbeat"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "example_project",
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        "--loglevel=WARNING",
+        f"--hostname={name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     if beat:
         command += ["--beat", f"--schedule={ROOT / '.pytest_cache' / f'beat-{name}-{os.getpid()}'}"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
@@ -70,7 +84,9 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+def wait_until(
+    condition: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition"
+) -> Any:
     """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

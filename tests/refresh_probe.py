@@ -15,8 +15,13 @@ from django.conf import settings  # noqa: E402
 
 db_name, token_url, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
 settings.DATABASES["default"]["NAME"] = db_name
-settings.CC_SYNC = {**settings.CC_SYNC, "TOKEN_URL": token_url, "CLIENT_ID": sys.argv[4], "CLIENT_SECRET": sys.argv[5],
-                    "TOKEN_RATE": 1.0}
+settings.CC_SYNC = {
+    **settings.CC_SYNC,
+    "TOKEN_URL": token_url,
+    "CLIENT_ID": sys.argv[4],
+    "CLIENT_SECRET": sys.argv[5],
+    "TOKEN_RATE": 1.0,
+}
 django.setup()
 
 from cc_sync.oauth import get_access_token  # noqa: E402

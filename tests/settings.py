@@ -16,7 +16,9 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-POSTGRES_AVAILABLE = os.environ.get("CC_SYNC_TEST_DB", "postgres") == "postgres" and _reachable("127.0.0.1", 5432)
+POSTGRES_AVAILABLE = os.environ.get("CC_SYNC_TEST_DB", "postgres") == "postgres" and _reachable(
+    "127.0.0.1", 5432
+)
 
 SECRET_KEY = "tests-only"
 DEBUG = False

@@ -6,7 +6,6 @@ import logging
 from datetime import timedelta
 
 import pytest
-import responses
 from django.core import mail
 from django.utils import timezone
 from responses import matchers
@@ -17,21 +16,32 @@ from cc_sync.models import Connection, Signup
 from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, make_connection
 
 TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
-BASIC = {"Authorization": "Basic dGVzdC1jbGllbnQtaWQ6dGVzdC1jbGllbnQtc2VjcmV0"}  # test-client-id:test-client-secret
+BASIC = {
+    "Authorization": "Basic dGVzdC1jbGllbnQtaWQ6dGVzdC1jbGllbnQtc2VjcmV0"
+}  # test-client-id:test-client-secret
 
 
 def expect_refresh(cc_api, refresh_token=REFRESH_TOKEN, status=200, body=None, **kwargs):
-    body = body if body is not None else {
-        "token_type": "Bearer", "expires_in": 86400, "access_token": "new-access-token-xyz",
-        "refresh_token": "new-refresh-token-xyz", "scope": "contact_data offline_access account_read",
-    }
+    body = (
+        body
+        if body is not None
+        else {
+            "token_type": "Bearer",
+            "expires_in": 86400,
+            "access_token": "new-access-token-xyz",
+            "refresh_token": "new-refresh-token-xyz",
+            "scope": "contact_data offline_access account_read",
+        }
+    )
     return cc_api.post(
         TOKEN_URL,
         status=status,
         json=body,
         match=[
             matchers.header_matcher(BASIC),
-            matchers.urlencoded_params_matcher({"grant_type": "refresh_token", "refresh_token": refresh_token}),
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "refresh_token", "refresh_token": refresh_token}
+            ),
         ],
         **kwargs,
     )
@@ -72,10 +82,15 @@ def test_refresh_response_without_refresh_token_keeps_the_old_one(db, cc_api):
     assert Connection.load().refresh_token == REFRESH_TOKEN
 
 
-def test_invalid_grant_marks_needs_reconnect_and_mails_admins_once(db, cc_api, django_capture_on_commit_callbacks):
+def test_invalid_grant_marks_needs_reconnect_and_mails_admins_once(
+    db, cc_api, django_capture_on_commit_callbacks
+):
     make_connection(expires_in=-10)
-    expect_refresh(cc_api, status=400, body={"error": "invalid_grant",
-                                              "error_description": "The refresh token is invalid or expired."})
+    expect_refresh(
+        cc_api,
+        status=400,
+        body={"error": "invalid_grant", "error_description": "The refresh token is invalid or expired."},
+    )
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(ReconnectRequired):
         oauth.get_access_token()
     connection = Connection.load()
@@ -145,10 +160,16 @@ def test_keep_alive_does_nothing_for_a_recent_refresh(db, cc_api):
 
 def test_keep_alive_reports_chosen_lists_that_vanished_from_the_account(db, cc_api, cc_settings):
     cc_settings["LIST_IDS"] = []
-    make_connection(lists_checked_at=timezone.now() - timedelta(days=2), list_ids=["gone"],
-                    available_lists=[{"list_id": "gone", "name": "Old"}])
-    cc_api.get("https://api.cc.test/v3/contact_lists", json={"lists": [{"list_id": "l1", "name": "New"}]},
-               match=[matchers.header_matcher({"Authorization": f"Bearer {ACCESS_TOKEN}"})])
+    make_connection(
+        lists_checked_at=timezone.now() - timedelta(days=2),
+        list_ids=["gone"],
+        available_lists=[{"list_id": "gone", "name": "Old"}],
+    )
+    cc_api.get(
+        "https://api.cc.test/v3/contact_lists",
+        json={"lists": [{"list_id": "l1", "name": "New"}]},
+        match=[matchers.header_matcher({"Authorization": f"Bearer {ACCESS_TOKEN}"})],
+    )
     oauth.keep_alive()
     from cc_sync import status
 
@@ -163,8 +184,14 @@ def test_reconnect_releases_held_signups(db, cc_api, published, django_capture_o
     cc_api.get("https://api.cc.test/v3/account/summary", json={"organization_name": "Acme Inc"})
     cc_api.get("https://api.cc.test/v3/contact_lists", json={"lists": []})
     with django_capture_on_commit_callbacks(execute=True):
-        oauth.store_grant({"access_token": "a2", "refresh_token": "r2", "expires_in": 86400,
-                           "scope": "contact_data offline_access account_read"})
+        oauth.store_grant(
+            {
+                "access_token": "a2",
+                "refresh_token": "r2",
+                "expires_in": 86400,
+                "scope": "contact_data offline_access account_read",
+            }
+        )
     held.refresh_from_db()
     assert held.status == Signup.Status.PENDING
     assert [call["task"] for call in published] == ["cc_sync.sweep_due_signups"]
@@ -174,13 +201,26 @@ def test_logs_of_connect_and_refresh_never_contain_tokens(db, cc_api, caplog):
     caplog.set_level(logging.DEBUG)
     cc_api.get("https://api.cc.test/v3/account/summary", json={"organization_name": "Acme Inc"})
     cc_api.get("https://api.cc.test/v3/contact_lists", json={"lists": []})
-    oauth.store_grant({"access_token": "secret-access-1", "refresh_token": "secret-refresh-1", "expires_in": 1,
-                       "scope": "contact_data offline_access account_read"})
-    expect_refresh(cc_api, refresh_token="secret-refresh-1", body={
-        "access_token": "secret-access-2", "refresh_token": "secret-refresh-2", "expires_in": 86400})
+    oauth.store_grant(
+        {
+            "access_token": "secret-access-1",
+            "refresh_token": "secret-refresh-1",
+            "expires_in": 1,
+            "scope": "contact_data offline_access account_read",
+        }
+    )
+    expect_refresh(
+        cc_api,
+        refresh_token="secret-refresh-1",
+        body={"access_token": "secret-access-2", "refresh_token": "secret-refresh-2", "expires_in": 86400},
+    )
     assert oauth.get_access_token() == "secret-access-2"
-    expect_refresh(cc_api, refresh_token="secret-refresh-2", status=400,
-                   body={"error": "invalid_grant", "error_description": "The refresh token is invalid or expired."})
+    expect_refresh(
+        cc_api,
+        refresh_token="secret-refresh-2",
+        status=400,
+        body={"error": "invalid_grant", "error_description": "The refresh token is invalid or expired."},
+    )
     with pytest.raises(ReconnectRequired) as excinfo:
         oauth.refresh_now()
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
@@ -193,4 +233,8 @@ def test_logs_of_connect_and_refresh_never_contain_tokens(db, cc_api, caplog):
 def test_disconnect_forgets_tokens(connection):
     oauth.disconnect()
     stored = Connection.load()
-    assert (stored.status, stored.access_token, stored.refresh_token) == (Connection.Status.DISCONNECTED, "", "")
+    assert (stored.status, stored.access_token, stored.refresh_token) == (
+        Connection.Status.DISCONNECTED,
+        "",
+        "",
+    )

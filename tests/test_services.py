@@ -43,8 +43,9 @@ def redis_broker():
     """Publish from this test process to a real (emptied) Redis database, as the example project's web does."""
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
     app = Celery("cc_sync_service_tests", broker=REDIS_TEST_URL)
-    app.conf.update(broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2,
-                                                                          "max_retries": 0})
+    app.conf.update(
+        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
+    )
     app.set_current()
     app.set_default()
     yield app
@@ -55,20 +56,35 @@ def redis_broker():
 
 def connect_to(sandbox: Sandbox, expires_in: float = 3600) -> dict:
     tokens = sandbox.issue_tokens()
-    make_connection(access_token=tokens["access_token"], refresh_token=tokens["refresh_token"], expires_in=expires_in)
+    make_connection(
+        access_token=tokens["access_token"], refresh_token=tokens["refresh_token"], expires_in=expires_in
+    )
     return tokens
 
 
 @pytest.mark.parametrize("processes", [8])
-def test_many_processes_finding_the_token_stale_make_exactly_one_refresh(transactional_db, sandbox, processes):
+def test_many_processes_finding_the_token_stale_make_exactly_one_refresh(
+    transactional_db, sandbox, processes
+):
     tokens = connect_to(sandbox, expires_in=-60)
     client = sandbox.cc_sync_settings()
     start_at = time.time() + 3.0  # every process is imported and waiting before this moment
     probes = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.refresh_probe", db_connection.settings_dict["NAME"], sandbox.token_url,
-             str(start_at), client["CLIENT_ID"], client["CLIENT_SECRET"]],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.refresh_probe",
+                db_connection.settings_dict["NAME"],
+                sandbox.token_url,
+                str(start_at),
+                client["CLIENT_ID"],
+                client["CLIENT_SECRET"],
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(processes)
     ]
@@ -81,17 +97,23 @@ def test_many_processes_finding_the_token_stale_make_exactly_one_refresh(transac
     assert {out.strip() for out, _err in results} == {stored.access_token}
 
 
-def test_a_real_worker_syncs_a_signup_submitted_through_the_view(transactional_db, client, sandbox_settings,
-                                                                  redis_broker):
+def test_a_real_worker_syncs_a_signup_submitted_through_the_view(
+    transactional_db, client, sandbox_settings, redis_broker
+):
     sandbox = sandbox_settings
     connect_to(sandbox)
-    response = client.post("/signup/", {"email": "Visitor@Example.COM", "first_name": "Vera", "last_name": "Visitor",
-                                        "consent": "on"})
+    response = client.post(
+        "/signup/",
+        {"email": "Visitor@Example.COM", "first_name": "Vera", "last_name": "Visitor", "consent": "on"},
+    )
     assert response.status_code == 302
     with celery_worker(example_env(sandbox)):
         wait_until(lambda: sandbox.contacts(), timeout=60, what="the contact to reach the sandbox")
-        wait_until(lambda: Signup.objects.filter(status=Signup.Status.SYNCED).exists(), timeout=30,
-                   what="the signup to be marked synced")
+        wait_until(
+            lambda: Signup.objects.filter(status=Signup.Status.SYNCED).exists(),
+            timeout=30,
+            what="the signup to be marked synced",
+        )
     [contact] = sandbox.contacts()
     assert contact["email_address"] == "Visitor@example.com"
     assert contact["first_name"] == "Vera"
@@ -115,13 +137,17 @@ def test_with_the_broker_unreachable_the_visitor_is_answered_and_the_sweeper_del
     assert (signup.status, signup.enqueued_at) == (Signup.Status.PENDING, None)
     # The broker is back: beat's sweeper (every second here) finds the row and a worker syncs it.
     with celery_worker(example_env(sandbox, CC_SYNC_SWEEP_INTERVAL=1), beat=True):
-        wait_until(lambda: Signup.objects.filter(status=Signup.Status.SYNCED).exists(), timeout=60,
-                   what="the sweeper to deliver the signup")
+        wait_until(
+            lambda: Signup.objects.filter(status=Signup.Status.SYNCED).exists(),
+            timeout=60,
+            what="the sweeper to deliver the signup",
+        )
     assert [c["email_address"] for c in sandbox.contacts()] == ["late@example.com"]
 
 
-def test_workers_in_several_processes_share_one_rate_limit(transactional_db, sandbox_settings, redis_broker,
-                                                            django_capture_on_commit_callbacks):
+def test_workers_in_several_processes_share_one_rate_limit(
+    transactional_db, sandbox_settings, redis_broker, django_capture_on_commit_callbacks
+):
     sandbox = sandbox_settings
     rate, count = 8, 48
     sandbox.configure(api_rate=rate)  # the sandbox would answer 429 above the same limit
@@ -132,8 +158,11 @@ def test_workers_in_several_processes_share_one_rate_limit(transactional_db, san
         enqueue_signup(f"person{n}@example.com")
     env = example_env(sandbox, CC_SYNC_API_RATE=rate)
     with celery_worker(env, concurrency=3, name="a"), celery_worker(env, concurrency=3, name="b"):
-        wait_until(lambda: Signup.objects.filter(status=Signup.Status.SYNCED).count() == count, timeout=120,
-                   what=f"{count} signups to sync")
+        wait_until(
+            lambda: Signup.objects.filter(status=Signup.Status.SYNCED).count() == count,
+            timeout=120,
+            what=f"{count} signups to sync",
+        )
     api_requests = [r for r in sandbox.requests() if r["kind"] == "api"]
     assert len(api_requests) == count
     assert max_in_any_window([r["time"] for r in api_requests]) <= rate
@@ -141,8 +170,9 @@ def test_workers_in_several_processes_share_one_rate_limit(transactional_db, san
     assert len(sandbox.contacts()) == count
 
 
-def test_held_signups_drain_after_reconnect_without_anyone_doing_more(transactional_db, sandbox_settings,
-                                                                       redis_broker):
+def test_held_signups_drain_after_reconnect_without_anyone_doing_more(
+    transactional_db, sandbox_settings, redis_broker
+):
     sandbox = sandbox_settings
     make_connection(status=Connection.Status.NEEDS_RECONNECT, expires_at=timezone.now() - timedelta(days=1))
     from cc_sync.oauth import store_grant
@@ -151,11 +181,20 @@ def test_held_signups_drain_after_reconnect_without_anyone_doing_more(transactio
     for n in range(3):
         enqueue_signup(f"held{n}@example.com")
     with celery_worker(example_env(sandbox)):
-        wait_until(lambda: Signup.objects.filter(status=Signup.Status.WAITING_RECONNECT).count() == 3, timeout=60,
-                   what="the signups to be held")
+        wait_until(
+            lambda: Signup.objects.filter(status=Signup.Status.WAITING_RECONNECT).count() == 3,
+            timeout=60,
+            what="the signups to be held",
+        )
         assert sandbox.contacts() == []
         store_grant(sandbox.issue_tokens())  # what the admin's Reconnect ends with
-        wait_until(lambda: Signup.objects.filter(status=Signup.Status.SYNCED).count() == 3, timeout=60,
-                   what="the held signups to drain")
-    assert sorted(c["email_address"] for c in sandbox.contacts()) == ["held0@example.com", "held1@example.com",
-                                                                       "held2@example.com"]
+        wait_until(
+            lambda: Signup.objects.filter(status=Signup.Status.SYNCED).count() == 3,
+            timeout=60,
+            what="the held signups to drain",
+        )
+    assert sorted(c["email_address"] for c in sandbox.contacts()) == [
+        "held0@example.com",
+        "held1@example.com",
+        "held2@example.com",
+    ]

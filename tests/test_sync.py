@@ -21,7 +21,9 @@ S = Signup.Status
 
 @pytest.fixture
 def signup(db):
-    return Signup.objects.create(email="jdodge@example.com", first_name="Jake", last_name="Dodge", list_ids=[LIST_ID])
+    return Signup.objects.create(
+        email="jdodge@example.com", first_name="Jake", last_name="Dodge", list_ids=[LIST_ID]
+    )
 
 
 def expect_sign_up(cc_api, token=ACCESS_TOKEN, status=201, json=None, body=None, **kwargs):
@@ -33,10 +35,21 @@ def expect_sign_up(cc_api, token=ACCESS_TOKEN, status=201, json=None, body=None,
         SIGN_UP_URL,
         status=status,
         match=[
-            matchers.header_matcher({"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                                     "Accept": "application/json"}),
-            matchers.json_params_matcher({"email_address": "jdodge@example.com", "first_name": "Jake",
-                                          "last_name": "Dodge", "list_memberships": [LIST_ID]}),
+            matchers.header_matcher(
+                {
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                }
+            ),
+            matchers.json_params_matcher(
+                {
+                    "email_address": "jdodge@example.com",
+                    "first_name": "Jake",
+                    "last_name": "Dodge",
+                    "list_memberships": [LIST_ID],
+                }
+            ),
         ],
         **content,
         **kwargs,
@@ -80,15 +93,22 @@ def test_a_row_claimed_by_a_live_worker_is_not_taken_twice(connection, cc_api, s
 
 
 def test_a_row_left_syncing_by_a_dead_worker_is_claimable_after_its_lease(connection, cc_api, signup, run):
-    Signup.objects.filter(pk=signup.pk).update(status=S.SYNCING, lease_expires_at=timezone.now() - timedelta(seconds=1))
+    Signup.objects.filter(pk=signup.pk).update(
+        status=S.SYNCING, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     expect_sign_up(cc_api)
     assert run(signup).status == S.SYNCED
 
 
 @pytest.mark.parametrize("status", [400, 404, 415])
 def test_permanent_rejections_fail_once_with_ccs_message(connection, cc_api, signup, published, status, run):
-    expect_sign_up(cc_api, status=status, json=[
-        {"error_key": "contacts.api.validation.error", "error_message": "list_memberships is invalid."}])
+    expect_sign_up(
+        cc_api,
+        status=status,
+        json=[
+            {"error_key": "contacts.api.validation.error", "error_message": "list_memberships is invalid."}
+        ],
+    )
     signup = run(signup)
     assert signup.status == S.FAILED
     assert "list_memberships is invalid." in signup.last_error
@@ -111,22 +131,43 @@ def test_permanent_rejections_fail_once_with_ccs_message(connection, cc_api, sig
         {"status": 202, "json": {"contact_id": CONTACT_ID}},
         {"status": 200, "json": ["not", "an", "object"]},
     ],
-    ids=["409", "500", "502-html", "503", "200-html", "200-empty", "200-truncated", "201-no-id", "201-empty-id",
-         "202", "200-array"],
+    ids=[
+        "409",
+        "500",
+        "502-html",
+        "503",
+        "200-html",
+        "200-empty",
+        "200-truncated",
+        "201-no-id",
+        "201-empty-id",
+        "202",
+        "200-array",
+    ],
 )
-def test_transient_outcomes_and_bad_bodies_are_retried_never_synced(connection, cc_api, signup, published, answer, run):
+def test_transient_outcomes_and_bad_bodies_are_retried_never_synced(
+    connection, cc_api, signup, published, answer, run
+):
     expect_sign_up(cc_api, **answer)
     before = timezone.now()
     signup = run(signup)
     assert signup.status == S.PENDING
     assert signup.contact_id == ""
-    assert before <= signup.next_attempt_at <= timezone.now() + timedelta(seconds=2)  # RETRY_BASE 2 s, attempt 1
+    assert (
+        before <= signup.next_attempt_at <= timezone.now() + timedelta(seconds=2)
+    )  # RETRY_BASE 2 s, attempt 1
     assert signup.last_error
     assert [call["args"] for call in published] == [(signup.pk,)]
 
 
-@pytest.mark.parametrize("error", [requests.ConnectTimeout("connect"), requests.ReadTimeout("read"),
-                                   requests.ConnectionError("Connection reset by peer")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        requests.ConnectTimeout("connect"),
+        requests.ReadTimeout("read"),
+        requests.ConnectionError("Connection reset by peer"),
+    ],
+)
 def test_timeouts_and_resets_are_retried(connection, cc_api, signup, published, error, run):
     cc_api.post(SIGN_UP_URL, body=error)
     assert run(signup).status == S.PENDING
@@ -164,8 +205,12 @@ def test_throttled_waits_at_least_a_second(connection, cc_api, signup, published
     assert published[0]["countdown"] >= 1
 
 
-def test_quota_exceeded_waits_until_after_midnight_utc_in_the_database(connection, cc_api, signup, published, run):
-    expect_sign_up(cc_api, status=429, json={"error_key": "quota_exceeded", "error_message": "Limit Exceeded"})
+def test_quota_exceeded_waits_until_after_midnight_utc_in_the_database(
+    connection, cc_api, signup, published, run
+):
+    expect_sign_up(
+        cc_api, status=429, json={"error_key": "quota_exceeded", "error_message": "Limit Exceeded"}
+    )
     signup = run(signup)
     midnight = (timezone.now() + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     assert signup.status == S.PENDING
@@ -176,16 +221,26 @@ def test_quota_exceeded_waits_until_after_midnight_utc_in_the_database(connectio
 
 def test_401_refreshes_once_and_retries_once(connection, cc_api, signup, run):
     expect_sign_up(cc_api, status=401, json={"error_key": "unauthorized", "error_message": "Unauthorized"})
-    cc_api.post(TOKEN_URL, json={"access_token": "fresh-token", "refresh_token": "r2", "expires_in": 86400},
-                match=[matchers.urlencoded_params_matcher({"grant_type": "refresh_token",
-                                                           "refresh_token": connection.refresh_token})])
-    expect_sign_up(cc_api, token="fresh-token", status=200, json={"contact_id": CONTACT_ID, "action": "updated"})
+    cc_api.post(
+        TOKEN_URL,
+        json={"access_token": "fresh-token", "refresh_token": "r2", "expires_in": 86400},
+        match=[
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "refresh_token", "refresh_token": connection.refresh_token}
+            )
+        ],
+    )
+    expect_sign_up(
+        cc_api, token="fresh-token", status=200, json={"contact_id": CONTACT_ID, "action": "updated"}
+    )
     signup = run(signup)
     assert signup.status == S.SYNCED
     assert Connection.load().access_token == "fresh-token"
 
 
-def test_401_right_after_a_refresh_holds_the_row_and_needs_reconnect(connection, cc_api, signup, mailoutbox, run):
+def test_401_right_after_a_refresh_holds_the_row_and_needs_reconnect(
+    connection, cc_api, signup, mailoutbox, run
+):
     expect_sign_up(cc_api, status=401, json={"error_key": "unauthorized"})
     cc_api.post(TOKEN_URL, json={"access_token": "fresh-token", "refresh_token": "r2", "expires_in": 86400})
     expect_sign_up(cc_api, token="fresh-token", status=401, json={"error_key": "unauthorized"})
@@ -220,7 +275,9 @@ def test_past_the_deadline_a_transient_failure_fails_the_row(connection, cc_api,
     assert signup.last_error.startswith("Gave up after 1 attempts")
 
 
-def test_retry_now_gives_a_failed_row_a_new_deadline(connection, signup, published, django_capture_on_commit_callbacks):
+def test_retry_now_gives_a_failed_row_a_new_deadline(
+    connection, signup, published, django_capture_on_commit_callbacks
+):
     Signup.objects.filter(pk=signup.pk).update(status=S.FAILED, deadline_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
         assert sync.retry_now(Signup.objects.all()) == 1
@@ -232,8 +289,20 @@ def test_retry_now_gives_a_failed_row_a_new_deadline(connection, signup, publish
 
 def test_optional_fields_are_sent_only_when_given(connection, cc_api, run):
     signup = Signup.objects.create(email="a@example.com", phone_number="+1 555 0100", list_ids=["l1", "l2"])
-    cc_api.post(SIGN_UP_URL, json={"contact_id": CONTACT_ID}, status=201, match=[matchers.json_params_matcher(
-        {"email_address": "a@example.com", "phone_number": "+1 555 0100", "list_memberships": ["l1", "l2"]})])
+    cc_api.post(
+        SIGN_UP_URL,
+        json={"contact_id": CONTACT_ID},
+        status=201,
+        match=[
+            matchers.json_params_matcher(
+                {
+                    "email_address": "a@example.com",
+                    "phone_number": "+1 555 0100",
+                    "list_memberships": ["l1", "l2"],
+                }
+            )
+        ],
+    )
     assert run(signup).status == S.SYNCED
 
 
@@ -257,9 +326,15 @@ def test_sweeper_queues_due_rows_whose_message_is_missing(connection, published)
     lost = Signup.objects.create(email="b@example.com", enqueued_at=now - timedelta(minutes=10))
     Signup.objects.create(email="c@example.com", enqueued_at=now)  # its message is on its way
     Signup.objects.create(email="d@example.com", next_attempt_at=now + timedelta(hours=1))  # not due
-    dead = Signup.objects.create(email="e@example.com", status=S.SYNCING, enqueued_at=now - timedelta(minutes=5),
-                                 lease_expires_at=now - timedelta(seconds=1))
-    Signup.objects.create(email="f@example.com", status=S.SYNCING, lease_expires_at=now + timedelta(minutes=1))
+    dead = Signup.objects.create(
+        email="e@example.com",
+        status=S.SYNCING,
+        enqueued_at=now - timedelta(minutes=5),
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+    Signup.objects.create(
+        email="f@example.com", status=S.SYNCING, lease_expires_at=now + timedelta(minutes=1)
+    )
     Signup.objects.create(email="g@example.com", status=S.SYNCED)
     assert sync.sweep() == 3
     assert sorted(call["args"][0] for call in published) == sorted([never.pk, lost.pk, dead.pk])

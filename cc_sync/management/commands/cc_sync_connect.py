@@ -18,7 +18,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--device", action="store_true", help="Use the device flow (an application set up for it).")
+        parser.add_argument(
+            "--device", action="store_true", help="Use the device flow (an application set up for it)."
+        )
         parser.add_argument(
             "--redirect-uri",
             default="",
@@ -27,21 +29,29 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, device: bool = False, redirect_uri: str = "", **options: Any) -> None:
         try:
-            connection = self._device() if device else self._paste(redirect_uri or get_setting("REDIRECT_URI"))
+            connection = (
+                self._device() if device else self._paste(redirect_uri or get_setting("REDIRECT_URI"))
+            )
         except AuthorizationFailed as err:
             raise CommandError(str(err)) from None
-        self.stdout.write(self.style.SUCCESS(
-            f"Connected to Constant Contact account {connection.account_name or connection.account_id or '?'}."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Connected to Constant Contact account {connection.account_name or connection.account_id or '?'}."
+            )
+        )
 
     def _paste(self, redirect_uri: str) -> Any:
         if not redirect_uri:
-            raise CommandError("Give --redirect-uri (or set CC_SYNC['REDIRECT_URI']): it must match the CC application.")
+            raise CommandError(
+                "Give --redirect-uri (or set CC_SYNC['REDIRECT_URI']): it must match the CC application."
+            )
         url, record = oauth.authorization_request(redirect_uri)
         self.stdout.write("1. Open this URL in a browser and approve access:\n\n" + url + "\n")
         self.stdout.write("2. Paste the full URL your browser was sent to (or only its code=... value):")
         pasted = input("> ")
-        return oauth.connect_with_code(oauth.code_from_pasted(pasted, record), redirect_uri, record.get("code_verifier"))
+        return oauth.connect_with_code(
+            oauth.code_from_pasted(pasted, record), redirect_uri, record.get("code_verifier")
+        )
 
     def _device(self) -> Any:
         device = oauth.start_device_flow()

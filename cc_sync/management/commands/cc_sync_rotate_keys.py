@@ -14,4 +14,6 @@ class Command(BaseCommand):
         with transaction.atomic():
             # Reading decrypts with whichever key fits; saving encrypts with the first.
             lock_row(Connection, Connection.SINGLETON_PK).save()
-        self.stdout.write(self.style.SUCCESS("Tokens re-encrypted with the newest key; older keys can now be removed."))
+        self.stdout.write(
+            self.style.SUCCESS("Tokens re-encrypted with the newest key; older keys can now be removed.")
+        )

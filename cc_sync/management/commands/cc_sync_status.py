@@ -6,7 +6,9 @@ from cc_sync import status
 
 
 class Command(BaseCommand):
-    help = "Print the connection and outbox state; exit 1 when something needs attention (for cron or probes)."
+    help = (
+        "Print the connection and outbox state; exit 1 when something needs attention (for cron or probes)."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = status.report()

@@ -1,0 +1,692 @@
+"""The admin connection page: connect (authorization code and PKCE), callback, refresh, disconnect, lists."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import timedelta
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import requests
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.db import connection as db_connection
+from django.test import Client
+from django.utils import timezone
+from responses import matchers
+
+from cc_sync import oauth
+from cc_sync.models import Connection, Signup
+from tests.conftest import ACCESS_TOKEN, LIST_ID, REFRESH_TOKEN, make_connection
+
+AUTHORIZE_URL = "https://authz.cc.test/oauth2/default/v1/authorize"
+TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
+API_URL = "https://api.cc.test/v3"
+REDIRECT_URI = "https://site.example/admin/cc_sync/connection/callback/"
+BASIC = {"Authorization": "Basic " + base64.b64encode(b"test-client-id:test-client-secret").decode()}
+SCOPES = "contact_data offline_access account_read"
+
+PAGE = "/admin/cc_sync/connection/"
+CONNECT = PAGE + "connect/"
+CALLBACK = PAGE + "callback/"
+REFRESH = PAGE + "refresh/"
+DISCONNECT = PAGE + "disconnect/"
+LISTS = PAGE + "lists/"
+
+NEW_ACCESS = "fresh-access-token-aaaaaaaaaaaaaaaaaaaa"
+NEW_REFRESH = "fresh-refresh-token-bbbbbbbbbbbbbbbbbbb"
+OTHER_LIST_ID = "2b9c1f2e-662a-11eb-af0a-fa163e56c9b0"
+
+
+def token_body(access: str = NEW_ACCESS, refresh: str = NEW_REFRESH, expires_in: int = 86400) -> dict:
+    return {
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "access_token": access,
+        "refresh_token": refresh,
+        "scope": SCOPES,
+    }
+
+
+def no_authorization_header(request):
+    if "Authorization" in request.headers:
+        return False, "the request carries an Authorization header"
+    return True, ""
+
+
+def expect_code_exchange(cc_api, code: str, **kwargs):
+    return cc_api.post(
+        TOKEN_URL,
+        match=[
+            matchers.header_matcher(BASIC),
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
+            ),
+        ],
+        **(kwargs if {"json", "body"} & set(kwargs) else {"json": token_body(), **kwargs}),
+    )
+
+
+def expect_account_and_lists(cc_api, access: str = NEW_ACCESS):
+    bearer = matchers.header_matcher({"Authorization": f"Bearer {access}"})
+    account = cc_api.get(
+        f"{API_URL}/account/summary",
+        json={"organization_name": "Acme Inc", "encoded_account_id": "acme-123"},
+        match=[bearer],
+    )
+    lists = cc_api.get(
+        f"{API_URL}/contact_lists",
+        json={
+            "lists": [
+                {"list_id": LIST_ID, "name": "Newsletter"},
+                {"list_id": OTHER_LIST_ID, "name": "Events"},
+            ]
+        },
+        match=[bearer, matchers.query_param_matcher({"limit": "500"})],
+    )
+    return account, lists
+
+
+def start_connect(client) -> dict[str, str]:
+    response = client.post(CONNECT)
+    assert response.status_code == 302
+    location = response["Location"]
+    assert location.startswith(AUTHORIZE_URL + "?")
+    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+
+
+def callback(client, **params: str):
+    return client.get(f"{CALLBACK}?{urlencode(params)}")
+
+
+def messages_of(response) -> list[tuple[str, str]]:
+    return [(message.level_tag, str(message)) for message in get_messages(response.wsgi_request)]
+
+
+def assert_nothing_stored() -> None:
+    stored = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
+    if stored is not None:
+        assert stored.status == Connection.Status.DISCONNECTED
+        assert stored.access_token == ""
+        assert stored.refresh_token == ""
+        assert stored.expires_at is None
+        assert stored.account_name == ""
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_user(username="staff", password="pw", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def plain_client(client, django_user_model):
+    user = django_user_model.objects.create_user(username="visitor", password="pw")
+    client.force_login(user)
+    return client
+
+
+# -- what the pages show --------------------------------------------------------------------------
+
+
+def test_admin_index_shows_connect_banner_when_not_connected(admin_client):
+    content = admin_client.get("/admin/").content.decode()
+    assert "Constant Contact is not connected: signups are kept until you connect." in content
+    assert "Connect Constant Contact</button>" in content
+    assert f'action="{CONNECT}"' in content
+
+
+def test_admin_index_hides_banner_from_staff_without_change_permission(staff_client):
+    response = staff_client.get("/admin/")
+    assert response.status_code == 200
+    assert "Connect Constant Contact" not in response.content.decode()
+
+
+def test_admin_index_hides_banner_once_connected(admin_client, connection):
+    content = admin_client.get("/admin/").content.decode()
+    assert "Connect Constant Contact" not in content
+    assert "Constant Contact is not connected" not in content
+
+
+def test_admin_index_shows_reconnect_banner_when_connection_needs_reconnect(admin_client, db):
+    make_connection(status=Connection.Status.NEEDS_RECONNECT, last_error="invalid_grant")
+    content = admin_client.get("/admin/").content.decode()
+    assert (
+        "Constant Contact refused the stored authorization: signups are held until you reconnect." in content
+    )
+    assert "Reconnect</button>" in content
+    assert "Connect Constant Contact</button>" not in content
+
+
+def test_connection_page_shows_connect_button_when_not_connected(admin_client):
+    response = admin_client.get(PAGE)
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert 'value="Connect Constant Contact"' in content
+    assert 'value="Refresh now"' not in content
+    assert 'value="Disconnect"' not in content
+    assert REDIRECT_URI in content
+
+
+def test_connection_page_shows_reconnect_refresh_disconnect_and_account_when_connected(
+    admin_client, connection
+):
+    content = admin_client.get(PAGE).content.decode()
+    assert 'value="Reconnect"' in content
+    assert 'value="Refresh now"' in content
+    assert 'value="Disconnect"' in content
+    assert 'value="Connect Constant Contact"' not in content
+    assert '<td class="cc-sync-account">Acme Inc' in content
+
+
+def test_connection_page_never_shows_the_tokens(admin_client, connection):
+    content = admin_client.get(PAGE).content.decode()
+    assert "stored, encrypted" in content
+    assert ACCESS_TOKEN not in content
+    assert REFRESH_TOKEN not in content
+    admin_index = admin_client.get("/admin/").content.decode()
+    assert ACCESS_TOKEN not in admin_index
+    assert REFRESH_TOKEN not in admin_index
+
+
+def test_connection_str_does_not_contain_the_tokens(connection):
+    assert str(connection) == "Acme Inc (Connected)"
+    assert ACCESS_TOKEN not in str(connection)
+    assert REFRESH_TOKEN not in str(connection)
+    assert ACCESS_TOKEN not in repr(connection)
+
+
+# -- who may do what --------------------------------------------------------------------------------
+
+ACTIONS = [("post", CONNECT), ("get", CALLBACK), ("post", REFRESH), ("post", DISCONNECT), ("post", LISTS)]
+
+
+@pytest.mark.parametrize(("method", "url"), ACTIONS)
+def test_non_staff_user_is_sent_to_admin_login(plain_client, cc_api, method, url):
+    response = getattr(plain_client, method)(url)
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={url}"
+    assert oauth.SESSION_KEY not in plain_client.session
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize(("method", "url"), ACTIONS)
+def test_anonymous_visitor_is_sent_to_admin_login(client, db, cc_api, method, url):
+    response = getattr(client, method)(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+
+
+@pytest.mark.parametrize(("method", "url"), ACTIONS)
+def test_staff_without_change_permission_gets_403(staff_client, cc_api, method, url):
+    make_connection()
+    response = getattr(staff_client, method)(url)
+    assert response.status_code == 403
+    assert oauth.SESSION_KEY not in staff_client.session
+    stored = Connection.load()
+    assert stored.status == Connection.Status.CONNECTED
+    assert stored.access_token == ACCESS_TOKEN
+
+
+@pytest.mark.parametrize("url", [CONNECT, REFRESH, DISCONNECT, LISTS])
+def test_get_on_post_only_views_is_405(admin_client, connection, cc_api, url):
+    response = admin_client.get(url)
+    assert response.status_code == 405
+    assert Connection.load().status == Connection.Status.CONNECTED
+    assert oauth.SESSION_KEY not in admin_client.session
+
+
+def test_post_without_csrf_token_is_refused(db, django_user_model, cc_api):
+    admin = django_user_model.objects.create_superuser(
+        username="boss", password="pw", email="boss@example.com"
+    )
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(admin)
+    response = csrf_client.post(CONNECT)
+    assert response.status_code == 403
+    assert oauth.SESSION_KEY not in csrf_client.session
+    make_connection()
+    assert csrf_client.post(DISCONNECT).status_code == 403
+    assert Connection.load().status == Connection.Status.CONNECTED
+
+
+# -- starting the flow ------------------------------------------------------------------------------
+
+
+def test_connect_redirects_to_authorize_url_with_client_scope_and_state(admin_client, cc_api):
+    params = start_connect(admin_client)
+    assert params["client_id"] == "test-client-id"
+    assert params["redirect_uri"] == REDIRECT_URI
+    assert params["response_type"] == "code"
+    assert params["scope"] == SCOPES
+    assert len(params["state"]) >= 32
+    assert "code_challenge" not in params
+    records = admin_client.session[oauth.SESSION_KEY]
+    assert [record["state"] for record in records] == [params["state"]]
+    assert records[0]["redirect_uri"] == REDIRECT_URI
+
+
+def test_connect_sends_scopes_as_plus_separated_words(admin_client, cc_api):
+    location = admin_client.post(CONNECT)["Location"]
+    assert "scope=contact_data+offline_access+account_read" in location
+    assert "%2B" not in location
+
+
+def test_two_connects_give_different_states_both_kept_in_session(admin_client, cc_api):
+    first = start_connect(admin_client)["state"]
+    second = start_connect(admin_client)["state"]
+    assert first != second
+    assert [record["state"] for record in admin_client.session[oauth.SESSION_KEY]] == [first, second]
+
+
+def test_connect_without_client_id_shows_error_instead_of_redirecting_to_cc(
+    admin_client, cc_settings, cc_api
+):
+    del cc_settings["CLIENT_ID"]
+    response = admin_client.post(CONNECT)
+    assert response.status_code == 302
+    assert response["Location"] == PAGE
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "CLIENT_ID" in text
+
+
+def test_pkce_connect_sends_s256_challenge_and_exchange_uses_verifier_without_basic_auth(
+    admin_client, cc_api, cc_settings, django_user_model
+):
+    cc_settings["OAUTH_FLOW"] = "pkce"
+    del cc_settings["CLIENT_SECRET"]
+    params = start_connect(admin_client)
+    assert params["code_challenge_method"] == "S256"
+    challenge = params["code_challenge"]
+    [record] = admin_client.session[oauth.SESSION_KEY]
+    verifier = record["code_verifier"]
+    assert 43 <= len(verifier) <= 128
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == challenge
+    assert verifier not in admin_client.post(CONNECT)["Location"]
+
+    token = cc_api.post(
+        TOKEN_URL,
+        json=token_body(),
+        match=[
+            no_authorization_header,
+            matchers.urlencoded_params_matcher(
+                {
+                    "grant_type": "authorization_code",
+                    "code": "pkce-code",
+                    "redirect_uri": REDIRECT_URI,
+                    "client_id": "test-client-id",
+                    "code_verifier": verifier,
+                }
+            ),
+        ],
+    )
+    expect_account_and_lists(cc_api)
+    response = callback(admin_client, code="pkce-code", state=params["state"])
+    assert response.status_code == 302
+    assert token.call_count == 1
+    sent = parse_qs(cc_api.calls[0].request.body)
+    sent_digest = hashlib.sha256(sent["code_verifier"][0].encode("ascii")).digest()
+    assert base64.urlsafe_b64encode(sent_digest).rstrip(b"=").decode() == challenge
+    stored = Connection.load()
+    assert stored.status == Connection.Status.CONNECTED
+    assert stored.access_token == NEW_ACCESS
+
+
+# -- the callback -----------------------------------------------------------------------------------
+
+
+def test_callback_exchanges_code_and_stores_the_connection(admin_client, cc_api, django_user_model):
+    state = start_connect(admin_client)["state"]
+    token = expect_code_exchange(cc_api, "the-auth-code")
+    account, lists = expect_account_and_lists(cc_api)
+
+    before = timezone.now()
+    response = callback(admin_client, code="the-auth-code", state=state)
+    assert response.status_code == 302
+    assert response["Location"] == PAGE
+    assert (token.call_count, account.call_count, lists.call_count) == (1, 1, 1)
+    assert messages_of(response) == [("success", "Connected to Constant Contact account Acme Inc.")]
+
+    stored = Connection.load()
+    assert stored.status == Connection.Status.CONNECTED
+    assert stored.access_token == NEW_ACCESS
+    assert stored.refresh_token == NEW_REFRESH
+    assert (
+        before + timedelta(seconds=86400 - 5)
+        <= stored.expires_at
+        <= timezone.now() + timedelta(seconds=86400)
+    )
+    assert stored.scopes == SCOPES
+    assert stored.account_name == "Acme Inc"
+    assert stored.account_id == "acme-123"
+    assert stored.connected_by == django_user_model.objects.get(username="admin")
+    assert stored.available_lists == [
+        {"list_id": LIST_ID, "name": "Newsletter"},
+        {"list_id": OTHER_LIST_ID, "name": "Events"},
+    ]
+    assert admin_client.session[oauth.SESSION_KEY] == []
+
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT access_token, refresh_token FROM cc_sync_connection")
+        raw_access, raw_refresh = cursor.fetchone()
+    assert NEW_ACCESS not in raw_access
+    assert NEW_REFRESH not in raw_refresh
+
+    page = admin_client.get(PAGE).content.decode()
+    assert "Acme Inc" in page
+    assert "admin" in page
+    assert NEW_ACCESS not in page
+    assert NEW_REFRESH not in page
+
+
+def test_callback_success_message_is_shown_on_the_page(admin_client, cc_api):
+    state = start_connect(admin_client)["state"]
+    expect_code_exchange(cc_api, "code-1")
+    expect_account_and_lists(cc_api)
+    response = admin_client.get(f"{CALLBACK}?{urlencode({'code': 'code-1', 'state': state})}", follow=True)
+    assert response.redirect_chain == [(PAGE, 302)]
+    content = response.content.decode()
+    assert "Connected to Constant Contact account Acme Inc." in content
+    assert 'value="Refresh now"' in content
+
+
+def test_callback_without_state_is_refused_without_token_request(admin_client, cc_api):
+    start_connect(admin_client)
+    response = callback(admin_client, code="some-code")
+    assert response.status_code == 302
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "carried no state" in text
+    assert_nothing_stored()
+
+
+def test_callback_with_wrong_state_is_refused_without_token_request(admin_client, cc_api):
+    state = start_connect(admin_client)["state"]
+    response = callback(admin_client, code="some-code", state="not-the-issued-state")
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "unknown or was already used" in text
+    assert "some-code" not in text
+    assert_nothing_stored()
+    assert [record["state"] for record in admin_client.session[oauth.SESSION_KEY]] == [state]
+
+
+def test_callback_with_state_from_another_session_is_refused(admin_client, client, django_user_model, cc_api):
+    state = start_connect(admin_client)["state"]
+    other = django_user_model.objects.create_superuser(username="other", password="pw", email="o@example.com")
+    client.force_login(other)
+    response = callback(client, code="some-code", state=state)
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "unknown or was already used" in text
+    assert_nothing_stored()
+
+
+def test_callback_with_non_ascii_state_is_refused_not_a_server_error(admin_client, cc_api):
+    start_connect(admin_client)
+    response = callback(admin_client, code="some-code", state="é-forged")
+    assert response.status_code == 302
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "unknown or was already used" in text
+    assert_nothing_stored()
+
+
+def test_state_that_succeeded_cannot_be_used_again(admin_client, cc_api):
+    state = start_connect(admin_client)["state"]
+    token = expect_code_exchange(cc_api, "first-code")
+    expect_account_and_lists(cc_api)
+    callback(admin_client, code="first-code", state=state)
+    assert Connection.load().access_token == NEW_ACCESS
+
+    response = callback(admin_client, code="first-code", state=state)
+    level, text = messages_of(response)[-1]
+    assert level == "error"
+    assert "unknown or was already used" in text
+    assert token.call_count == 1
+    assert Connection.load().access_token == NEW_ACCESS
+
+
+def test_state_used_once_for_a_denial_cannot_be_used_again(admin_client, cc_api):
+    state = start_connect(admin_client)["state"]
+    callback(admin_client, error="access_denied", state=state)
+    response = callback(admin_client, code="late-code", state=state)
+    level, text = messages_of(response)[-1]
+    assert level == "error"
+    assert "unknown or was already used" in text
+    assert_nothing_stored()
+
+
+def test_expired_state_is_refused_and_consumed(admin_client, cc_api):
+    state = start_connect(admin_client)["state"]
+    session = admin_client.session
+    records = session[oauth.SESSION_KEY]
+    records[0]["created"] -= oauth.STATE_MAX_AGE + 1
+    session[oauth.SESSION_KEY] = records
+    session.save()
+
+    response = callback(admin_client, code="some-code", state=state)
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "expired" in text
+    assert_nothing_stored()
+    assert admin_client.session[oauth.SESSION_KEY] == []
+
+
+def test_state_just_inside_max_age_is_accepted(admin_client, cc_api, monkeypatch):
+    state = start_connect(admin_client)["state"]
+    created = admin_client.session[oauth.SESSION_KEY][0]["created"]
+    monkeypatch.setattr(oauth, "time", SimpleNamespace(time=lambda: created + oauth.STATE_MAX_AGE - 1))
+    expect_code_exchange(cc_api, "in-time")
+    expect_account_and_lists(cc_api)
+    callback(admin_client, code="in-time", state=state)
+    assert Connection.load().status == Connection.Status.CONNECTED
+
+
+def test_access_denied_is_refused_with_message(admin_client, cc_api):
+    state = start_connect(admin_client)["state"]
+    response = callback(admin_client, error="access_denied", error_description="User denied", state=state)
+    assert response.status_code == 302
+    assert messages_of(response) == [("error", "Access was denied at Constant Contact; nothing was stored.")]
+    assert_nothing_stored()
+
+
+def test_callback_without_code_is_refused(admin_client, cc_api):
+    state = start_connect(admin_client)["state"]
+    response = callback(admin_client, state=state)
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "no authorization code" in text
+    assert_nothing_stored()
+
+
+def test_token_endpoint_invalid_grant_is_refused_and_stores_nothing(admin_client, cc_api):
+    state = start_connect(admin_client)["state"]
+    token = expect_code_exchange(
+        cc_api,
+        "stale-code",
+        status=400,
+        json={
+            "error": "invalid_grant",
+            "error_description": "The authorization code is invalid or has expired.",
+        },
+    )
+    response = callback(admin_client, code="stale-code", state=state)
+    assert token.call_count == 1
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "invalid_grant" in text
+    assert "stale-code" not in text
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize(
+    ("response_kwargs", "expected"),
+    [
+        ({"status": 503, "body": "<html>Service Unavailable</html>"}, "unavailable"),
+        ({"status": 500, "json": {"error": "server_error"}}, "unavailable"),
+        ({"body": requests.exceptions.ReadTimeout("read timed out")}, "did not answer in time"),
+        ({"body": requests.exceptions.ConnectionError("refused")}, "Could not reach Constant Contact"),
+    ],
+    ids=["503", "500", "timeout", "connection-error"],
+)
+def test_token_endpoint_failure_is_refused_and_stores_nothing(
+    admin_client, cc_api, response_kwargs, expected
+):
+    state = start_connect(admin_client)["state"]
+    token = expect_code_exchange(cc_api, "good-code", **response_kwargs)
+    response = callback(admin_client, code="good-code", state=state)
+    assert response.status_code == 302
+    assert token.call_count == 1
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert expected in text
+    assert_nothing_stored()
+
+
+def test_failed_reconnect_keeps_the_existing_connection(admin_client, connection, cc_api):
+    state = start_connect(admin_client)["state"]
+    expect_code_exchange(cc_api, "bad", status=400, json={"error": "invalid_grant"})
+    callback(admin_client, code="bad", state=state)
+    stored = Connection.load()
+    assert stored.status == Connection.Status.CONNECTED
+    assert stored.access_token == ACCESS_TOKEN
+    assert stored.refresh_token == REFRESH_TOKEN
+
+
+# -- refresh, disconnect, lists ---------------------------------------------------------------------
+
+
+def test_refresh_now_spends_the_refresh_token_and_stores_the_new_pair(admin_client, connection, cc_api):
+    token = cc_api.post(
+        TOKEN_URL,
+        json=token_body(),
+        match=[
+            matchers.header_matcher(BASIC),
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN}
+            ),
+        ],
+    )
+    lists = cc_api.get(
+        f"{API_URL}/contact_lists",
+        json={"lists": [{"list_id": LIST_ID, "name": "Newsletter"}]},
+        match=[
+            matchers.header_matcher({"Authorization": f"Bearer {NEW_ACCESS}"}),
+            matchers.query_param_matcher({"limit": "500"}),
+        ],
+    )
+    response = admin_client.post(REFRESH)
+    assert response.status_code == 302
+    assert response["Location"] == PAGE
+    assert (token.call_count, lists.call_count) == (1, 1)
+    assert messages_of(response) == [("success", "The access token and the lists were refreshed.")]
+    stored = Connection.load()
+    assert stored.access_token == NEW_ACCESS
+    assert stored.refresh_token == NEW_REFRESH
+    assert stored.expires_at > timezone.now() + timedelta(seconds=86000)
+    assert stored.available_lists == [{"list_id": LIST_ID, "name": "Newsletter"}]
+
+
+def test_refresh_now_refused_grant_shows_error_and_marks_needs_reconnect(admin_client, connection, cc_api):
+    cc_api.post(
+        TOKEN_URL,
+        status=400,
+        json={"error": "invalid_grant", "error_description": "The refresh token is invalid or expired."},
+        match=[matchers.header_matcher(BASIC)],
+    )
+    response = admin_client.post(REFRESH)
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert text.startswith("Refreshing failed:")
+    assert REFRESH_TOKEN not in text
+    assert Connection.load().status == Connection.Status.NEEDS_RECONNECT
+
+
+def test_disconnect_clears_tokens_and_sets_status_disconnected(admin_client, connection, cc_api):
+    response = admin_client.post(DISCONNECT)
+    assert response.status_code == 302
+    [(level, _text)] = messages_of(response)
+    assert level == "success"
+    stored = Connection.load()
+    assert stored.status == Connection.Status.DISCONNECTED
+    assert stored.access_token == ""
+    assert stored.refresh_token == ""
+    assert stored.expires_at is None
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT access_token, refresh_token FROM cc_sync_connection")
+        assert cursor.fetchone() == ("", "")
+    assert 'value="Connect Constant Contact"' in admin_client.get(PAGE).content.decode()
+
+
+def test_choosing_lists_saves_only_known_ids_and_releases_held_signups(
+    admin_client, cc_api, published, django_capture_on_commit_callbacks
+):
+    make_connection(
+        available_lists=[
+            {"list_id": LIST_ID, "name": "Newsletter"},
+            {"list_id": OTHER_LIST_ID, "name": "Events"},
+        ]
+    )
+    held = Signup.objects.create(email="held@example.com", status=Signup.Status.WAITING_RECONNECT)
+    failed = Signup.objects.create(email="failed@example.com", status=Signup.Status.FAILED)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(LISTS, {"list_ids": [OTHER_LIST_ID, "not-in-the-account", LIST_ID]})
+    assert response.status_code == 302
+    assert messages_of(response) == [("success", "Signups now go to: Events, Newsletter.")]
+    assert Connection.load().list_ids == [OTHER_LIST_ID, LIST_ID]
+    held.refresh_from_db()
+    failed.refresh_from_db()
+    assert held.status == Signup.Status.PENDING
+    assert held.enqueued_at is None
+    assert failed.status == Signup.Status.FAILED
+    assert [call["task"] for call in published] == ["cc_sync.sweep_due_signups"]
+
+
+def test_choosing_only_unknown_lists_saves_nothing(admin_client, cc_api, published):
+    make_connection(available_lists=[{"list_id": LIST_ID, "name": "Newsletter"}], list_ids=[LIST_ID])
+    held = Signup.objects.create(email="held@example.com", status=Signup.Status.WAITING_RECONNECT)
+    response = admin_client.post(LISTS, {"list_ids": ["forged-id"]})
+    assert messages_of(response) == [("error", "Choose at least one list.")]
+    assert Connection.load().list_ids == [LIST_ID]
+    held.refresh_from_db()
+    assert held.status == Signup.Status.WAITING_RECONNECT
+    assert published == []
+
+
+def grant(user, codename: str) -> None:
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="cc_sync", codename=codename))
+
+
+def test_staff_with_view_permission_sees_page_without_buttons_and_cannot_connect(
+    client, django_user_model, cc_api
+):
+    viewer = django_user_model.objects.create_user(username="viewer", password="pw", is_staff=True)
+    grant(viewer, "view_connection")
+    client.force_login(viewer)
+    page = client.get(PAGE)
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "Connect Constant Contact" not in content
+    assert client.post(CONNECT).status_code == 403
+    assert "Connect Constant Contact" not in client.get("/admin/").content.decode()
+
+
+def test_staff_with_change_permission_can_connect(client, django_user_model, cc_api):
+    editor = django_user_model.objects.create_user(username="editor", password="pw", is_staff=True)
+    grant(editor, "change_connection")
+    client.force_login(editor)
+    assert "Connect Constant Contact</button>" in client.get("/admin/").content.decode()
+    state = start_connect(client)["state"]
+    expect_code_exchange(cc_api, "editor-code")
+    expect_account_and_lists(cc_api)
+    callback(client, code="editor-code", state=state)
+    stored = Connection.load()
+    assert stored.status == Connection.Status.CONNECTED
+    assert stored.connected_by == editor

@@ -1,0 +1,370 @@
+"""Management commands: connect from a terminal (paste and device flow), status, key generation."""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import functools
+import io
+import itertools
+import re
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import ManagementUtility, call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+from responses import matchers
+
+from cc_sync import oauth
+from cc_sync.client import DEVICE_GRANT
+from cc_sync.exceptions import AuthorizationFailed
+from cc_sync.models import Connection, Signup
+from tests.conftest import ACCESS_TOKEN, LIST_ID, REFRESH_TOKEN, make_connection
+
+AUTHORIZE_URL = "https://authz.cc.test/oauth2/default/v1/authorize"
+TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
+DEVICE_URL = "https://authz.cc.test/oauth2/default/v1/device/authorize"
+API_URL = "https://api.cc.test/v3"
+REDIRECT_URI = "https://site.example/admin/cc_sync/connection/callback/"
+BASIC = {"Authorization": "Basic " + base64.b64encode(b"test-client-id:test-client-secret").decode()}
+SCOPES = "contact_data offline_access account_read"
+NEW_ACCESS = "cli-access-token-cccccccccccccccccccccc"
+NEW_REFRESH = "cli-refresh-token-dddddddddddddddddddddd"
+DEVICE = {
+    "device_code": "device-code-eeeeeeeeeeeeeeee",
+    "user_code": "WDJB-MJHT",
+    "verification_uri": "https://authz.cc.test/activate",
+    "verification_uri_complete": "https://authz.cc.test/activate?user_code=WDJB-MJHT",
+    "expires_in": 600,
+    "interval": 5,
+}
+POLL = {"grant_type": DEVICE_GRANT, "device_code": DEVICE["device_code"], "client_id": "test-client-id"}
+
+
+def token_body() -> dict:
+    return {
+        "token_type": "Bearer",
+        "expires_in": 86400,
+        "access_token": NEW_ACCESS,
+        "refresh_token": NEW_REFRESH,
+        "scope": SCOPES,
+    }
+
+
+def no_authorization_header(request):
+    if "Authorization" in request.headers:
+        return False, "the request carries an Authorization header"
+    return True, ""
+
+
+def expect_account_and_lists(cc_api):
+    bearer = matchers.header_matcher({"Authorization": f"Bearer {NEW_ACCESS}"})
+    cc_api.get(
+        f"{API_URL}/account/summary",
+        json={"organization_name": "Acme Inc", "encoded_account_id": "a1"},
+        match=[bearer],
+    )
+    cc_api.get(
+        f"{API_URL}/contact_lists",
+        json={"lists": [{"list_id": LIST_ID, "name": "Newsletter"}]},
+        match=[bearer, matchers.query_param_matcher({"limit": "500"})],
+    )
+
+
+def assert_nothing_stored() -> None:
+    stored = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
+    if stored is not None:
+        assert stored.status == Connection.Status.DISCONNECTED
+        assert (stored.access_token, stored.refresh_token) == ("", "")
+
+
+def fake_browser(monkeypatch, out: io.StringIO, answer) -> list[dict[str, str]]:
+    """Answer the command's prompt with ``answer(params_of_printed_authorize_url)``."""
+    seen: list[dict[str, str]] = []
+
+    def fake_input(prompt: str = "") -> str:
+        url = re.search(re.escape(AUTHORIZE_URL) + r"\?\S+", out.getvalue()).group(0)
+        params = {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+        seen.append(params)
+        return answer(params)
+
+    monkeypatch.setattr(builtins, "input", fake_input)
+    return seen
+
+
+# -- cc_sync_connect, paste mode ------------------------------------------------------------------------
+
+
+def test_connect_paste_mode_connects_with_pasted_redirect_url(db, cc_api, monkeypatch):
+    out = io.StringIO()
+    seen = fake_browser(monkeypatch, out, lambda p: f"{REDIRECT_URI}?code=pasted-code&state={p['state']}\n")
+    token = cc_api.post(
+        TOKEN_URL,
+        json=token_body(),
+        match=[
+            matchers.header_matcher(BASIC),
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "authorization_code", "code": "pasted-code", "redirect_uri": REDIRECT_URI}
+            ),
+        ],
+    )
+    expect_account_and_lists(cc_api)
+
+    call_command("cc_sync_connect", stdout=out)
+
+    assert token.call_count == 1
+    [params] = seen
+    assert params["client_id"] == "test-client-id"
+    assert params["redirect_uri"] == REDIRECT_URI
+    assert params["response_type"] == "code"
+    assert params["scope"] == SCOPES
+    assert "Connected to Constant Contact account Acme Inc." in out.getvalue()
+    stored = Connection.load()
+    assert stored.status == Connection.Status.CONNECTED
+    assert (stored.access_token, stored.refresh_token) == (NEW_ACCESS, NEW_REFRESH)
+    assert stored.connected_by is None
+    assert stored.available_lists == [{"list_id": LIST_ID, "name": "Newsletter"}]
+    assert NEW_ACCESS not in out.getvalue()
+
+
+def test_connect_paste_mode_accepts_a_bare_code_and_redirect_uri_option(db, cc_api, monkeypatch):
+    out = io.StringIO()
+    fake_browser(monkeypatch, out, lambda p: "  bare-code  ")
+    cc_api.post(
+        TOKEN_URL,
+        json=token_body(),
+        match=[
+            matchers.header_matcher(BASIC),
+            matchers.urlencoded_params_matcher(
+                {
+                    "grant_type": "authorization_code",
+                    "code": "bare-code",
+                    "redirect_uri": "https://other.example/cb",
+                }
+            ),
+        ],
+    )
+    expect_account_and_lists(cc_api)
+    call_command("cc_sync_connect", "--redirect-uri", "https://other.example/cb", stdout=out)
+    assert Connection.load().status == Connection.Status.CONNECTED
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        f"{REDIRECT_URI}?code=pasted-code&state=not-the-issued-state",
+        f"{REDIRECT_URI}?code=pasted-code",
+        f"{REDIRECT_URI}?code=pasted-code&state=%C3%A9t%C3%A9",
+    ],
+    ids=["wrong-state", "no-state", "non-ascii-state"],
+)
+def test_connect_paste_mode_with_wrong_state_raises_command_error_and_stores_nothing(
+    db, cc_api, monkeypatch, pasted
+):
+    out = io.StringIO()
+    fake_browser(monkeypatch, out, lambda p: pasted)
+    with pytest.raises(CommandError, match="different state"):
+        call_command("cc_sync_connect", stdout=out)
+    assert_nothing_stored()
+
+
+def test_connect_paste_mode_with_access_denied_raises_command_error(db, cc_api, monkeypatch):
+    out = io.StringIO()
+    fake_browser(monkeypatch, out, lambda p: f"{REDIRECT_URI}?error=access_denied&state={p['state']}")
+    with pytest.raises(CommandError, match="access_denied"):
+        call_command("cc_sync_connect", stdout=out)
+    assert_nothing_stored()
+
+
+def test_connect_paste_mode_with_refused_code_raises_command_error(db, cc_api, monkeypatch):
+    out = io.StringIO()
+    fake_browser(monkeypatch, out, lambda p: f"{REDIRECT_URI}?code=used-code&state={p['state']}")
+    cc_api.post(
+        TOKEN_URL,
+        status=400,
+        json={"error": "invalid_grant", "error_description": "bad code"},
+        match=[matchers.header_matcher(BASIC)],
+    )
+    with pytest.raises(CommandError, match="invalid_grant") as raised:
+        call_command("cc_sync_connect", stdout=out)
+    assert "used-code" not in str(raised.value)
+    assert_nothing_stored()
+
+
+def test_connect_paste_mode_without_redirect_uri_raises_command_error(db, cc_api, cc_settings):
+    del cc_settings["REDIRECT_URI"]
+    with pytest.raises(CommandError, match="--redirect-uri"):
+        call_command("cc_sync_connect", stdout=io.StringIO())
+
+
+# -- cc_sync_connect --device ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """Make the device flow's waits instant (and recorded)."""
+    recorded: list[float] = []
+    ticks = itertools.count()
+    monkeypatch.setattr(
+        oauth,
+        "finish_device_flow",
+        functools.partial(oauth.finish_device_flow, sleep=recorded.append, clock=lambda: float(next(ticks))),
+    )
+    return recorded
+
+
+def expect_device_authorize(cc_api):
+    return cc_api.post(
+        DEVICE_URL,
+        json=DEVICE,
+        match=[
+            no_authorization_header,
+            matchers.urlencoded_params_matcher({"client_id": "test-client-id", "scope": SCOPES}),
+        ],
+    )
+
+
+def expect_poll(cc_api, **kwargs):
+    return cc_api.post(
+        TOKEN_URL, match=[no_authorization_header, matchers.urlencoded_params_matcher(POLL)], **kwargs
+    )
+
+
+def test_connect_device_mode_polls_until_approved(db, cc_api, sleeps):
+    authorize = expect_device_authorize(cc_api)
+    expect_poll(cc_api, status=400, json={"error": "authorization_pending", "error_description": "Waiting"})
+    expect_poll(cc_api, json=token_body())
+    expect_account_and_lists(cc_api)
+    out = io.StringIO()
+
+    call_command("cc_sync_connect", "--device", stdout=out)
+
+    assert authorize.call_count == 1
+    assert [call.request.url for call in cc_api.calls[1:3]] == [TOKEN_URL, TOKEN_URL]
+    assert sleeps == [5.0, 5.0]
+    printed = out.getvalue()
+    assert DEVICE["verification_uri_complete"] in printed
+    assert DEVICE["user_code"] in printed
+    assert "Connected to Constant Contact account Acme Inc." in printed
+    assert DEVICE["device_code"] not in printed
+    stored = Connection.load()
+    assert stored.status == Connection.Status.CONNECTED
+    assert (stored.access_token, stored.refresh_token) == (NEW_ACCESS, NEW_REFRESH)
+
+
+def test_device_flow_slow_down_increases_the_interval(db, cc_api):
+    expect_poll(cc_api, status=400, json={"error": "slow_down"})
+    expect_poll(cc_api, status=400, json={"error": "authorization_pending"})
+    expect_poll(cc_api, json=token_body())
+    expect_account_and_lists(cc_api)
+    waits: list[float] = []
+    ticks = itertools.count()
+
+    connection = oauth.finish_device_flow(dict(DEVICE), sleep=waits.append, clock=lambda: float(next(ticks)))
+
+    assert waits == [5.0, 10.0, 10.0]
+    assert connection.status == Connection.Status.CONNECTED
+
+
+def test_device_flow_gives_up_when_nobody_approves_in_time(db, cc_api):
+    expect_poll(cc_api, status=400, json={"error": "authorization_pending"})
+    now = iter([0.0, 0.0, 700.0])
+    with pytest.raises(AuthorizationFailed, match="in time"):
+        oauth.finish_device_flow(dict(DEVICE), sleep=lambda s: None, clock=lambda: next(now))
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize("error", ["access_denied", "expired_token"])
+def test_connect_device_mode_denied_raises_command_error_and_stores_nothing(db, cc_api, sleeps, error):
+    expect_device_authorize(cc_api)
+    expect_poll(
+        cc_api, status=400, json={"error": error, "error_description": "The user denied the request."}
+    )
+    with pytest.raises(CommandError, match=error):
+        call_command("cc_sync_connect", "--device", stdout=io.StringIO())
+    assert sleeps == [5.0]
+    assert_nothing_stored()
+
+
+def test_connect_device_mode_that_cannot_start_raises_command_error(db, cc_api, sleeps):
+    cc_api.post(
+        DEVICE_URL,
+        status=400,
+        json={"error": "unauthorized_client", "error_description": "Device flow is not enabled."},
+    )
+    with pytest.raises(CommandError, match="device flow could not be started"):
+        call_command("cc_sync_connect", "--device", stdout=io.StringIO())
+    assert sleeps == []
+    assert_nothing_stored()
+
+
+# -- cc_sync_status ---------------------------------------------------------------------------------------
+
+
+def test_status_exits_non_zero_when_not_connected(db):
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("cc_sync_status", stdout=out)
+    assert raised.value.returncode == 1
+    assert "Constant Contact is disconnected." in str(raised.value)
+    assert "connection: disconnected" in out.getvalue()
+    assert "ok" not in out.getvalue().splitlines()
+
+
+def test_status_prints_ok_when_connected_with_list_and_nothing_failed(connection):
+    Signup.objects.create(email="s@example.com", status=Signup.Status.SYNCED, synced_at=timezone.now())
+    out = io.StringIO()
+    call_command("cc_sync_status", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "connection: connected (Acme Inc)"
+    assert f"lists: {LIST_ID}" in lines
+    assert lines[-1] == "ok"
+    assert "synced (24 h): 1" in out.getvalue()
+    assert ACCESS_TOKEN not in out.getvalue()
+    assert REFRESH_TOKEN not in out.getvalue()
+
+
+def test_status_exits_non_zero_when_a_signup_failed(connection):
+    Signup.objects.create(email="f@example.com", status=Signup.Status.FAILED)
+    with pytest.raises(CommandError, match="1 signups failed") as raised:
+        call_command("cc_sync_status", stdout=io.StringIO())
+    assert raised.value.returncode == 1
+
+
+def test_status_exits_non_zero_when_no_list_is_chosen(db, cc_settings):
+    cc_settings["LIST_IDS"] = []
+    make_connection(list_ids=[])
+    with pytest.raises(CommandError, match="No Constant Contact list is chosen"):
+        call_command("cc_sync_status", stdout=io.StringIO())
+
+
+def test_status_exits_non_zero_when_connection_needs_reconnect(db):
+    make_connection(status=Connection.Status.NEEDS_RECONNECT, expires_at=timezone.now() - timedelta(hours=1))
+    with pytest.raises(CommandError, match="needs reconnect"):
+        call_command("cc_sync_status", stdout=io.StringIO())
+
+
+def test_status_exit_code_from_command_line_is_one(db):
+    utility = ManagementUtility(["manage.py", "cc_sync_status"])
+    with pytest.raises(SystemExit) as raised:
+        utility.execute()
+    assert raised.value.code == 1
+
+
+# -- cc_sync_generate_key ---------------------------------------------------------------------------------
+
+
+def test_generate_key_prints_a_valid_fernet_key():
+    out = io.StringIO()
+    call_command("cc_sync_generate_key", stdout=out)
+    key = out.getvalue().strip()
+    assert len(key) == 44
+    assert len(base64.urlsafe_b64decode(key)) == 32
+    fernet = Fernet(key.encode())
+    assert fernet.decrypt(fernet.encrypt(b"secret")) == b"secret"
+    again = io.StringIO()
+    call_command("cc_sync_generate_key", stdout=again)
+    assert again.getvalue().strip() != key
