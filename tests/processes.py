@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+# Service tests empty this Redis database; CC_SYNC_TEST_REDIS_DB picks another to run suites side by side.
+REDIS_TEST_URL = f"redis://127.0.0.1:6379/{os.environ.get('CC_SYNC_TEST_REDIS_DB', '15')}"
 
 
 def example_env(sandbox: Any, **overrides: Any) -> dict[str, str]:

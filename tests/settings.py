@@ -59,7 +59,8 @@ if POSTGRES_AVAILABLE:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "test",
+            # pytest-django tests in "test_<NAME>"; set CC_SYNC_TEST_DB_NAME to run suites side by side.
+            "NAME": os.environ.get("CC_SYNC_TEST_DB_NAME", "test"),
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": "127.0.0.1",
             "PORT": "5432",
