@@ -131,7 +131,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # and the visibility timeout must exceed the longest countdown cc_sync uses (MAX_COUNTDOWN, 300 s).
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": 3600,
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
     "max_retries": 0,
