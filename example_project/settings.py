@@ -114,6 +114,7 @@ for _name in (
     "LEASE",
     "MAX_COUNTDOWN",
     "REQUEUE_AFTER",
+    "PUBLISH_TIMEOUT",
 ):
     if env.str(f"CC_SYNC_{_name}", default=""):
         CC_SYNC[_name] = env.float(f"CC_SYNC_{_name}")
