@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from . import oauth, status, sync
 from .conf import get_setting
 from .exceptions import AuthorizationFailed, CCSyncError
-from .models import Connection, Signup
+from .models import Connection, Signup, Suppression
 
 
 @admin.register(Connection)
@@ -202,3 +202,18 @@ class SignupAdmin(admin.ModelAdmin):
         self.message_user(
             request, _("%(count)d signups marked as failed.") % {"count": count}, messages.SUCCESS
         )
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """Read-only: entries are added by ``cc_sync_erase`` or :func:`cc_sync.privacy.suppress`."""
+
+    list_display = ("email_hash", "reason", "created_at")
+    list_filter = ("reason",)
+    readonly_fields = ("email_hash", "reason", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -13,6 +13,7 @@ from .conf import DEFAULTS, get_setting, unknown_keys, user_settings
 from .exceptions import CCSyncConfigurationError
 
 FLOWS = ("authorization_code", "pkce")
+UNSHARED_CACHES = ("LocMemCache", "DummyCache", "FileBasedCache", "DatabaseCache")
 URL_SETTINGS = ("AUTHORIZE_URL", "TOKEN_URL", "DEVICE_AUTHORIZE_URL", "API_URL")
 
 
@@ -91,6 +92,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="cc_sync.W002",
                 )
             )
+    limits = [name for name in ("LIMIT_PER_IP", "LIMIT_PER_EMAIL") if get_setting(name)]
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    if limits and not settings.DEBUG and backend.rsplit(".", 1)[-1] in UNSHARED_CACHES:
+        messages.append(
+            Warning(
+                f"cc_sync's form limits ({', '.join(limits)}) count in a cache that is not shared or not atomic.",
+                hint="Use Redis or Memcached as the default cache, so limits hold across web processes.",
+                id="cc_sync.W004",
+            )
+        )
     return messages
 
 

@@ -63,6 +63,23 @@ DEFAULTS: dict[str, Any] = {
     "PUBLISH_TIMEOUT": 1.0,
     # Celery queue for cc_sync's tasks (None: the default queue).
     "QUEUE": None,
+    # Privacy: key of the email hashes (default: SECRET_KEY; set it so hashes survive a SECRET_KEY rotation),
+    # and days after which synced / failed signups lose their personal fields (None: keep).
+    "HASH_KEY": "",
+    "RETENTION_DAYS": 30,
+    "FAILED_RETENTION_DAYS": 90,
+    # The public form's defences. Limits are (count, seconds) through Django's cache: use a shared cache
+    # with atomic increments (Redis, Memcached) when more than one process serves the site. None: off.
+    "LIMIT_PER_IP": (5, 60),
+    "LIMIT_PER_EMAIL": (1, 3600),
+    "HONEYPOT_FIELD": "website",
+    "MAX_REQUEST_BYTES": 16 * 1024,
+    # {"provider": "turnstile" | "recaptcha", "site_key": ..., "secret": ...}; None: no CAPTCHA.
+    "CAPTCHA": None,
+    # Map form fields to CC custom fields: {"form_field_name": "custom_field_id"}.
+    "CUSTOM_FIELDS": {},
+    # Dotted path to a callable(request, cleaned_data) -> list of list ids, deciding lists per submission.
+    "LIST_CHOOSER": "",
     # The consent checkbox on the signup form.
     "CONSENT_TEXT": "Yes, send me email updates. I can unsubscribe at any time.",
     "CONSENT_VERSION": "1",

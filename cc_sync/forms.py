@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -9,19 +10,26 @@ from django.utils.translation import gettext_lazy as _
 
 from .conf import get_setting
 from .models import EMAIL_MAX_LENGTH, Signup
+from .validators import validate_address_part, validate_custom_field_value
+
+#: Form field names that make up sign_up_form's ``street_address``.
+ADDRESS_FIELDS = ("street", "city", "state", "postal_code", "country")
 
 
 class SignupForm(forms.ModelForm):
     """Email, names and a consent checkbox whose wording comes from ``CC_SYNC["CONSENT_TEXT"]``.
 
-    Subclass it and extend ``Meta.fields`` with ``phone_number``, ``job_title`` or ``company_name`` to ask
-    for more. Validation lives on the model (:meth:`cc_sync.models.Signup.clean` and the field validators),
-    so every field is checked against CC's own limits however a signup arrives.
+    Subclass it to ask for more: add ``phone_number``, ``job_title`` or ``company_name`` to ``Meta.fields``;
+    add fields named in ``CC_SYNC["CUSTOM_FIELDS"]`` for CC custom fields; add fields named ``street``,
+    ``city``, ``state``, ``postal_code`` and ``country`` (kind: :attr:`address_kind`) for the street address.
+    Validation lives on the model (:meth:`cc_sync.models.Signup.clean` and the field validators), so every
+    field is checked against CC's own limits however a signup arrives.
     """
 
     consent = forms.BooleanField(
         required=True, error_messages={"required": _("Please tick the box to sign up.")}
     )
+    address_kind = "home"
 
     class Meta:
         model = Signup
@@ -31,13 +39,54 @@ class SignupForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["consent"].label = get_setting("CONSENT_TEXT")
         self.fields["email"].widget.attrs.update({"autocomplete": "email", "maxlength": EMAIL_MAX_LENGTH})
-        for name in ("first_name", "last_name"):
+        for name, hint in (("first_name", "given-name"), ("last_name", "family-name")):
             if name in self.fields:
-                self.fields[name].widget.attrs["autocomplete"] = {
-                    "first_name": "given-name",
-                    "last_name": "family-name",
-                }[name]
+                self.fields[name].widget.attrs["autocomplete"] = hint
+        # A field people never see: bots that fill every input give themselves away.
+        self.honeypot_name = get_setting("HONEYPOT_FIELD")
+        if self.honeypot_name:
+            self.fields[self.honeypot_name] = forms.CharField(
+                required=False,
+                label=_("Leave this empty"),
+                widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+            )
+
+    def honeypot_filled(self) -> bool:
+        return bool(self.honeypot_name and self.data.get(self.honeypot_name))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # Custom fields and address parts are checked here, so an error shows next to its own input;
+        # enqueue_signup checks them again on the model.
+        custom = get_setting("CUSTOM_FIELDS")
+        for name, value in list(cleaned.items()):
+            validator = None
+            if name in custom:
+                validator = validate_custom_field_value
+            elif name in ADDRESS_FIELDS:
+                validator = partial(validate_address_part, name)
+            if validator and value not in ("", None):
+                try:
+                    validator(str(value))
+                except forms.ValidationError as err:
+                    self.add_error(name, err)
+        return cleaned
+
+    def _custom_field_values(self) -> dict[str, str]:
+        mapping = get_setting("CUSTOM_FIELDS")
+        return {
+            mapping[name]: value
+            for name, value in self.cleaned_data.items()
+            if name in mapping and value not in ("", None)
+        }
+
+    def _street_address(self) -> dict[str, str] | None:
+        parts = {name: self.cleaned_data[name] for name in ADDRESS_FIELDS if self.cleaned_data.get(name)}
+        return {"kind": self.address_kind, **parts} if parts else None
 
     def contact_fields(self) -> dict[str, Any]:
         """The cleaned contact fields, as :func:`cc_sync.sync.enqueue_signup` takes them."""
-        return {name: self.cleaned_data[name] for name in self._meta.fields if name in self.cleaned_data}
+        fields = {name: self.cleaned_data[name] for name in self._meta.fields if name in self.cleaned_data}
+        fields["custom_fields"] = self._custom_field_values()
+        fields["street_address"] = self._street_address()
+        return fields

@@ -11,7 +11,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .fields import EncryptedTextField
-from .validators import normalize_email, validate_no_control_characters
+from .validators import (
+    normalize_email,
+    validate_custom_fields,
+    validate_no_control_characters,
+    validate_street_address,
+)
 
 # sign_up_form's field limits (CC's ContactCreateOrUpdateInput schema, see docs/reference.md):
 # validating to them means CC never rejects what the visitor was told is accepted.
@@ -115,7 +120,12 @@ class Signup(models.Model):
     company_name = models.CharField(
         _("company name"), max_length=NAME_MAX_LENGTH, blank=True, validators=[validate_no_control_characters]
     )
+    # sign_up_form's custom_fields ([{"custom_field_id", "value"}]) and street_address ({"kind", ...}).
+    custom_fields = models.JSONField(_("custom fields"), default=list, blank=True)
+    street_address = models.JSONField(_("street address"), null=True, blank=True)
     list_ids = models.JSONField(_("lists"), default=list, blank=True)
+    # A keyed hash of the normalised email: survives the retention purge and matches the suppression list.
+    email_hash = models.CharField(_("email hash"), max_length=64, blank=True, db_index=True, editable=False)
 
     status = models.CharField(
         _("status"), max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
@@ -136,6 +146,9 @@ class Signup(models.Model):
     consent_text = models.TextField(_("consent text"), blank=True)
     consent_version = models.CharField(_("consent version"), max_length=50, blank=True)
     source_url = models.CharField(_("submitted from"), max_length=500, blank=True)
+    consent_ip_hash = models.CharField(_("consent IP (keyed hash)"), max_length=64, blank=True)
+    consent_user_agent = models.CharField(_("consent user agent"), max_length=255, blank=True)
+    personal_data_purged_at = models.DateTimeField(_("personal data removed at"), null=True, blank=True)
 
     created_at = models.DateTimeField(_("submitted at"), default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -155,6 +168,8 @@ class Signup(models.Model):
             self.email = normalize_email(self.email, EMAIL_MAX_LENGTH)
         except ValidationError as err:
             raise ValidationError({"email": err.error_list}) from None
+        validate_custom_fields(self.custom_fields)
+        validate_street_address(self.street_address)
 
 
 class RateLimitState(models.Model):
@@ -172,3 +187,27 @@ class RateLimitState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Suppression(models.Model):
+    """An email that must never be synced again (erased or unsubscribed), kept only as a keyed hash.
+
+    CC's sign_up_form re-subscribes even a contact who unsubscribed (when Confirmed Opt-In is off) and
+    restores deleted contacts, so a later submission, possibly by a bot, must not reach it.
+    """
+
+    class Reason(models.TextChoices):
+        ERASED = "erased", _("Erased on request")
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        BLOCKED = "blocked", _("Blocked by an admin")
+
+    email_hash = models.CharField(_("email hash"), max_length=64, unique=True)
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
+    created_at = models.DateTimeField(_("added at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("suppressed email")
+        verbose_name_plural = _("suppressed emails")
+
+    def __str__(self) -> str:
+        return f"{self.email_hash[:12]}… ({self.get_reason_display()})"

@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import oauth, publisher
+from . import oauth, privacy, publisher
 from .client import get_client
 from .conf import get_setting, list_setting
 from .exceptions import (
@@ -47,17 +47,22 @@ def enqueue_signup(
     phone_number: str = "",
     job_title: str = "",
     company_name: str = "",
+    custom_fields: dict[str, str] | None = None,
+    street_address: dict[str, str] | None = None,
     list_ids: list[str] | None = None,
     consent_text: str | None = None,
     consent_version: str | None = None,
     source_url: str = "",
-) -> Signup:
+    client_ip: str = "",
+    user_agent: str = "",
+) -> Signup | None:
     """Validate and save a signup, and queue its sync once the surrounding transaction commits.
 
     Call it from your own registration flow, inside or outside a transaction. Raises Django's
     ``ValidationError`` (with per-field messages) for input CC would refuse; nothing is saved then.
     Calling it means the person consented: ``consent_text`` (default ``CC_SYNC["CONSENT_TEXT"]``) is
-    recorded with the time.
+    recorded with the time. ``custom_fields`` maps CC custom field ids to values. Returns ``None``,
+    storing nothing, for an email on the suppression list.
     """
     signup = Signup(
         email=email,
@@ -66,13 +71,23 @@ def enqueue_signup(
         phone_number=phone_number.strip(),
         job_title=job_title.strip(),
         company_name=company_name.strip(),
+        custom_fields=[
+            {"custom_field_id": key, "value": str(value)} for key, value in (custom_fields or {}).items()
+        ],
+        street_address=street_address or None,
         list_ids=list(list_ids) if list_ids else default_list_ids(),
         consent_given_at=timezone.now(),
         consent_text=get_setting("CONSENT_TEXT") if consent_text is None else consent_text,
         consent_version=get_setting("CONSENT_VERSION") if consent_version is None else consent_version,
         source_url=source_url[:500],
+        consent_ip_hash=privacy.keyed_hash(client_ip) if client_ip else "",
+        consent_user_agent=user_agent[:255],
     )
     signup.full_clean()
+    signup.email_hash = privacy.email_hash(signup.email)
+    if privacy.is_suppressed(signup.email):
+        logger.info("Signup of suppressed email hash %s not stored.", signup.email_hash[:12])
+        return None
     with transaction.atomic():
         signup.save()
         transaction.on_commit(lambda: publish([signup.pk]))
@@ -150,6 +165,10 @@ def payload_for(signup: Signup, list_ids: list[str]) -> dict[str, Any]:
     """The ``sign_up_form`` body for a signup (only the fields that have a value)."""
     payload: dict[str, Any] = {"email_address": signup.email, "list_memberships": list_ids}
     payload.update({field: getattr(signup, field) for field in CONTACT_FIELDS if getattr(signup, field)})
+    if signup.custom_fields:
+        payload["custom_fields"] = signup.custom_fields
+    if signup.street_address:
+        payload["street_address"] = signup.street_address
     return payload
 
 
@@ -159,6 +178,9 @@ def push(signup: Signup) -> tuple[str, bool]:
     A 401 gets one refresh (unless another worker already did it) and one retry; a second 401 right
     after a refresh means CC no longer accepts the grant.
     """
+    if privacy.is_suppressed(signup.email):
+        # Erased or unsubscribed after submitting: sign_up_form would opt them back in.
+        raise Rejected("This email is on the suppression list.", error_key="suppressed")
     list_ids = signup.list_ids or default_list_ids()
     if not list_ids:
         raise ReconnectRequired("No Constant Contact list is chosen: choose one on the connection page.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import oauth, sync
+from . import oauth, privacy, sync
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-task (even by SIGKILL) leaves the message to be
@@ -26,3 +26,9 @@ def sweep_due_signups() -> int:
 def keep_connection_alive() -> None:
     """Refresh the token before it or the refresh token can expire, even when nobody signs up."""
     oauth.keep_alive()
+
+
+@shared_task(name="cc_sync.purge_personal_data", ignore_result=True)
+def purge_personal_data() -> int:
+    """Blank the personal fields of signups past ``RETENTION_DAYS`` (run daily by beat)."""
+    return privacy.apply_retention()

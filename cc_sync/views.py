@@ -2,33 +2,77 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponse, HttpResponseRedirect
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 from django.views.generic import FormView, TemplateView
 
+from . import defences, privacy
+from .conf import get_setting
 from .forms import SignupForm
 from .sync import enqueue_signup
 
 
 class SignupView(FormView):
-    """Save the signup and answer at once; CC is contacted later by a worker, never on this request."""
+    """Save the signup and answer at once; CC is contacted later by a worker, never on this request.
+
+    Bots get the normal thank-you and nothing is stored (honeypot, per-email limit, suppressed email);
+    too many submissions from one address get 429; bodies over ``MAX_REQUEST_BYTES`` get 413.
+    """
 
     form_class = SignupForm
     template_name = "cc_sync/signup_form.html"
     success_url = reverse_lazy("cc_sync:thanks")
-    #: Lists for signups from this view; ``None`` means the default lists.
+    #: Lists for signups from this view; ``None`` means ``LIST_CHOOSER`` or the default lists.
     list_ids: list[str] | None = None
 
+    def get_client_ip(self) -> str:
+        """The visitor's address; behind a proxy, fix ``REMOTE_ADDR`` in a middleware first."""
+        return self.request.META.get("REMOTE_ADDR", "")
+
     def get_list_ids(self, form: SignupForm) -> list[str] | None:
-        """Override to choose the lists per submission."""
-        return self.list_ids
+        """The lists for this submission: :attr:`list_ids`, else ``CC_SYNC["LIST_CHOOSER"]``, else the default."""
+        if self.list_ids:
+            return self.list_ids
+        chooser = get_setting("LIST_CHOOSER")
+        return import_string(chooser)(self.request, form.cleaned_data) if chooser else None
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(captcha=defences.captcha_config(), **kwargs)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > int(get_setting("MAX_REQUEST_BYTES")):
+            return HttpResponse(_("The form data is too large."), status=413, content_type="text/plain")
+        if not defences.within_limit("ip", self.get_client_ip(), get_setting("LIMIT_PER_IP")):
+            response = self.render_to_response(
+                self.get_context_data(limited=True, form=self.get_form()), status=429
+            )
+            response["Retry-After"] = str(get_setting("LIMIT_PER_IP")[1])
+            return response
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: SignupForm) -> HttpResponse:
-        enqueue_signup(
-            **form.contact_fields(),
-            list_ids=self.get_list_ids(form),
-            source_url=self.request.build_absolute_uri(),
-        )
+        if form.honeypot_filled():
+            return HttpResponseRedirect(self.get_success_url())
+        if not defences.verify_captcha(self.request, self.get_client_ip()):
+            form.add_error(None, _("Please complete the check that you are not a robot, then submit again."))
+            return self.form_invalid(form)
+        email = form.cleaned_data["email"]
+        if defences.within_limit("email", privacy.email_hash(email), get_setting("LIMIT_PER_EMAIL")):
+            enqueue_signup(
+                **form.contact_fields(),
+                list_ids=self.get_list_ids(form),
+                source_url=self.request.build_absolute_uri(),
+                client_ip=self.get_client_ip(),
+                user_agent=self.request.META.get("HTTP_USER_AGENT", ""),
+            )
         return HttpResponseRedirect(self.get_success_url())
 
 

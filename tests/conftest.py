@@ -105,8 +105,11 @@ def isolated_publishing(monkeypatch: pytest.MonkeyPatch) -> None:
     Importing example_project makes its Celery app current; and a publish still hanging on a dead broker
     must not leak into the next test.
     """
+    from django.core.cache import cache
+
     from cc_sync import publisher
 
+    cache.clear()
     test_celery_app.set_default()
     test_celery_app.set_current()
     monkeypatch.setattr(publisher, "runner", publisher.BoundedRunner())

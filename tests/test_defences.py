@@ -1,0 +1,176 @@
+"""Defences of the public form: honeypot, limits, CAPTCHA, request size, suppression, consent record."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from django.core.checks import Warning
+from responses import matchers
+
+from cc_sync import checks, privacy
+from cc_sync.models import Signup, Suppression
+
+TURNSTILE = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+RECAPTCHA = "https://www.google.com/recaptcha/api/siteverify"
+
+
+def form_data(**extra):
+    return {"email": "jane@example.com", "first_name": "Jane", "last_name": "Doe", "consent": "on", **extra}
+
+
+def test_a_filled_honeypot_gets_the_thank_you_and_stores_nothing(client, db, published):
+    response = client.post("/signup/", form_data(website="http://spam.example"))
+    assert response.status_code == 302
+    assert response["Location"] == "/signup/thanks/"
+    assert Signup.objects.count() == 0
+    assert published == []
+
+
+def test_the_honeypot_is_in_the_page_but_hidden(client, db):
+    page = client.get("/signup/").content.decode()
+    assert 'name="website"' in page
+    assert 'aria-hidden="true"' in page
+
+
+def test_one_address_gets_429_past_its_limit(
+    client, db, cc_settings, django_capture_on_commit_callbacks, published
+):
+    cc_settings["LIMIT_PER_IP"] = (5, 60)
+    statuses = []
+    with django_capture_on_commit_callbacks(execute=True):
+        for n in range(20):
+            statuses.append(client.post("/signup/", form_data(email=f"p{n}@example.com")).status_code)
+    assert statuses == [302] * 5 + [429] * 15
+    assert Signup.objects.count() == 5
+    limited = client.post("/signup/", form_data(email="late@example.com"))
+    assert limited["Retry-After"] == "60"
+    assert "Too many signups" in limited.content.decode()
+
+
+def test_another_address_is_not_limited_by_the_first(client, db, cc_settings):
+    cc_settings["LIMIT_PER_IP"] = (1, 60)
+    assert client.post("/signup/", form_data(), REMOTE_ADDR="10.0.0.1").status_code == 302
+    assert (
+        client.post("/signup/", form_data(email="b@example.com"), REMOTE_ADDR="10.0.0.1").status_code == 429
+    )
+    assert (
+        client.post("/signup/", form_data(email="c@example.com"), REMOTE_ADDR="10.0.0.2").status_code == 302
+    )
+
+
+def test_the_same_email_within_the_hour_is_accepted_once_and_thanked_always(client, db, cc_settings):
+    cc_settings["LIMIT_PER_EMAIL"] = (1, 3600)
+    responses_ = [client.post("/signup/", form_data(email="Jane@EXAMPLE.com")) for _ in range(20)]
+    assert {r.status_code for r in responses_} == {302}
+    assert Signup.objects.count() == 1
+
+
+def test_an_oversized_body_gets_413_and_stores_nothing(client, db, cc_settings):
+    cc_settings["MAX_REQUEST_BYTES"] = 2048
+    response = client.post("/signup/", form_data(first_name="x" * 5000))
+    assert response.status_code == 413
+    assert Signup.objects.count() == 0
+
+
+def test_extra_fields_are_ignored(client, db):
+    response = client.post("/signup/", form_data(status="synced", contact_id="forged", list_ids="x"))
+    assert response.status_code == 302
+    signup = Signup.objects.get()
+    assert (signup.status, signup.contact_id) == (Signup.Status.PENDING, "")
+
+
+@pytest.fixture
+def turnstile(cc_settings):
+    cc_settings["CAPTCHA"] = {
+        "provider": "turnstile",
+        "site_key": "1x00000000000000000000AA",
+        "secret": "sec-1",
+    }
+
+
+def test_the_captcha_widget_is_rendered_when_configured(client, db, turnstile):
+    page = client.get("/signup/").content.decode()
+    assert 'class="cf-turnstile"' in page
+    assert 'data-sitekey="1x00000000000000000000AA"' in page
+
+
+def test_a_valid_captcha_answer_is_verified_on_the_server(client, db, turnstile, cc_api):
+    cc_api.post(
+        TURNSTILE,
+        json={"success": True},
+        match=[
+            matchers.urlencoded_params_matcher(
+                {"secret": "sec-1", "response": "tok-1", "remoteip": "127.0.0.1"}
+            )
+        ],
+    )
+    response = client.post("/signup/", form_data(**{"cf-turnstile-response": "tok-1"}))
+    assert response.status_code == 302
+    assert Signup.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("token", "answer"),
+    [
+        ("", None),  # missing: no call to the verifier
+        ("x" * 2049, None),  # longer than any real token
+        ("bad", {"json": {"success": False, "error-codes": ["invalid-input-response"]}}),
+        ("replayed", {"json": {"success": False, "error-codes": ["timeout-or-duplicate"]}}),
+        ("tok", {"body": requests.ConnectTimeout("unreachable")}),  # fail closed
+        ("tok", {"body": "<html>oops</html>", "status": 502}),  # fail closed
+    ],
+    ids=["missing", "too-long", "invalid", "replayed", "verifier-unreachable", "verifier-html"],
+)
+def test_a_failed_captcha_is_refused_with_a_form_error(client, db, turnstile, cc_api, token, answer):
+    if answer is not None:
+        cc_api.post(TURNSTILE, **answer)
+    response = client.post("/signup/", form_data(**{"cf-turnstile-response": token}))
+    assert response.status_code == 200
+    assert "not a robot" in response.content.decode()
+    assert Signup.objects.count() == 0
+
+
+def test_recaptcha_uses_its_own_field_and_verifier(client, db, cc_settings, cc_api):
+    cc_settings["CAPTCHA"] = {"provider": "recaptcha", "site_key": "site", "secret": "sec-2"}
+    cc_api.post(
+        RECAPTCHA,
+        json={"success": True},
+        match=[
+            matchers.urlencoded_params_matcher(
+                {"secret": "sec-2", "response": "g-tok", "remoteip": "127.0.0.1"}
+            )
+        ],
+    )
+    assert client.post("/signup/", form_data(**{"g-recaptcha-response": "g-tok"})).status_code == 302
+    assert Signup.objects.count() == 1
+
+
+def test_a_suppressed_email_is_thanked_but_not_stored(client, db, published):
+    privacy.suppress("jane@example.com", Suppression.Reason.UNSUBSCRIBED)
+    response = client.post("/signup/", form_data(email="JANE@example.com"))
+    assert response.status_code == 302
+    assert Signup.objects.count() == 0
+
+
+def test_the_consent_record_is_stored_with_the_signup(client, db, cc_settings):
+    cc_settings.update(CONSENT_TEXT="Send me news.", CONSENT_VERSION="2026-11")
+    client.post("/signup/", form_data(), HTTP_USER_AGENT="TestBrowser/1.0", REMOTE_ADDR="203.0.113.9")
+    signup = Signup.objects.get()
+    assert (signup.consent_text, signup.consent_version) == ("Send me news.", "2026-11")
+    assert signup.consent_given_at is not None
+    assert signup.source_url == "http://testserver/signup/"
+    assert signup.consent_user_agent == "TestBrowser/1.0"
+    assert signup.consent_ip_hash == privacy.keyed_hash("203.0.113.9")
+    assert "203.0.113.9" not in signup.consent_ip_hash
+    assert signup.email_hash == privacy.email_hash("jane@example.com")
+
+
+def test_limits_on_an_unshared_cache_warn_in_production(settings, cc_settings):
+    settings.DEBUG = False
+    cc_settings["LIMIT_PER_IP"] = (5, 60)
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert "cc_sync.W004" in [m.id for m in checks.check_settings() if isinstance(m, Warning)]
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}
+    }
+    assert "cc_sync.W004" not in [m.id for m in checks.check_settings()]

@@ -1,0 +1,172 @@
+"""Retention, erasure and the suppression list; extra CC fields and list choice per submission."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from responses import matchers
+
+from cc_sync import privacy, sync, tasks
+from cc_sync.models import Signup, Suppression
+from cc_sync.schedules import BEAT_SCHEDULE
+from tests.conftest import LIST_ID
+
+SIGN_UP_URL = "https://api.cc.test/v3/contacts/sign_up_form"
+
+
+def make_signup(status=Signup.Status.SYNCED, days_ago=0, email="jane@example.com", **fields):
+    signup = sync.enqueue_signup(
+        email, first_name="Jane", last_name="Doe", phone_number="+1 555 0100", **fields
+    )
+    Signup.objects.filter(pk=signup.pk).update(
+        status=status, updated_at=timezone.now() - timedelta(days=days_ago)
+    )
+    return Signup.objects.get(pk=signup.pk)
+
+
+def test_synced_signups_past_retention_lose_personal_fields_but_keep_consent(db, cc_settings, published):
+    cc_settings["RETENTION_DAYS"] = 30
+    old = make_signup(days_ago=31, user_agent="Browser/1", client_ip="198.51.100.7")
+    recent = make_signup(days_ago=29, email="recent@example.com")
+    pending = make_signup(status=Signup.Status.PENDING, days_ago=60, email="pending@example.com")
+    assert tasks.purge_personal_data.run() == 1
+    old.refresh_from_db()
+    assert (old.email, old.first_name, old.last_name, old.phone_number, old.consent_user_agent) == ("",) * 5
+    assert old.personal_data_purged_at is not None
+    assert old.email_hash == privacy.email_hash("jane@example.com")
+    assert old.consent_given_at and old.consent_text and old.consent_ip_hash
+    assert Signup.objects.get(pk=recent.pk).email == "recent@example.com"
+    assert Signup.objects.get(pk=pending.pk).email == "pending@example.com"
+    assert privacy.apply_retention() == 0  # already purged rows are left alone
+
+
+def test_failed_signups_have_their_own_retention(db, cc_settings):
+    cc_settings.update(RETENTION_DAYS=None, FAILED_RETENTION_DAYS=90)
+    failed = make_signup(status=Signup.Status.FAILED, days_ago=91)
+    make_signup(days_ago=400, email="kept@example.com")
+    assert privacy.apply_retention() == 1
+    assert Signup.objects.get(pk=failed.pk).email == ""
+
+
+def test_retention_runs_daily_from_beat():
+    assert BEAT_SCHEDULE["cc_sync.purge_personal_data"]["schedule"] == 24 * 3600.0
+
+
+def test_erase_deletes_the_persons_signups_and_suppresses_the_email(db, capsys):
+    make_signup(email="jane@example.com")
+    make_signup(status=Signup.Status.PENDING, email="jane@example.com")
+    other = make_signup(email="other@example.com")
+    call_command("cc_sync_erase", "Jane@Example.com")
+    assert list(Signup.objects.values_list("pk", flat=True)) == [other.pk]
+    suppression = Suppression.objects.get()
+    assert suppression.reason == Suppression.Reason.ERASED
+    assert suppression.email_hash == privacy.email_hash("jane@example.com")
+    output = capsys.readouterr().out
+    assert "2 signups deleted" in output
+    assert "jane@example.com" not in output.lower()
+
+
+def test_a_suppressed_email_is_never_sent_to_cc(connection, cc_api, published):
+    signup = make_signup(status=Signup.Status.PENDING)
+    privacy.suppress("jane@example.com")  # unsubscribed after submitting
+    tasks.sync_signup.run(signup.pk)  # cc_api has nothing registered: any request would fail the test
+    signup.refresh_from_db()
+    assert signup.status == Signup.Status.FAILED
+    assert signup.last_error_key == "suppressed"
+
+
+def test_suppression_is_idempotent(db):
+    privacy.suppress("a@example.com")
+    privacy.suppress("A@example.com")
+    assert Suppression.objects.count() == 1
+
+
+def test_the_hash_key_setting_changes_every_hash(db, cc_settings):
+    before = privacy.email_hash("a@example.com")
+    cc_settings["HASH_KEY"] = "another-key"
+    assert privacy.email_hash("a@example.com") != before
+
+
+def test_custom_fields_and_street_address_reach_sign_up_form(connection, cc_api, published):
+    signup = sync.enqueue_signup(
+        "jane@example.com",
+        custom_fields={"1618ae62-4752-11e9-9c8a-fa163e6b01c1": "Tesla S 2017"},
+        street_address={"kind": "home", "city": "Springfield", "postal_code": "12345"},
+    )
+    cc_api.post(
+        SIGN_UP_URL,
+        status=201,
+        json={"contact_id": "c1"},
+        match=[
+            matchers.json_params_matcher(
+                {
+                    "email_address": "jane@example.com",
+                    "list_memberships": [LIST_ID],
+                    "custom_fields": [
+                        {"custom_field_id": "1618ae62-4752-11e9-9c8a-fa163e6b01c1", "value": "Tesla S 2017"}
+                    ],
+                    "street_address": {"kind": "home", "city": "Springfield", "postal_code": "12345"},
+                }
+            )
+        ],
+    )
+    tasks.sync_signup.run(signup.pk)
+    assert Signup.objects.get(pk=signup.pk).status == Signup.Status.SYNCED
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"custom_fields": {"id-1": "x" * 256}},
+        {"custom_fields": {f"id-{n}": "v" for n in range(51)}},
+        {"street_address": {"kind": "castle", "city": "X"}},
+        {"street_address": {"kind": "home", "city": "C" * 51}},
+        {"street_address": {"kind": "home", "street": "S" * 256}},
+        {"custom_fields": {"id-1": "a\x00b"}},
+    ],
+    ids=["value-too-long", "too-many", "bad-kind", "city-too-long", "street-too-long", "control-char"],
+)
+def test_extra_fields_beyond_ccs_limits_are_refused(db, extra):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        sync.enqueue_signup("jane@example.com", **extra)
+    assert Signup.objects.count() == 0
+
+
+def test_a_form_with_custom_and_address_fields_maps_them(rf, db, cc_settings):
+    from django import forms
+
+    from cc_sync.forms import SignupForm
+
+    cc_settings["CUSTOM_FIELDS"] = {"favourite_car": "cf-car"}
+
+    class CarForm(SignupForm):
+        favourite_car = forms.CharField(required=False)
+        city = forms.CharField(required=False)
+
+    form = CarForm(data={"email": "j@example.com", "consent": "on", "favourite_car": "Tesla", "city": "Oslo"})
+    assert form.is_valid(), form.errors
+    fields = form.contact_fields()
+    assert fields["custom_fields"] == {"cf-car": "Tesla"}
+    assert fields["street_address"] == {"kind": "home", "city": "Oslo"}
+    too_long = CarForm(data={"email": "j@example.com", "consent": "on", "favourite_car": "T" * 300})
+    assert not too_long.is_valid()
+    assert "favourite_car" in too_long.errors
+
+
+def choose_lists(request, cleaned_data):
+    return ["vip-list"] if cleaned_data["email"].endswith("@vip.example") else None
+
+
+def test_the_list_chooser_decides_lists_per_submission(client, db, cc_settings):
+    cc_settings["LIST_CHOOSER"] = "tests.test_privacy.choose_lists"
+    client.post("/signup/", {"email": "a@vip.example", "consent": "on"})
+    client.post("/signup/", {"email": "b@example.com", "consent": "on"})
+    assert dict(Signup.objects.values_list("email", "list_ids")) == {
+        "a@vip.example": ["vip-list"],
+        "b@example.com": [LIST_ID],
+    }
