@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib import admin, messages
@@ -20,6 +21,8 @@ from . import oauth, status, sync
 from .conf import get_setting
 from .exceptions import AuthorizationFailed, CCSyncError
 from .models import Connection, Signup, Suppression
+
+logger = logging.getLogger("cc_sync.admin")
 
 
 @admin.register(Connection)
@@ -106,6 +109,10 @@ class ConnectionAdmin(admin.ModelAdmin):
             connection = oauth.complete_authorization(request.session, request.GET, user=request.user)
         except AuthorizationFailed as err:
             messages.error(request, str(err))
+        except Exception as err:
+            # Never a 500 here: Django's error report would carry the query string, with the code in it.
+            logger.error("Connecting to Constant Contact failed unexpectedly (%s).", type(err).__name__)
+            messages.error(request, _("Connecting failed unexpectedly; nothing was stored. Try again."))
         else:
             messages.success(
                 request,

@@ -277,10 +277,12 @@ class ConstantContactClient:
             ratelimit.wait_for_slot("token", float(get_setting("TOKEN_RATE")))
         try:
             response = self.session.request(method, url, timeout=timeout(), **kwargs)
+        # Only the exception's type is kept, and the chain is cut (`from None`): messages and tracebacks
+        # of the HTTP stack can carry the request (headers with tokens, bodies with codes and secrets).
         except requests.Timeout as err:
-            raise RetryLater(f"Constant Contact did not answer in time ({type(err).__name__}).") from err
-        except requests.RequestException as err:
-            raise RetryLater(f"Could not reach Constant Contact ({type(err).__name__}).") from err
+            raise RetryLater(f"Constant Contact did not answer in time ({type(err).__name__}).") from None
+        except Exception as err:
+            raise RetryLater(f"Could not reach Constant Contact ({type(err).__name__}).") from None
         logger.debug("%s %s -> %s", method, urlsplit(url).path, response.status_code)
         return response
 

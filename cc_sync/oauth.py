@@ -153,7 +153,9 @@ def connect_with_code(
     try:
         tokens = get_client().exchange_code(code, redirect_uri, code_verifier)
     except CCSyncError as err:
-        raise AuthorizationFailed(f"The authorization code could not be exchanged: {err}") from None
+        raise AuthorizationFailed(
+            f"The authorization code could not be exchanged ({err}); nothing was stored."
+        ) from None
     return store_grant(tokens, user=user)
 
 
