@@ -121,9 +121,6 @@ def publish(signup_ids: list[int], countdown: float | None = None, bounded: bool
         Signup.objects.filter(pk__in=published).update(enqueued_at=expected)
 
 
-# -- syncing one signup -------------------------------------------------------------------------
-
-
 def _send(signup_ids: list[int], countdown: float | None) -> list[int]:
     from .tasks import sync_signup
 
@@ -137,10 +134,12 @@ def _send(signup_ids: list[int], countdown: float | None) -> list[int]:
             logger.warning(
                 "Could not queue signup %s (%s); the sweeper will queue it.", signup_id, type(err).__name__
             )
-            logger.debug("Publish error", exc_info=True)
             break
         published.append(signup_id)
     return published
+
+
+# -- syncing one signup -------------------------------------------------------------------------
 
 
 def claim(signup_id: int) -> Signup | None:

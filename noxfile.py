@@ -1,0 +1,87 @@
+"""The version matrix and the release checks: `nox -l` lists the sessions.
+
+CI runs the oldest and the newest supported pair (`nox -s oldest newest`) plus `lint`, `migrations`,
+`docs` and `package`; `nox -s matrix` runs every supported pair.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["oldest", "newest", "lint", "migrations", "docs", "package"]
+
+# Supported pairs: Django 5.2 LTS on Python 3.10+, Django 6.x on Python 3.12+ (Django's own support).
+MATRIX = [
+    ("3.10", "5.2"),
+    ("3.11", "5.2"),
+    ("3.12", "5.2"),
+    ("3.13", "5.2"),
+    ("3.12", "6.0"),
+    ("3.13", "6.0"),
+    ("3.12", "6.1"),
+    ("3.13", "6.1"),
+]
+# The browser, fault and benchmark suites run once, under the main test command; the matrix runs the rest.
+MATRIX_IGNORES = ["tests/test_e2e.py", "tests/test_faults.py", "tests/test_bench.py"]
+
+
+def run_tests(session: nox.Session, django: str) -> None:
+    session.install("-e", ".[test]", f"django~={django}.0")
+    session.run("python", "-m", "django", "--version")
+    env = {
+        "CC_SYNC_TEST_DB_NAME": f"nox_{session.python}_{django}".replace(".", "_"),
+        "CC_SYNC_FUZZ_EXAMPLES": os.environ.get("CC_SYNC_FUZZ_EXAMPLES", "1000"),
+        "PYTHONWARNINGS": "error::DeprecationWarning:cc_sync",
+    }
+    ignores = [f"--ignore={path}" for path in MATRIX_IGNORES]
+    session.run("python", "-m", "pytest", "-q", *ignores, *session.posargs, env=env)
+
+
+@nox.session(python="3.10")
+def oldest(session: nox.Session) -> None:
+    """Python 3.10 with Django 5.2."""
+    run_tests(session, "5.2")
+
+
+@nox.session(python="3.13")
+def newest(session: nox.Session) -> None:
+    """Python 3.13 with Django 6.1."""
+    run_tests(session, "6.1")
+
+
+@nox.session
+@nox.parametrize("python,django", MATRIX)
+def matrix(session: nox.Session, django: str) -> None:
+    """Every supported pair."""
+    run_tests(session, django)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    session.run("ruff", "check", "cc_sync", "tests", "example_project", "bench", "faults", "noxfile.py", external=True)
+    session.run("ruff", "format", "--check", "cc_sync", "tests", "example_project", external=True)
+
+
+@nox.session(python=False)
+def migrations(session: nox.Session) -> None:
+    """The models and the migrations agree."""
+    session.run("python", "-m", "django", "makemigrations", "--check", "--dry-run", "--settings=tests.settings",
+                external=True)
+
+
+@nox.session(python=False)
+def docs(session: nox.Session) -> None:
+    session.run("python", "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html",
+                external=True)
+
+
+@nox.session(python=False)
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel and check their metadata renders."""
+    session.run("rm", "-rf", "dist", external=True)
+    session.run("python", "-m", "build", "--outdir", "dist", external=True)
+    session.run("python", "-m", "twine", "check", "--strict", "dist/*", external=True)
