@@ -7,6 +7,7 @@ CI runs the oldest and the newest supported pair (`nox -s oldest newest`) plus `
 from __future__ import annotations
 
 import os
+import sys
 
 import nox
 
@@ -25,6 +26,8 @@ MATRIX = [
     ("3.12", "6.1"),
     ("3.13", "6.1"),
 ]
+# Sessions without a virtualenv of their own use the interpreter nox runs in (the project's .venv).
+PY = sys.executable
 # The browser, fault and benchmark suites run once, under the main test command; the matrix runs the rest.
 MATRIX_IGNORES = ["tests/test_e2e.py", "tests/test_faults.py", "tests/test_bench.py"]
 
@@ -62,26 +65,57 @@ def matrix(session: nox.Session, django: str) -> None:
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    session.run("ruff", "check", "cc_sync", "tests", "example_project", "bench", "faults", "noxfile.py", external=True)
-    session.run("ruff", "format", "--check", "cc_sync", "tests", "example_project", external=True)
+    session.run(
+        PY,
+        "-m",
+        "ruff",
+        "check",
+        "cc_sync",
+        "tests",
+        "example_project",
+        "bench",
+        "faults",
+        "noxfile.py",
+        external=True,
+    )
+    session.run(PY, "-m", "ruff", "format", "--check", "cc_sync", "tests", "example_project", external=True)
 
 
 @nox.session(python=False)
 def migrations(session: nox.Session) -> None:
     """The models and the migrations agree."""
-    session.run("python", "-m", "django", "makemigrations", "--check", "--dry-run", "--settings=tests.settings",
-                external=True)
+    session.run(
+        PY,
+        "-m",
+        "django",
+        "makemigrations",
+        "--check",
+        "--dry-run",
+        "--settings=tests.settings",
+        external=True,
+    )
 
 
 @nox.session(python=False)
 def docs(session: nox.Session) -> None:
-    session.run("python", "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html",
-                external=True)
+    session.run(
+        PY,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-q",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        external=True,
+    )
 
 
 @nox.session(python=False)
 def package(session: nox.Session) -> None:
     """Build the sdist and wheel and check their metadata renders."""
     session.run("rm", "-rf", "dist", external=True)
-    session.run("python", "-m", "build", "--outdir", "dist", external=True)
-    session.run("python", "-m", "twine", "check", "--strict", "dist/*", external=True)
+    session.run(PY, "-m", "build", "--outdir", "dist", external=True)
+    session.run(PY, "-m", "twine", "check", "--strict", "dist/*", external=True)
