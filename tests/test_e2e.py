@@ -1,0 +1,270 @@
+"""End to end through a real browser: headless Chromium drives the example site against a live server.
+
+A site admin logs in, connects Constant Contact (the sandbox) with Allow, picks a list; a visitor signs up
+at /register/ and a real Celery worker (Redis broker, the PostgreSQL test database) puts the contact into
+the sandbox. After the sandbox expires the access token, the next signup still arrives, after exactly one
+refresh. Screenshots of the pages a person sees go to a temporary folder, or to docs/screenshots/ when
+CC_SYNC_SCREENSHOTS=1 (to refresh the documentation's pictures).
+
+Needs PostgreSQL and Redis (the ``services`` fixture), Debian's ``chromium`` and the ``playwright`` package
+(no browser download: Playwright drives /usr/bin/chromium). Without them the test is skipped with the
+reason printed; under CI=true that is an error instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import django.contrib.admin
+import pytest
+import redis
+from celery import Celery
+
+from cc_sync.models import Connection, Signup
+from cc_sync.sandbox import Sandbox
+from tests import conftest
+from tests.processes import REDIS_TEST_URL, ROOT, celery_worker, example_env, wait_until
+
+pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1200, "height": 800}
+SCREENSHOTS = ROOT / "docs" / "screenshots" if os.environ.get("CC_SYNC_SCREENSHOTS") else None
+EXAMPLE_TEMPLATES = ROOT / "example_project" / "templates"
+ADMIN_STATIC = Path(django.contrib.admin.__file__).resolve().parent / "static"
+CALLBACK_PATH = "/admin/cc_sync/connection/callback/"
+TIMEOUT_MS = 15_000
+
+
+def require_browser() -> Any:
+    """Playwright's sync API, or a skip (an error under CI) when Chromium or Playwright is missing."""
+    problems = []
+    if not os.access(CHROMIUM, os.X_OK):
+        problems.append(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api = None
+        problems.append("the playwright package is missing (pip install playwright)")
+    if problems:
+        message = "; ".join(problems)
+        if conftest.IN_CI:
+            pytest.fail(f"{message}, and CI=true: the browser test must run in CI.", pytrace=False)
+        pytest.skip(f"{message}; install it to run the browser test.")
+    return sync_api
+
+
+@pytest.fixture
+def redis_broker() -> Iterator[Celery]:
+    """Publish from this process (the live server's threads) to a real, emptied Redis database."""
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    app = Celery("cc_sync_e2e_tests", broker=REDIS_TEST_URL)
+    app.conf.update(
+        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
+    )
+    app.set_current()
+    app.set_default()
+    yield app
+    conftest.test_celery_app.set_current()
+    conftest.test_celery_app.set_default()
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+
+
+@pytest.fixture
+def site(transactional_db: Any, settings: Any) -> Iterator[str]:
+    """The example project's URLs on a live server of this process, admin CSS included; yields its URL.
+
+    Started here rather than through pytest-django's session-wide ``live_server``, whose static-files
+    handler is built once from the settings of the moment (STATIC_URL is unset in tests/settings.py).
+    """
+    from pytest_django.live_server_helper import LiveServer
+
+    settings.ROOT_URLCONF = "example_project.urls"
+    templates = copy.deepcopy(settings.TEMPLATES)
+    templates[0]["DIRS"] = [*templates[0]["DIRS"], EXAMPLE_TEMPLATES]
+    settings.TEMPLATES = templates
+    settings.STATIC_URL = "/static/"
+    settings.STATIC_ROOT = str(ADMIN_STATIC)
+    server = LiveServer("127.0.0.1:0")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(site: str, settings: Any) -> Iterator[Sandbox]:
+    """The CC sandbox with the live server's admin callback registered, and CC_SYNC pointed at it."""
+    callback = site + CALLBACK_PATH
+    with Sandbox(redirect_uris=[callback]) as sb:
+        settings.CC_SYNC = {
+            **settings.CC_SYNC,
+            **sb.cc_sync_settings(),
+            "REDIRECT_URI": callback,
+            "LIST_IDS": [],
+        }
+        yield sb
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright.
+
+    Playwright's sync API keeps an event loop in this thread, which Django takes for an async context
+    with database connections of its own: the test's ORM calls stay synchronous, so that check is
+    switched off while the browser runs, and the connections opened meanwhile are closed with it.
+    """
+    from django.db import connections
+
+    sync_api = require_browser()
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+            connections.close_all()
+
+
+def new_page(browser: Any) -> Any:
+    """A page in a fresh context (its own cookies), with the usual viewport and timeouts."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    return context.new_page()
+
+
+def screenshot(page: Any, name: str) -> None:
+    folder = SCREENSHOTS or Path(tempfile.gettempdir()) / "cc_sync-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"))
+
+
+def sign_up(browser: Any, site: str, email: str, first_name: str, last_name: str, shot: str = "") -> None:
+    """A visitor, in a browser context of their own, fills in /register/ and sees the thank-you page."""
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.goto(site + "/register/")
+    expect(page.get_by_role("heading", name="Register for our newsletter")).to_be_visible()
+    page.fill("input[name=email]", email)
+    page.fill("input[name=first_name]", first_name)
+    page.fill("input[name=last_name]", last_name)
+    page.check("input[name=consent]")
+    if shot:
+        screenshot(page, shot)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page).to_have_url(site + "/register/done/")
+    expect(page.get_by_role("heading", name="Thank you for registering!")).to_be_visible()
+    page.context.close()
+
+
+def contact_in_sandbox(sb: Sandbox, email: str) -> dict[str, Any] | None:
+    return next((c for c in sb.contacts() if c["email_address"] == email), None)
+
+
+def wait_for_synced(sb: Sandbox, email: str) -> tuple[dict[str, Any], Signup]:
+    contact = wait_until(
+        lambda: contact_in_sandbox(sb, email), timeout=45, what=f"{email} to reach the sandbox"
+    )
+    signup = wait_until(
+        lambda: Signup.objects.filter(email=email, status=Signup.Status.SYNCED).first(),
+        timeout=20,
+        what=f"the signup of {email} to be marked synced",
+    )
+    return contact, signup
+
+
+def test_admin_connects_in_the_browser_and_visitors_signups_reach_the_chosen_list(
+    site, sandbox, redis_broker, browser, django_user_model
+):
+    from playwright.sync_api import expect
+
+    sb = sandbox
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "e2e-password")
+    newsletter = next(item for item in sb.lists() if item["name"] == "Newsletter")
+    worker_env = example_env(sb)
+    worker_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+    with celery_worker(worker_env, name="e2e"):
+        admin = new_page(browser)
+        admin.goto(site + "/admin/")
+        expect(admin).to_have_url(re.compile(re.escape(site + "/admin/login/")))
+        admin.fill("#id_username", "admin")
+        admin.fill("#id_password", "e2e-password")
+        admin.get_by_role("button", name="Log in").click()
+        expect(admin).to_have_url(site + "/admin/")
+        expect(admin.get_by_role("heading", name="Site administration")).to_be_visible()
+        expect(admin.locator(".messagelist")).to_contain_text("Constant Contact is not connected")
+        connect = admin.get_by_role("button", name="Connect Constant Contact")
+        expect(connect).to_be_visible()
+        screenshot(admin, "admin-index")
+
+        connect.click()
+        expect(admin).to_have_url(re.compile(re.escape(sb.authorize_url) + r"\?"))
+        expect(
+            admin.get_by_role("heading", name=re.compile("wants to access your Constant Contact"))
+        ).to_be_visible()
+        expect(admin.locator("body")).to_contain_text("Sandbox Organization")
+        screenshot(admin, "sandbox-consent")
+
+        admin.get_by_role("button", name="Allow").click()
+        expect(admin).to_have_url(site + "/admin/cc_sync/connection/")
+        expect(admin.locator(".messagelist .success")).to_have_text(
+            "Connected to Constant Contact account Sandbox Organization."
+        )
+        expect(admin.locator(".cc-sync-status")).to_have_text("Connected")
+        expect(admin.locator(".cc-sync-account")).to_contain_text("Sandbox Organization")
+        expect(admin.get_by_role("button", name="Connect Constant Contact")).to_have_count(0)
+        screenshot(admin, "connection-connected")
+        assert sb.token_calls("authorization_code") == 1
+        connection = Connection.load()
+        assert (connection.status, connection.account_name) == (
+            Connection.Status.CONNECTED,
+            "Sandbox Organization",
+        )
+
+        admin.get_by_label("Newsletter", exact=True).check()
+        admin.get_by_role("button", name="Save lists").click()
+        expect(admin.locator(".messagelist .success")).to_have_text("Signups now go to: Newsletter.")
+        expect(admin.get_by_label("Newsletter", exact=True)).to_be_checked()
+        expect(admin.get_by_label("General Interest", exact=True)).not_to_be_checked()
+        assert Connection.load().list_ids == [newsletter["list_id"]]
+
+        sign_up(browser, site, "ada.lovelace@example.com", "Ada", "Lovelace", shot="register-form")
+        contact, signup = wait_for_synced(sb, "ada.lovelace@example.com")
+        assert (contact["first_name"], contact["last_name"]) == ("Ada", "Lovelace")
+        assert contact["list_memberships"] == [newsletter["list_id"]]
+        assert signup.contact_id == contact["contact_id"]
+        assert signup.list_ids == [newsletter["list_id"]]
+        assert sb.token_calls("refresh_token") == 0
+
+        stale_token = Connection.load().access_token
+        assert sb.expire_access_tokens() >= 1
+        sign_up(browser, site, "grace.hopper@example.com", "Grace", "Hopper")
+        contact, signup = wait_for_synced(sb, "grace.hopper@example.com")
+        assert (contact["first_name"], contact["last_name"]) == ("Grace", "Hopper")
+        assert contact["list_memberships"] == [newsletter["list_id"]]
+        assert signup.contact_id == contact["contact_id"]
+        assert sb.token_calls("refresh_token") == 1
+        assert Connection.load().access_token != stale_token
+        rejected = [r for r in sb.requests() if r["kind"] == "api" and r["status"] == 401]
+        assert len(rejected) == 1, rejected
+
+    assert Signup.objects.filter(status=Signup.Status.SYNCED).count() == 2
+    assert len(sb.contacts()) == 2
