@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST, PORT, SANDBOX_PORT = "127.0.0.1", int(os.environ.get("DEMO_PORT", "8000")), 8765
+HOST = "127.0.0.1"
+PORT = int(os.environ.get("DEMO_PORT", "8000"))
+SANDBOX_PORT = int(os.environ.get("DEMO_SANDBOX_PORT", "8765"))
 
 
 def manage(*args: str) -> list[str]:
@@ -25,6 +27,7 @@ def manage(*args: str) -> list[str]:
 
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+    os.environ.setdefault("CC_SANDBOX_URL", f"http://{HOST}:{SANDBOX_PORT}")
     import django
 
     django.setup()
@@ -42,8 +45,23 @@ def main() -> int:
 
     commands: list[tuple[str, list[str]]] = []
     if settings.USING_SANDBOX:
-        commands.append(("sandbox", manage("cc_sync_sandbox", "--port", str(SANDBOX_PORT), "--quiet")))
-    beat_schedule = ROOT / ".demo" / "celerybeat-schedule"
+        callback = f"http://{HOST}:{PORT}/admin/cc_sync/connection/callback/"
+        commands.append(
+            (
+                "sandbox",
+                manage(
+                    "cc_sync_sandbox",
+                    "--port",
+                    str(SANDBOX_PORT),
+                    "--quiet",
+                    "--redirect-uri",
+                    callback,
+                    "--redirect-uri",
+                    callback.replace(HOST, "localhost"),
+                ),
+            )
+        )
+    beat_schedule = settings.DEMO_DATA_DIR / "celerybeat-schedule"
     commands.append(
         (
             "worker",

@@ -68,7 +68,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
-EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / ".demo" / "mail"))
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / ".demo" / "mail"))  # for the file backend
 
 # A signup form needs three small fields: refuse big bodies early.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
@@ -138,8 +138,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "max_retries": 0,
 }
+# Where the demo keeps its folder broker, beat schedule and mail.
+DEMO_DATA_DIR = Path(env("DEMO_DATA_DIR", default=str(BASE_DIR / ".demo")))
 if CELERY_BROKER_URL.startswith("filesystem"):
-    _BROKER_DIR = BASE_DIR / ".demo" / "broker"
+    _BROKER_DIR = DEMO_DATA_DIR / "broker"
     _BROKER_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_BROKER_DIR),

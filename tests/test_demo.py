@@ -1,0 +1,175 @@
+"""The README's demo, run for real: SQLite, a folder broker, the sandbox, a worker with beat, runserver.
+
+Driven over HTTP the way a person clicks through it: log in, Connect Constant Contact, Allow, choose a
+list, register, and see the contact land in the sandbox. Needs nothing but Python.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.processes import ROOT, wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+def csrf(session: requests.Session, url: str) -> str:
+    session.get(url, timeout=10)
+    return session.cookies["csrftoken"]
+
+
+@pytest.fixture
+def demo(tmp_path: Path):
+    port, sandbox_port = free_port(), free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CC_", "CELERY_", "DATABASE_", "DJANGO_"))
+    }
+    env.update(
+        DEMO_PORT=str(port),
+        DEMO_SANDBOX_PORT=str(sandbox_port),
+        DEMO_DATA_DIR=str(tmp_path / "demo"),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        PYTHONUNBUFFERED="1",
+    )
+    log = (tmp_path / "demo.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "example_project.demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+
+        def password() -> str | None:
+            log.seek(0)
+            match = re.search(r"user: admin, password: (\S+)\)", log.read())
+            return match.group(1) if match else None
+
+        secret = wait_until(password, timeout=90, what="the demo to print the admin login")
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: requests.get(f"{base}/register/", timeout=5).ok, timeout=60, what="the web server")
+        yield {
+            "base": base,
+            "sandbox": f"http://127.0.0.1:{sandbox_port}",
+            "password": secret,
+            "process": process,
+        }
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        log.seek(0)
+        print(log.read()[-3000:])
+
+
+def test_the_demo_runs_the_whole_story(demo):
+    base, sandbox = demo["base"], demo["sandbox"]
+    admin = requests.Session()
+    token = csrf(admin, f"{base}/admin/login/")
+    response = admin.post(
+        f"{base}/admin/login/",
+        timeout=10,
+        data={
+            "username": "admin",
+            "password": demo["password"],
+            "csrfmiddlewaretoken": token,
+            "next": "/admin/",
+        },
+    )
+    assert "Connect Constant Contact" in response.text
+
+    consent = admin.post(
+        f"{base}/admin/cc_sync/connection/connect/",
+        timeout=10,
+        data={"csrfmiddlewaretoken": admin.cookies["csrftoken"]},
+    )
+    assert consent.url.startswith(f"{sandbox}/oauth2/default/v1/authorize")
+    assert "Allow" in consent.text
+    page = admin.post(consent.url, data={**hidden_inputs(consent.text), "decision": "allow"}, timeout=30)
+    assert "Connected to Constant Contact account Sandbox Organization." in page.text
+
+    lists = requests.get(f"{sandbox}/_sandbox/state", timeout=10).json()["lists"]
+    newsletter = next(item["list_id"] for item in lists if item["name"] == "Newsletter")
+    page = admin.post(
+        f"{base}/admin/cc_sync/connection/lists/",
+        timeout=10,
+        data={"csrfmiddlewaretoken": admin.cookies["csrftoken"], "list_ids": [newsletter]},
+    )
+    assert "Signups now go to: Newsletter." in page.text
+
+    visitor = requests.Session()
+    token = csrf(visitor, f"{base}/register/")
+    done = visitor.post(
+        f"{base}/register/",
+        timeout=10,
+        data={
+            "csrfmiddlewaretoken": token,
+            "email": "Grace@Example.com",
+            "first_name": "Grace",
+            "last_name": "Hopper",
+            "consent": "on",
+        },
+    )
+    assert done.url == f"{base}/register/done/"
+
+    def landed():
+        contacts = requests.get(f"{sandbox}/_sandbox/state", timeout=10).json()["contacts"]
+        return [c for c in contacts if c["email_address"] == "Grace@example.com"]
+
+    [contact] = wait_until(landed, timeout=90, interval=1, what="the contact to land in the sandbox")
+    assert (contact["first_name"], contact["last_name"]) == ("Grace", "Hopper")
+    assert contact["list_memberships"] == [newsletter]
+    signups = admin.get(f"{base}/admin/cc_sync/signup/", timeout=10).text
+    assert "Grace@example.com" in signups and "Synced" in signups
+
+
+def descendants(pid: int) -> list[str]:
+    found, todo = [], [str(pid)]
+    while todo:
+        parent = todo.pop()
+        kids = subprocess.run(["pgrep", "-P", parent], capture_output=True, text=True).stdout.split()
+        found += kids
+        todo += kids
+    return found
+
+
+def test_ctrl_c_stops_everything_the_demo_started(demo):
+    process = demo["process"]
+    children = descendants(process.pid)
+    assert len(children) >= 4  # the sandbox, the worker and its pool, the web server
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.5)
+    alive = [
+        pid
+        for pid in children
+        if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    ]
+    assert alive == []
