@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,13 +67,15 @@ def celery_worker(
         "--without-mingle",
         "--without-heartbeat",
     ]
-    if beat:
-        command += ["--beat", f"--schedule={ROOT / '.pytest_cache' / f'beat-{name}-{os.getpid()}'}"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    try:
-        yield process
-    finally:
-        stop(process)
+    with tempfile.TemporaryDirectory(prefix="cc-sync-beat-") as schedule_dir:
+        if beat:
+            # A clean checkout has no cache folder; beat's shelve file needs one that exists.
+            command += ["--beat", f"--schedule={Path(schedule_dir) / f'beat-{name}'}"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+        try:
+            yield process
+        finally:
+            stop(process)
 
 
 def stop(process: subprocess.Popen) -> None:
