@@ -79,10 +79,13 @@ def describe_error(response: requests.Response) -> tuple[str, str, list[dict[str
             item.setdefault("error_key", item["error"])
             item.setdefault("error_message", item.get("error_description", ""))
     error_key = next((str(e["error_key"]) for e in errors if e.get("error_key")), "")
-    message = (
-        "; ".join(str(e.get("error_message") or e.get("error_key")) for e in errors if e)
-        or json.dumps(redact(body))[:200]
-    )
+    # Objects without an error field (a success body lacking ``contact_id``) fall back to the JSON itself.
+    described = [
+        str(e.get("error_message") or e["error_key"])
+        for e in errors
+        if e.get("error_message") or e.get("error_key")
+    ]
+    message = "; ".join(described) or json.dumps(redact(body))[:200]
     return error_key, message, errors
 
 
@@ -114,9 +117,14 @@ class ConstantContactClient:
         return self._token_request(data)
 
     @sensitive_variables()
-    def refresh(self, refresh_token: str) -> dict[str, Any]:
-        """Spend ``refresh_token`` for a new token response."""
-        return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+    def refresh(self, refresh_token: str, slot_reserved: bool = False) -> dict[str, Any]:
+        """Spend ``refresh_token`` for a new token response.
+
+        ``slot_reserved``: the caller already holds a committed slot of the token budget.
+        """
+        return self._token_request(
+            {"grant_type": "refresh_token", "refresh_token": refresh_token}, slot_reserved=slot_reserved
+        )
 
     @sensitive_variables()
     def poll_device_token(self, device_code: str) -> dict[str, Any]:
@@ -130,14 +138,18 @@ class ConstantContactClient:
         return self._token_payload(response, required="device_code")
 
     @sensitive_variables()
-    def _token_request(self, data: dict[str, str], public: bool = False) -> dict[str, Any]:
+    def _token_request(
+        self, data: dict[str, str], public: bool = False, slot_reserved: bool = False
+    ) -> dict[str, Any]:
         auth = None
         if public or get_setting("OAUTH_FLOW") != "authorization_code":
             # PKCE and device-flow applications have no secret; they identify with client_id.
             data = {**data, "client_id": get_setting("CLIENT_ID")}
         else:
             auth = (get_setting("CLIENT_ID"), get_setting("CLIENT_SECRET"))
-        response = self._send("token", "POST", get_setting("TOKEN_URL"), data=data, auth=auth)
+        response = self._send(
+            "token", "POST", get_setting("TOKEN_URL"), slot_reserved=slot_reserved, data=data, auth=auth
+        )
         return self._token_payload(response, required="access_token")
 
     def _token_payload(self, response: requests.Response, required: str) -> dict[str, Any]:
@@ -270,10 +282,12 @@ class ConstantContactClient:
         raise Rejected(f"Constant Contact rejected the request: {message}", **context)
 
     @sensitive_variables()
-    def _send(self, budget: str, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _send(
+        self, budget: str, method: str, url: str, slot_reserved: bool = False, **kwargs: Any
+    ) -> requests.Response:
         if budget == "api":
             ratelimit.wait_for_slot("api", float(get_setting("API_RATE")), int(get_setting("DAILY_LIMIT")))
-        else:
+        elif not slot_reserved:
             ratelimit.wait_for_slot("token", float(get_setting("TOKEN_RATE")))
         try:
             response = self.session.request(method, url, timeout=timeout(), **kwargs)

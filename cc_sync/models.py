@@ -18,7 +18,8 @@ from .validators import (
     validate_street_address,
 )
 
-# sign_up_form's field limits (CC's ContactCreateOrUpdateInput schema, see docs/reference.md):
+# sign_up_form's field limits (CC's ContactCreateOrUpdateInput schema,
+# https://developer.constantcontact.com/api_guide/contacts_create_or_update.html):
 # validating to them means CC never rejects what the visitor was told is accepted.
 EMAIL_MAX_LENGTH = 50
 NAME_MAX_LENGTH = 50

@@ -23,10 +23,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from . import ratelimit
 from .client import get_client
 from .conf import get_setting
 from .db import lock_row
-from .exceptions import AuthorizationFailed, CCSyncError, ReconnectRequired
+from .exceptions import AuthorizationFailed, CCSyncError, ReconnectRequired, Rejected
 from .models import Connection
 from .signals import connection_established, connection_needs_reconnect
 
@@ -37,6 +38,8 @@ SESSION_KEY = "cc_sync_oauth_states"
 STATE_MAX_AGE = 600
 STATES_KEPT = 5
 LIST_CHECK_INTERVAL = 24 * 3600
+# How often a process waiting for its token slot looks whether another process has refreshed meanwhile.
+TOKEN_WAIT_POLL = 0.1
 
 
 # -- the authorization request ------------------------------------------------------------------
@@ -253,6 +256,13 @@ def refresh_tokens_if(should_refresh: Callable[[Connection], bool]) -> str:
     Raises :class:`ReconnectRequired` when not connected or CC refuses the grant (the connection is then
     marked *needs reconnect* and admins are told once), :class:`RetryLater` for transient failures.
     """
+    slot_reserved = False
+    peek = Connection.load()
+    if peek.status == Connection.Status.CONNECTED and should_refresh(peek):
+        fresh = _await_token_slot(should_refresh)
+        if fresh is not None:
+            return fresh
+        slot_reserved = True
     with transaction.atomic():
         connection = lock_row(Connection, Connection.SINGLETON_PK)
         if connection.status != Connection.Status.CONNECTED:
@@ -260,10 +270,14 @@ def refresh_tokens_if(should_refresh: Callable[[Connection], bool]) -> str:
         if not should_refresh(connection):
             return connection.access_token
         try:
-            tokens = get_client().refresh(connection.refresh_token)
-        except ReconnectRequired as err:
+            tokens = get_client().refresh(connection.refresh_token, slot_reserved=slot_reserved)
+        except (ReconnectRequired, Rejected) as err:
+            # Any other 4xx to a refresh (not just invalid_grant) means this grant cannot be used as it
+            # is: hold the signups for a reconnect rather than fail them.
             _needs_reconnect(connection, str(err))
-            failure: CCSyncError = err
+            failure: CCSyncError = ReconnectRequired(
+                err.message, status_code=err.status_code, error_key=err.error_key, errors=err.errors
+            )
         except CCSyncError as err:
             connection.last_error, connection.last_error_at = str(err)[:1000], timezone.now()
             connection.save(update_fields=["last_error", "last_error_at", "updated_at"])
@@ -278,6 +292,25 @@ def refresh_tokens_if(should_refresh: Callable[[Connection], bool]) -> str:
     # Raised outside the atomic block so that the recorded status and error are committed.
     logger.warning("Refreshing the Constant Contact token failed: %s", failure)
     raise failure
+
+
+def _await_token_slot(should_refresh: Callable[[Connection], bool]) -> str | None:
+    """Reserve a token-endpoint slot in its own committed transaction and wait for it.
+
+    The slot is taken before the connection row is locked: inside that transaction it would be a
+    savepoint, rolled back if the process died after CC had seen the call, and the next refresh could then
+    break CC's 1 request/s limit. While waiting, another process may refresh first: its fresh token is
+    returned at once and the slot goes unused.
+    """
+    deadline = time.monotonic() + ratelimit.reserve("token", float(get_setting("TOKEN_RATE")))
+    while (remaining := deadline - time.monotonic()) > 0:
+        time.sleep(min(remaining, TOKEN_WAIT_POLL))
+        connection = Connection.load()
+        if connection.status != Connection.Status.CONNECTED:
+            return None
+        if not should_refresh(connection):
+            return connection.access_token
+    return None
 
 
 def get_access_token() -> str:

@@ -66,6 +66,8 @@ def erase(email: str) -> int:
 def apply_retention() -> int:
     """Blank the personal fields of signups synced (or failed) longer ago than the retention settings.
 
+    Counted from the row's last change (``updated_at``), which the sync sets when it records the outcome.
+
     The consent record (time, text, version, page) and the keyed email hash stay, so consent remains
     provable. Returns how many rows were purged.
     """

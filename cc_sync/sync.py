@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import oauth, privacy, publisher
+from . import oauth, privacy, publisher, ratelimit
 from .client import get_client
 from .conf import get_setting, list_setting
 from .exceptions import (
@@ -272,6 +272,8 @@ def _give_up(signup: Signup, reason: str, error_key: str = "") -> None:
 
 def _finish(signup: Signup, **fields: Any) -> bool:
     """Record an outcome, but only if this worker still holds the claim it took."""
+    # ``update()`` skips auto_now: set updated_at, from which the retention purge counts.
+    fields.setdefault("updated_at", timezone.now())
     done = Signup.objects.filter(pk=signup.pk, status=Status.SYNCING, attempts=signup.attempts).update(
         **fields
     )
@@ -309,6 +311,22 @@ def queue_sweep() -> None:
         logger.warning("Could not queue a sweep (%s); beat's next run will do it.", type(err).__name__)
 
 
+def expected_queue_time(now: Any = None) -> float:
+    """Seconds the queued, due signups take to drain at ``API_RATE``.
+
+    A message counts as lost only once it is older than ``REQUEUE_AFTER`` plus this: in a long backlog
+    (after a broker outage, or at midnight after a quota day) a message may just be waiting its turn, and
+    queueing it again would only add a duplicate per sweep.
+    """
+    rate = float(get_setting("API_RATE"))
+    if rate <= 0:
+        return 0.0
+    queued = Signup.objects.filter(
+        status=Status.PENDING, next_attempt_at__lte=now or timezone.now(), enqueued_at__isnull=False
+    ).count()
+    return queued * ratelimit.SPACING_MARGIN / rate
+
+
 def sweep() -> int:
     """Queue due signups whose message is missing: never published, lost by the broker, or left by a dead worker.
 
@@ -317,7 +335,7 @@ def sweep() -> int:
     if Connection.load().status == Connection.Status.CONNECTED and default_list_ids():
         release_held_signups()
     now = timezone.now()
-    stale = now - timedelta(seconds=float(get_setting("REQUEUE_AFTER")))
+    stale = now - timedelta(seconds=float(get_setting("REQUEUE_AFTER")) + expected_queue_time(now))
     never_or_long_ago = Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=stale)
     due = Q(status=Status.PENDING, next_attempt_at__lte=now) & never_or_long_ago
     # A dead worker's row: its lease ran out and nobody has queued it since.
@@ -354,5 +372,5 @@ def retry_now(queryset: Any) -> int:
 def mark_failed(queryset: Any, reason: str) -> int:
     """Give up on signups that are not synced (the admin's "Mark as failed")."""
     return queryset.exclude(status=Status.SYNCED).update(
-        status=Status.FAILED, last_error=reason, lease_expires_at=None
+        status=Status.FAILED, last_error=reason, lease_expires_at=None, updated_at=timezone.now()
     )

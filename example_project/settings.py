@@ -4,7 +4,7 @@ from pathlib import Path
 
 import environ
 
-from cc_sync.schedules import BEAT_SCHEDULE
+from cc_sync.schedules import beat_schedule
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -148,9 +148,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_out": str(_BROKER_DIR),
         "control_folder": str(_BROKER_DIR / "control"),
     }
-CELERY_BEAT_SCHEDULE = {name: dict(entry) for name, entry in BEAT_SCHEDULE.items()}
-CELERY_BEAT_SCHEDULE["cc_sync.sweep_due_signups"]["schedule"] = env.float(
-    "CC_SYNC_SWEEP_INTERVAL", default=60.0
+CELERY_BEAT_SCHEDULE = beat_schedule(
+    queue=CC_SYNC.get("QUEUE"), sweep_interval=env.float("CC_SYNC_SWEEP_INTERVAL", default=60.0)
 )
 
 LOGGING = {

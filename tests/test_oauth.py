@@ -10,7 +10,7 @@ from django.core import mail
 from django.utils import timezone
 from responses import matchers
 
-from cc_sync import oauth
+from cc_sync import oauth, ratelimit
 from cc_sync.exceptions import ReconnectRequired, RetryLater, Throttled
 from cc_sync.models import Connection, Signup
 from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, make_connection
@@ -121,6 +121,60 @@ def test_transient_token_endpoint_errors_are_retried_later_without_reconnect(db,
     assert connection.status == Connection.Status.CONNECTED
     assert connection.refresh_token == REFRESH_TOKEN
     assert connection.last_error
+
+
+def test_any_other_refusal_of_a_refresh_holds_signups_for_a_reconnect_instead_of_failing_them(
+    db, cc_api, django_capture_on_commit_callbacks
+):
+    make_connection(expires_in=-10)
+    expect_refresh(cc_api, status=400, body={"error": "invalid_request", "error_description": "Bad."})
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ReconnectRequired):
+        oauth.get_access_token()
+    connection = Connection.load()
+    assert connection.status == Connection.Status.NEEDS_RECONNECT
+    assert "invalid_request" in connection.last_error
+    assert len(mail.outbox) == 1
+
+
+def test_the_token_slot_of_a_refresh_stays_counted_when_the_refresh_transaction_is_rolled_back(
+    db, cc_api, monkeypatch
+):
+    # A process killed after CC answered loses its transaction; the slot for the call CC saw must not go
+    # with it, or the next refresh could break CC's 1 request/s token limit.
+    make_connection(expires_in=-10)
+    expect_refresh(cc_api)
+
+    class Crash(Exception):
+        pass
+
+    def die_before_saving(connection, tokens):
+        raise Crash
+
+    monkeypatch.setattr(oauth, "_apply_tokens", die_before_saving)
+    with pytest.raises(Crash):
+        oauth.get_access_token()
+    assert ratelimit.requests_today("token") == 1
+    assert Connection.load().refresh_token == REFRESH_TOKEN
+
+
+def test_a_process_waiting_for_its_token_slot_takes_the_token_another_process_refreshed(
+    db, cc_api, cc_settings, monkeypatch
+):
+    cc_settings["TOKEN_RATE"] = 1
+    make_connection(expires_in=-10)
+    # Another process holds the current slot: this one must wait about a second for its own ...
+    ratelimit.reserve("token", 1.0)
+    waits = []
+
+    def other_process_refreshes(seconds):
+        waits.append(seconds)
+        if len(waits) == 1:
+            make_connection(access_token="refreshed-elsewhere", expires_in=86400)
+
+    monkeypatch.setattr(oauth.time, "sleep", other_process_refreshes)
+    # ... but sees the new token on its first look and makes no call (cc_api expects none).
+    assert oauth.get_access_token() == "refreshed-elsewhere"
+    assert waits == [oauth.TOKEN_WAIT_POLL]
 
 
 def test_token_endpoint_timeout_is_transient(db, cc_api):

@@ -11,7 +11,7 @@ from responses import matchers
 
 from cc_sync import privacy, sync, tasks
 from cc_sync.models import Signup, Suppression
-from cc_sync.schedules import BEAT_SCHEDULE
+from cc_sync.schedules import BEAT_SCHEDULE, beat_schedule
 from tests.conftest import LIST_ID
 
 SIGN_UP_URL = "https://api.cc.test/v3/contacts/sign_up_form"
@@ -51,8 +51,37 @@ def test_failed_signups_have_their_own_retention(db, cc_settings):
     assert Signup.objects.get(pk=failed.pk).email == ""
 
 
+def test_retention_counts_from_the_sync_not_from_the_submission(
+    connection, cc_api, cc_settings, published, django_capture_on_commit_callbacks
+):
+    cc_settings["RETENTION_DAYS"] = 30
+    # Held for 40 days (say, waiting for a reconnect), then synced today: kept for another 30 days.
+    held = make_signup(status=Signup.Status.PENDING, days_ago=40)
+    cc_api.post(SIGN_UP_URL, status=201, json={"contact_id": "c-1", "action": "created"})
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_signup.run(held.pk)
+    assert Signup.objects.get(pk=held.pk).status == Signup.Status.SYNCED
+    assert privacy.apply_retention() == 0
+    assert Signup.objects.get(pk=held.pk).email == "jane@example.com"
+
+
+def test_retention_of_a_failed_signup_counts_from_when_it_was_marked_failed(db, cc_settings):
+    cc_settings["FAILED_RETENTION_DAYS"] = 90
+    old = make_signup(status=Signup.Status.PENDING, days_ago=100)
+    sync.mark_failed(Signup.objects.filter(pk=old.pk), "Given up by an admin.")
+    assert privacy.apply_retention() == 0
+
+
 def test_retention_runs_daily_from_beat():
     assert BEAT_SCHEDULE["cc_sync.purge_personal_data"]["schedule"] == 24 * 3600.0
+
+
+def test_beat_entries_follow_the_tasks_to_their_own_queue():
+    schedule = beat_schedule(queue="signups", sweep_interval=5)
+    assert set(schedule) == set(BEAT_SCHEDULE)
+    assert all(entry["options"] == {"queue": "signups"} for entry in schedule.values())
+    assert schedule["cc_sync.sweep_due_signups"]["schedule"] == 5
+    assert "options" not in BEAT_SCHEDULE["cc_sync.sweep_due_signups"]
 
 
 def test_erase_deletes_the_persons_signups_and_suppresses_the_email(db, capsys):

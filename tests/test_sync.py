@@ -342,6 +342,21 @@ def test_sweeper_queues_due_rows_whose_message_is_missing(connection, published)
     assert sync.sweep() == 0  # just queued: not again until REQUEUE_AFTER
 
 
+def test_sweeper_leaves_a_long_backlog_waiting_its_turn_instead_of_queueing_it_again(
+    connection, published, cc_settings
+):
+    cc_settings.update(API_RATE=4, REQUEUE_AFTER=300)
+    now = timezone.now()
+    # 2,000 messages queued 10 minutes ago: at 4/s they need over 8 minutes more to drain.
+    Signup.objects.bulk_create(
+        Signup(email=f"queued{n}@example.com", enqueued_at=now - timedelta(minutes=10)) for n in range(2000)
+    )
+    assert sync.sweep() == 0
+    # Once older than REQUEUE_AFTER plus the time the backlog needs, they are taken as lost.
+    Signup.objects.update(enqueued_at=now - timedelta(seconds=300 + 2000 * 1.04 / 4 + 5))
+    assert sync.sweep() == 500  # SWEEP_BATCH per sweep
+
+
 def test_sweeper_releases_held_rows_once_connected(connection, published, django_capture_on_commit_callbacks):
     held = Signup.objects.create(email="a@example.com", status=S.WAITING_RECONNECT)
     with django_capture_on_commit_callbacks(execute=True):
