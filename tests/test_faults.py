@@ -1,0 +1,38 @@
+"""The fault suite in its quick sizes: every scenario of docs/reliability.md, with real processes.
+
+Each scenario starts its own ``redis-server`` on a free port, the CC sandbox, and Celery worker and beat
+processes of the example project on the test database, injects its faults and checks the outcome (see
+``faults/scenarios.py``). ``python -m faults.run`` runs the full sizes and writes docs/reliability.md.
+
+Needs PostgreSQL and Redis on 127.0.0.1 (the ``services`` fixture) and the ``redis-server`` binary; without
+them the tests are skipped with the reason printed, and under CI=true that is an error.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+
+from faults import report, scenarios
+from tests.conftest import IN_CI
+
+pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
+
+
+@pytest.fixture
+def rig_services(transactional_db: Any) -> None:
+    """The real test database (committed, so worker processes see it) and a redis-server to start."""
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not on the PATH"
+        if IN_CI:
+            pytest.fail(f"{message}, and CI=true: service tests must run in CI.", pytrace=False)
+        pytest.skip(f"{message}; install it to run the fault suite.")
+
+
+@pytest.mark.parametrize("name", list(scenarios.SCENARIOS))
+def test_fault_scenario_passes_in_its_quick_size(name: str, rig_services: None) -> None:
+    result = scenarios.run(name, quick=True)
+    print(report.text_summary(result))
+    assert result.passed, "\n".join(result.failures())
