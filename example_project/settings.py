@@ -5,6 +5,7 @@ from pathlib import Path
 import environ
 
 from cc_sync.schedules import beat_schedule
+from example_project.tuning import TUNABLE_SETTINGS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -102,21 +103,7 @@ CC_SYNC = {
     ),
 }
 # Optional overrides of cc_sync's timing settings, e.g. for scaled-down test runs.
-for _name in (
-    "API_RATE",
-    "TOKEN_RATE",
-    "DAILY_LIMIT",
-    "CONNECT_TIMEOUT",
-    "READ_TIMEOUT",
-    "TOKEN_LEEWAY",
-    "RETRY_BASE",
-    "RETRY_MAX",
-    "DEADLINE",
-    "LEASE",
-    "MAX_COUNTDOWN",
-    "REQUEUE_AFTER",
-    "PUBLISH_TIMEOUT",
-):
+for _name in TUNABLE_SETTINGS:
     if env.str(f"CC_SYNC_{_name}", default=""):
         CC_SYNC[_name] = env.float(f"CC_SYNC_{_name}")
 

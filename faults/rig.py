@@ -36,7 +36,8 @@ from django.utils import timezone
 
 from cc_sync.models import Connection, RateLimitState, Signup, Suppression
 from cc_sync.sandbox import Sandbox
-from tests.processes import max_in_any_window
+from example_project.tuning import TUNABLE_SETTINGS
+from tests.processes import max_in_any_window, worker_command
 
 __all__ = ["Rig", "max_in_any_window", "percentile", "status_counts", "wait_until"]
 
@@ -67,23 +68,7 @@ PRODUCTION: dict[str, float] = {
 SWEEP_INTERVAL = 1.0
 VISIBILITY_TIMEOUT = 30
 # CC_SYNC keys the example project reads from CC_SYNC_<NAME> environment variables.
-ENV_KEYS = frozenset(
-    {
-        "API_RATE",
-        "TOKEN_RATE",
-        "DAILY_LIMIT",
-        "CONNECT_TIMEOUT",
-        "READ_TIMEOUT",
-        "TOKEN_LEEWAY",
-        "RETRY_BASE",
-        "RETRY_MAX",
-        "DEADLINE",
-        "LEASE",
-        "MAX_COUNTDOWN",
-        "REQUEUE_AFTER",
-        "PUBLISH_TIMEOUT",
-    }
-)
+ENV_KEYS = frozenset(TUNABLE_SETTINGS)
 ADMIN_EMAIL = "admin@example.com"
 RECONNECT_SUBJECT = "Constant Contact needs to be reconnected"
 QUEUE = "celery"
@@ -270,21 +255,7 @@ class Worker(Managed):
     def __init__(
         self, name: str, env: dict[str, str], log_path: Path, concurrency: int = 2, pool: str = "prefork"
     ) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "example_project",
-            "worker",
-            f"--pool={pool}",
-            f"--concurrency={concurrency}",
-            "--loglevel=WARNING",
-            f"--hostname={name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        command = worker_command(name, concurrency, pool)
         super().__init__(name, command, env, log_path)
         self.concurrency = concurrency
         self.pool = pool

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 import responses
 from celery import Celery
 from django.conf import settings as django_settings
@@ -26,6 +28,9 @@ ACCESS_TOKEN = "access-token-0123456789abcdef0123456789"
 REFRESH_TOKEN = "refresh-token-0123456789abcdef0123456789"
 
 # Unit tests publish to an in-memory broker; nothing in them reaches a real broker.
+# The sandbox fixtures users get (cc_sandbox, cc_sandbox_factory) serve our own tests too.
+pytest_plugins = ["cc_sync.sandbox.pytest_plugin"]
+
 test_celery_app = Celery("cc_sync_tests", broker="memory://")
 test_celery_app.conf.task_ignore_result = True
 test_celery_app.set_default()
@@ -131,3 +136,42 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     for task in (tasks.sync_signup, tasks.sweep_due_signups):
         monkeypatch.setattr(task, "apply_async", recorder(task))
     return calls
+
+
+@pytest.fixture
+def redis_broker() -> Iterator[Celery]:
+    """Publish from this process to a real, emptied Redis database, as the example project's web does."""
+    from tests.processes import REDIS_TEST_URL
+
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    app = Celery("cc_sync_service_tests", broker=REDIS_TEST_URL)
+    app.conf.update(
+        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
+    )
+    app.set_current()
+    app.set_default()
+    yield app
+    test_celery_app.set_current()
+    test_celery_app.set_default()
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+
+
+SCOPES = "contact_data offline_access account_read"
+
+
+def token_body(access: str, refresh: str, expires_in: int = 86400) -> dict[str, Any]:
+    """A token endpoint's success body, as CC answers it."""
+    return {
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "access_token": access,
+        "refresh_token": refresh,
+        "scope": SCOPES,
+    }
+
+
+def no_authorization_header(request: Any) -> tuple[bool, str]:
+    """A ``responses`` matcher: public (PKCE, device) clients send no HTTP Basic credentials."""
+    if "Authorization" in request.headers:
+        return False, "the request carries an Authorization header"
+    return True, ""

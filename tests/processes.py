@@ -47,19 +47,16 @@ def example_env(sandbox: Any, **overrides: Any) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def celery_worker(
-    env: dict[str, str], concurrency: int = 2, beat: bool = False, name: str = "w1"
-) -> Iterator[subprocess.Popen]:
-    """A real ``celery -A example_project worker`` process (prefork), stopped at the end."""
-    command = [
+def worker_command(name: str, concurrency: int, pool: str = "prefork") -> list[str]:
+    """The command line of a quiet ``celery -A example_project worker`` named ``name``."""
+    return [
         sys.executable,
         "-m",
         "celery",
         "-A",
         "example_project",
         "worker",
-        "--pool=prefork",
+        f"--pool={pool}",
         f"--concurrency={concurrency}",
         "--loglevel=WARNING",
         f"--hostname={name}@%h",
@@ -67,6 +64,14 @@ def celery_worker(
         "--without-mingle",
         "--without-heartbeat",
     ]
+
+
+@contextmanager
+def celery_worker(
+    env: dict[str, str], concurrency: int = 2, beat: bool = False, name: str = "w1"
+) -> Iterator[subprocess.Popen]:
+    """A real ``celery -A example_project worker`` process (prefork), stopped at the end."""
+    command = worker_command(name, concurrency)
     with tempfile.TemporaryDirectory(prefix="cc-sync-beat-") as schedule_dir:
         if beat:
             # A clean checkout has no cache folder; beat's shelve file needs one that exists.

@@ -19,14 +19,21 @@ from responses import matchers
 
 from cc_sync import oauth
 from cc_sync.models import Connection, Signup
-from tests.conftest import ACCESS_TOKEN, LIST_ID, REFRESH_TOKEN, make_connection
+from tests.conftest import (
+    ACCESS_TOKEN,
+    LIST_ID,
+    REFRESH_TOKEN,
+    SCOPES,
+    make_connection,
+    no_authorization_header,
+)
+from tests.conftest import token_body as conftest_token_body
 
 AUTHORIZE_URL = "https://authz.cc.test/oauth2/default/v1/authorize"
 TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
 API_URL = "https://api.cc.test/v3"
 REDIRECT_URI = "https://site.example/admin/cc_sync/connection/callback/"
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"test-client-id:test-client-secret").decode()}
-SCOPES = "contact_data offline_access account_read"
 
 PAGE = "/admin/cc_sync/connection/"
 CONNECT = PAGE + "connect/"
@@ -41,19 +48,7 @@ OTHER_LIST_ID = "2b9c1f2e-662a-11eb-af0a-fa163e56c9b0"
 
 
 def token_body(access: str = NEW_ACCESS, refresh: str = NEW_REFRESH, expires_in: int = 86400) -> dict:
-    return {
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "access_token": access,
-        "refresh_token": refresh,
-        "scope": SCOPES,
-    }
-
-
-def no_authorization_header(request):
-    if "Authorization" in request.headers:
-        return False, "the request carries an Authorization header"
-    return True, ""
+    return conftest_token_body(access, refresh, expires_in)
 
 
 def expect_code_exchange(cc_api, code: str, **kwargs):

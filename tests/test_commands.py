@@ -22,7 +22,15 @@ from cc_sync import oauth
 from cc_sync.client import DEVICE_GRANT
 from cc_sync.exceptions import AuthorizationFailed
 from cc_sync.models import Connection, Signup
-from tests.conftest import ACCESS_TOKEN, LIST_ID, REFRESH_TOKEN, make_connection
+from tests.conftest import (
+    ACCESS_TOKEN,
+    LIST_ID,
+    REFRESH_TOKEN,
+    SCOPES,
+    make_connection,
+    no_authorization_header,
+)
+from tests.conftest import token_body as conftest_token_body
 
 AUTHORIZE_URL = "https://authz.cc.test/oauth2/default/v1/authorize"
 TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
@@ -30,7 +38,6 @@ DEVICE_URL = "https://authz.cc.test/oauth2/default/v1/device/authorize"
 API_URL = "https://api.cc.test/v3"
 REDIRECT_URI = "https://site.example/admin/cc_sync/connection/callback/"
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"test-client-id:test-client-secret").decode()}
-SCOPES = "contact_data offline_access account_read"
 NEW_ACCESS = "cli-access-token-cccccccccccccccccccccc"
 NEW_REFRESH = "cli-refresh-token-dddddddddddddddddddddd"
 DEVICE = {
@@ -45,19 +52,7 @@ POLL = {"grant_type": DEVICE_GRANT, "device_code": DEVICE["device_code"], "clien
 
 
 def token_body() -> dict:
-    return {
-        "token_type": "Bearer",
-        "expires_in": 86400,
-        "access_token": NEW_ACCESS,
-        "refresh_token": NEW_REFRESH,
-        "scope": SCOPES,
-    }
-
-
-def no_authorization_header(request):
-    if "Authorization" in request.headers:
-        return False, "the request carries an Authorization header"
-    return True, ""
+    return conftest_token_body(NEW_ACCESS, NEW_REFRESH)
 
 
 def expect_account_and_lists(cc_api):

@@ -23,13 +23,11 @@ from typing import Any
 
 import django.contrib.admin
 import pytest
-import redis
-from celery import Celery
 
 from cc_sync.models import Connection, Signup
 from cc_sync.sandbox import Sandbox
 from tests import conftest
-from tests.processes import REDIS_TEST_URL, ROOT, celery_worker, example_env, wait_until
+from tests.processes import ROOT, celery_worker, example_env, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
 
@@ -67,22 +65,6 @@ def require_browser() -> Any:
             pytest.fail(f"{message}, and CI=true: the browser test must run in CI.", pytrace=False)
         pytest.skip(f"{message}; install it to run the browser test.")
     return sync_api
-
-
-@pytest.fixture
-def redis_broker() -> Iterator[Celery]:
-    """Publish from this process (the live server's threads) to a real, emptied Redis database."""
-    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
-    app = Celery("cc_sync_e2e_tests", broker=REDIS_TEST_URL)
-    app.conf.update(
-        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
-    )
-    app.set_current()
-    app.set_default()
-    yield app
-    conftest.test_celery_app.set_current()
-    conftest.test_celery_app.set_default()
-    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
 
 
 @pytest.fixture

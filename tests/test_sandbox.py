@@ -39,20 +39,9 @@ INVALID_CODE = {
 
 
 @pytest.fixture
-def make_sandbox():
+def make_sandbox(cc_sandbox_factory):
     """Start sandboxes; the 1/s token and 4/s API limits are off unless a test turns them on."""
-    started: list[Sandbox] = []
-
-    def make(**config):
-        config.setdefault("token_rate", None)
-        config.setdefault("api_rate", None)
-        sandbox = Sandbox(**config).start()
-        started.append(sandbox)
-        return sandbox
-
-    yield make
-    for sandbox in started:
-        sandbox.stop()
+    return lambda **config: cc_sandbox_factory(**{"token_rate": None, "api_rate": None, **config})
 
 
 @pytest.fixture

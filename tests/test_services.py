@@ -11,16 +11,13 @@ import time
 from datetime import timedelta
 
 import pytest
-import redis
-from celery import Celery
 from django.db import connection as db_connection
 from django.utils import timezone
 
 from cc_sync.models import Connection, Signup
 from cc_sync.sandbox import Sandbox
-from tests import conftest
 from tests.conftest import make_connection
-from tests.processes import REDIS_TEST_URL, ROOT, celery_worker, example_env, max_in_any_window, wait_until
+from tests.processes import ROOT, celery_worker, example_env, max_in_any_window, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
 
@@ -36,22 +33,6 @@ def sandbox_settings(sandbox, cc_settings):
     cc_settings.update(sandbox.cc_sync_settings())
     cc_settings["LIST_IDS"] = [sandbox.lists()[0]["list_id"]]
     return sandbox
-
-
-@pytest.fixture
-def redis_broker():
-    """Publish from this test process to a real (emptied) Redis database, as the example project's web does."""
-    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
-    app = Celery("cc_sync_service_tests", broker=REDIS_TEST_URL)
-    app.conf.update(
-        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
-    )
-    app.set_current()
-    app.set_default()
-    yield app
-    conftest.test_celery_app.set_current()
-    conftest.test_celery_app.set_default()
-    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
 
 
 def connect_to(sandbox: Sandbox, expires_in: float = 3600) -> dict:
