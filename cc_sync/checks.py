@@ -12,7 +12,7 @@ from . import crypto
 from .conf import DEFAULTS, get_setting, unknown_keys, user_settings
 from .exceptions import CCSyncConfigurationError
 
-FLOWS = ("authorization_code", "pkce")
+FLOWS = ("authorization_code", "pkce", "device")
 UNSHARED_CACHES = ("LocMemCache", "DummyCache", "FileBasedCache", "DatabaseCache")
 URL_SETTINGS = ("AUTHORIZE_URL", "TOKEN_URL", "DEVICE_AUTHORIZE_URL", "API_URL")
 
@@ -35,7 +35,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         messages.append(
             Error(
                 "CC_SYNC['CLIENT_SECRET'] is not set.",
-                hint="Generate a client secret for the application, or set OAUTH_FLOW to 'pkce' for a PKCE app.",
+                hint=(
+                    "Generate a client secret for the application, or set OAUTH_FLOW to 'pkce' or "
+                    "'device' for an application without one."
+                ),
                 id="cc_sync.E002",
             )
         )

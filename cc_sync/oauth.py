@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from django.core.mail import mail_admins
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from . import ratelimit
@@ -58,6 +59,14 @@ def authorization_request(redirect_uri: str) -> tuple[str, dict[str, Any]]:
     The record holds a fresh random ``state`` (and the PKCE verifier for PKCE applications); it must be
     kept server-side (the session) and used once.
     """
+    if get_setting("OAUTH_FLOW") == "device":
+        # A device-flow application has no redirect URI: CC cannot send the browser back here.
+        raise AuthorizationFailed(
+            _(
+                "This Constant Contact application uses the device flow: connect it with "
+                "`manage.py cc_sync_connect --device`."
+            )
+        )
     record: dict[str, Any] = {
         "state": secrets.token_urlsafe(32),
         "created": time.time(),
@@ -91,18 +100,20 @@ def remember_state(session: MutableMapping[str, Any], record: dict[str, Any]) ->
 def pop_state(session: MutableMapping[str, Any], state: str | None) -> dict[str, Any]:
     """Remove and return the record for ``state``; refuse a missing, unknown, reused or expired one."""
     if not state:
-        raise AuthorizationFailed("The answer from Constant Contact carried no state; nothing was stored.")
+        raise AuthorizationFailed(_("The answer from Constant Contact carried no state; nothing was stored."))
     records = session.get(SESSION_KEY, [])
     match = next((r for r in records if _same(r["state"], state)), None)
     if match is None:
         raise AuthorizationFailed(
-            "The state in the answer from Constant Contact is unknown or was already used; nothing was stored. "
-            "Start again with Connect Constant Contact."
+            _(
+                "The state in the answer from Constant Contact is unknown or was already used; nothing was "
+                "stored. Start again with Connect Constant Contact."
+            )
         )
     session[SESSION_KEY] = [r for r in records if r is not match]
     if time.time() - match["created"] >= STATE_MAX_AGE:
         raise AuthorizationFailed(
-            "The connection attempt took too long and expired; nothing was stored. Start again."
+            _("The connection attempt took too long and expired; nothing was stored. Start again.")
         )
     return match
 
@@ -115,14 +126,15 @@ def complete_authorization(
     record = pop_state(session, params.get("state"))
     if params.get("error"):
         if params["error"] == "access_denied":
-            raise AuthorizationFailed("Access was denied at Constant Contact; nothing was stored.")
+            raise AuthorizationFailed(_("Access was denied at Constant Contact; nothing was stored."))
         raise AuthorizationFailed(
-            f"Constant Contact answered with an error ({params['error'][:100]}); nothing was stored."
+            _("Constant Contact answered with an error (%(error)s); nothing was stored.")
+            % {"error": params["error"][:100]}
         )
     code = params.get("code")
     if not code:
         raise AuthorizationFailed(
-            "The answer from Constant Contact carried no authorization code; nothing was stored."
+            _("The answer from Constant Contact carried no authorization code; nothing was stored.")
         )
     return connect_with_code(code, record["redirect_uri"], record.get("code_verifier"), user=user)
 
@@ -137,14 +149,15 @@ def code_from_pasted(text: str, record: dict[str, Any]) -> str:
     state = (query.get("state") or [""])[0]
     if not state or not _same(state, record["state"]):
         raise AuthorizationFailed(
-            "The pasted URL carries a different state than the one issued; nothing was stored."
+            _("The pasted URL carries a different state than the one issued; nothing was stored.")
         )
     if query.get("error"):
         raise AuthorizationFailed(
-            f"Constant Contact answered with an error ({query['error'][0][:100]}); nothing was stored."
+            _("Constant Contact answered with an error (%(error)s); nothing was stored.")
+            % {"error": query["error"][0][:100]}
         )
     if not query.get("code"):
-        raise AuthorizationFailed("The pasted URL carries no authorization code; nothing was stored.")
+        raise AuthorizationFailed(_("The pasted URL carries no authorization code; nothing was stored."))
     return query["code"][0]
 
 

@@ -685,3 +685,16 @@ def test_staff_with_change_permission_can_connect(client, django_user_model, cc_
     stored = Connection.load()
     assert stored.status == Connection.Status.CONNECTED
     assert stored.connected_by == editor
+
+
+def test_connect_with_a_device_flow_application_explains_the_command_instead_of_redirecting(
+    admin_client, cc_settings, cc_api
+):
+    cc_settings.update(OAUTH_FLOW="device", CLIENT_SECRET="")
+    response = admin_client.post(CONNECT)
+    assert response.status_code == 302
+    assert response["Location"] == PAGE
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "cc_sync_connect --device" in text
+    assert oauth.SESSION_KEY not in admin_client.session

@@ -38,9 +38,10 @@ def test_missing_secret_with_authorization_code_flow_is_e002(cc_settings):
     assert ids(checks.check_settings()) == ["cc_sync.E002"]
 
 
-def test_missing_secret_with_pkce_flow_is_fine(cc_settings):
+@pytest.mark.parametrize("flow", ["pkce", "device"])
+def test_missing_secret_with_a_public_application_flow_is_fine(cc_settings, flow):
     del cc_settings["CLIENT_SECRET"]
-    cc_settings["OAUTH_FLOW"] = "pkce"
+    cc_settings["OAUTH_FLOW"] = flow
     assert ids(checks.check_settings()) == []
 
 
@@ -68,7 +69,7 @@ def test_comma_separated_encryption_keys_string_is_accepted(cc_settings):
     assert ids(checks.check_settings()) == []
 
 
-@pytest.mark.parametrize("flow", ["implicit", "device", "PKCE", ""])
+@pytest.mark.parametrize("flow", ["implicit", "device_code", "PKCE", ""])
 def test_unknown_oauth_flow_is_e004(cc_settings, flow):
     cc_settings["OAUTH_FLOW"] = flow
     assert ids(checks.check_settings()) == ["cc_sync.E004"]

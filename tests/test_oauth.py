@@ -13,7 +13,7 @@ from responses import matchers
 from cc_sync import oauth, ratelimit
 from cc_sync.exceptions import ReconnectRequired, RetryLater, Throttled
 from cc_sync.models import Connection, Signup
-from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, make_connection
+from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, make_connection, no_authorization_header, token_body
 
 TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
 BASIC = {
@@ -175,6 +175,23 @@ def test_a_process_waiting_for_its_token_slot_takes_the_token_another_process_re
     # ... but sees the new token on its first look and makes no call (cc_api expects none).
     assert oauth.get_access_token() == "refreshed-elsewhere"
     assert waits == [oauth.TOKEN_WAIT_POLL]
+
+
+@pytest.mark.parametrize("flow", ["pkce", "device"])
+def test_public_applications_refresh_with_client_id_and_no_basic_auth(db, cc_api, cc_settings, flow):
+    cc_settings.update(OAUTH_FLOW=flow, CLIENT_SECRET="")
+    make_connection(expires_in=-10)
+    cc_api.post(
+        TOKEN_URL,
+        json=token_body("public-access", "public-refresh"),
+        match=[
+            no_authorization_header,
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN, "client_id": "test-client-id"}
+            ),
+        ],
+    )
+    assert oauth.get_access_token() == "public-access"
 
 
 def test_token_endpoint_timeout_is_transient(db, cc_api):

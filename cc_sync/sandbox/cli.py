@@ -100,8 +100,8 @@ def describe(sandbox: Sandbox) -> str:
     config = sandbox.config()
     app = config["apps"][0]
     settings = sandbox.cc_sync_settings()
-    if app["flow"] == "pkce":
-        settings["OAUTH_FLOW"] = "pkce"
+    if app["flow"] in ("pkce", "device"):
+        settings["OAUTH_FLOW"] = app["flow"]
     lines = [
         f"Constant Contact sandbox running at {sandbox.base_url}",
         "",
