@@ -28,8 +28,9 @@ MATRIX = [
 ]
 # Sessions without a virtualenv of their own use the interpreter nox runs in (the project's .venv).
 PY = sys.executable
-# The browser, fault and benchmark suites run once, under the main test command; the matrix runs the rest.
-MATRIX_IGNORES = ["tests/test_e2e.py", "tests/test_faults.py", "tests/test_bench.py"]
+# The browser, fault and benchmark suites and the docs build run once, under the main test command (and the
+# docs session); the matrix runs the rest.
+MATRIX_IGNORES = ["tests/test_e2e.py", "tests/test_faults.py", "tests/test_bench.py", "tests/test_docs.py"]
 
 
 def run_tests(session: nox.Session, django: str) -> None:
