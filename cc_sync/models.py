@@ -212,3 +212,71 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email_hash[:12]}… ({self.get_reason_display()})"
+
+
+class BackfillRun(models.Model):
+    """One bulk import of existing contacts (``manage.py cc_sync_backfill``), resumable after a crash.
+
+    A run is identified by the fingerprint of its source rows and options: running the same command
+    again finds it and carries on where it stopped. No email is stored; batches list source row numbers.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("Running")
+        FINISHED = "finished", _("Finished")
+        ABANDONED = "abandoned", _("Abandoned")
+
+    fingerprint = models.CharField(_("source fingerprint"), max_length=64, db_index=True)
+    source = models.CharField(_("source"), max_length=500)
+    list_ids = models.JSONField(_("lists"), default=list)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.RUNNING)
+    rows = models.PositiveIntegerField(_("source rows"), default=0)
+    contacts = models.PositiveIntegerField(_("contacts to import"), default=0)
+    invalid = models.PositiveIntegerField(_("invalid rows"), default=0)
+    skipped = models.PositiveIntegerField(_("skipped rows"), default=0)
+    created_at = models.DateTimeField(_("started at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("backfill run")
+        verbose_name_plural = _("backfill runs")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.source} ({self.get_status_display()})"
+
+
+class BackfillBatch(models.Model):
+    """One ``contacts_json_import`` request of a run and the CC activity it created."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUBMITTED = "submitted", _("Submitted")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+
+    run = models.ForeignKey(BackfillRun, on_delete=models.CASCADE, related_name="batches")
+    number = models.PositiveIntegerField(_("number"))
+    # Indexes into the run's source rows (not emails): the contacts are rebuilt from the source on resume.
+    rows = models.JSONField(_("source rows"), default=list)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PENDING)
+    activity_id = models.CharField(_("CC activity id"), max_length=64, blank=True)
+    state = models.CharField(_("CC activity state"), max_length=20, blank=True)
+    percent_done = models.PositiveSmallIntegerField(_("percent done"), default=0)
+    # CC's per-contact errors: [{"index": position in this batch or None, "message": ...}].
+    errors = models.JSONField(_("contact errors"), default=list, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("backfill batch")
+        verbose_name_plural = _("backfill batches")
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="cc_sync_backfill_batch_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.number} ({self.get_status_display()})"

@@ -187,7 +187,12 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
                 "dropped" if entry["status"] is None else entry["status"],
                 " ".join(
                     str(value)
-                    for value in (entry.get("grant_type"), entry.get("email"), entry.get("error"))
+                    for value in (
+                        entry.get("grant_type"),
+                        entry.get("email"),
+                        entry.get("detail"),
+                        entry.get("error"),
+                    )
                     if value
                 ),
                 entry.get("fault") or "",
@@ -195,6 +200,21 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
             for entry in recent
         ),
         "No requests yet.",
+    )
+    activities = _table(
+        ["Activity", "State", "Done", "Contacts", "Errors", "Created"],
+        (
+            (
+                item["activity_id"],
+                item["state"],
+                f"{item['percent_done']}%",
+                item["status"]["person_count"],
+                len(item["activity_errors"]),
+                item["created_at"],
+            )
+            for item in list(state.get("activities", []))[-last:][::-1]
+        ),
+        "No bulk imports yet.",
     )
     settings = "".join(
         f"<tr><td>{escape(name)}</td><td>{escape(str(config[name]))}</td></tr>"
@@ -206,6 +226,7 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
             "daily_quota",
             "faults",
             "delay",
+            "import_polls",
         )
     )
     return page(
@@ -217,6 +238,7 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
         f"<h2>Settings</h2><table>{settings}</table>"
         f"<h2>Lists</h2>{lists}"
         f"<h2>Contacts ({len(state['contacts'])})</h2>{contacts}"
+        f"<h2>Bulk imports</h2>{activities}"
         f"<h2>Latest requests</h2>{requests}",
         refresh=3,
     )

@@ -12,6 +12,8 @@ What it emulates (paths are CC's own):
 * ``POST /oauth2/default/v1/device/authorize`` and ``GET|POST /device`` - the device flow.
 * ``GET /v3/account/summary``, ``GET /v3/contact_lists`` (cursor paging), ``POST /v3/contacts/sign_up_form``
   (validated upsert keyed on the email) - Bearer tokens, 4 requests/s, 10,000 requests per UTC day.
+* ``POST /v3/activities/contacts_json_import`` (bulk upsert; new contacts get *implicit* permission) and
+  ``GET /v3/activities/{activity_id}`` (initialized, processing, completed over ``import_polls`` polls).
 * Fault injection (5xx, timeouts, dropped connections, throttling, broken 200 bodies) with a seeded RNG.
 * ``/_sandbox/...`` JSON control endpoints and ``GET /`` (an auto-refreshing HTML overview).
 
@@ -46,7 +48,13 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from . import pages
-from .validation import NOT_FOUND, VALIDATION_ERROR, validate_sign_up
+from .validation import (
+    NOT_FOUND,
+    VALIDATION_ERROR,
+    validate_import_contact,
+    validate_json_import,
+    validate_sign_up,
+)
 
 __all__ = [
     "DEFAULT_ACCOUNT",
@@ -62,6 +70,11 @@ TOKEN_PATH = "/oauth2/default/v1/token"
 DEVICE_AUTHORIZE_PATH = "/oauth2/default/v1/device/authorize"
 DEVICE_PAGE_PATH = "/device"
 API_PREFIX = "/v3"
+IMPORT_PATH = "/v3/activities/contacts_json_import"
+ACTIVITY_PREFIX = "/v3/activities/"
+# CC: the JSON payload "must be less than 4 megabytes" (import_contacts.html). CC itself imports the first
+# 4 MB and drops the rest; the sandbox refuses instead, so that a client sending too much is caught in tests.
+IMPORT_MAX_BYTES = 4_000_000
 CONTROL_PREFIX = "/_sandbox/"
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -124,6 +137,7 @@ _DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "timeout_seconds": 30.0,
     "delay": 0.0,
+    "import_polls": 2,
 }
 _APP_SHORTCUTS = ("client_id", "client_secret", "redirect_uris", "flow")
 _APP_KEYS = frozenset({"client_id", "client_secret", "redirect_uris", "flow", "name"})
@@ -282,6 +296,9 @@ def _build_config(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[s
     _number(config, "refresh_token_idle_lifetime", minimum=0.001, optional=True)
     for name in ("device_interval", "timeout_seconds", "delay"):
         _number(config, name)
+    polls = config["import_polls"]
+    if isinstance(polls, bool) or not isinstance(polls, int) or polls < 1:
+        _fail(f"import_polls must be an integer >= 1, not {polls!r}")
     _rate(config, "token_rate")
     _rate(config, "api_rate")
     quota = config["daily_quota"]
@@ -463,6 +480,8 @@ class Sandbox:
       token rotated), only the answer is lost or garbled, so a retrying client must rely on the
       upsert. ``timeout`` answers normally after sleeping ``timeout_seconds`` (30).
     * ``delay`` - extra seconds before every ``/v3`` answer, to emulate CC's latency.
+    * ``import_polls`` (2) - a bulk import is *processing* until its activity has been polled this many
+      times, then it runs and is *completed*: contacts appear only then, as with CC's background jobs.
 
     All mutable state lives on this object and is guarded by one lock; handler threads only sleep
     (``delay``, ``timeout`` fault) after releasing it.
@@ -484,6 +503,7 @@ class Sandbox:
 
     def _clear(self) -> None:
         self._contacts: dict[str, dict[str, Any]] = {}
+        self._activities: dict[str, dict[str, Any]] = {}
         self._codes: dict[str, _Code] = {}
         self._grants: dict[str, _Grant] = {}
         self._refresh_tokens: dict[str, str] = {}
@@ -642,6 +662,7 @@ class Sandbox:
         day = _utc_day()
         return {
             "contacts": copy.deepcopy(list(self._contacts.values())),
+            "activities": [copy.deepcopy(record["activity"]) for record in self._activities.values()],
             "lists": copy.deepcopy(self._config["lists"]),
             "requests": copy.deepcopy(list(self._log)),
             "token_calls": dict(self._token_calls),
@@ -658,6 +679,11 @@ class Sandbox:
         """Stored contacts, in creation order."""
         with self._lock:
             return copy.deepcopy(list(self._contacts.values()))
+
+    def activities(self) -> list[dict[str, Any]]:
+        """Bulk activities (imports) as ``GET /v3/activities/{id}`` shows them, oldest first."""
+        with self._lock:
+            return [copy.deepcopy(record["activity"]) for record in self._activities.values()]
 
     def lists(self) -> list[dict[str, Any]]:
         """The account's contact lists."""
@@ -748,6 +774,7 @@ class Sandbox:
                     "status": None,
                     "grant_type": None,
                     "email": None,
+                    "detail": None,
                     "fault": None,
                     "error": None,
                 }
@@ -1299,6 +1326,11 @@ class Sandbox:
                 entry["email"] = email if isinstance(email, str) else None
             except (ValueError, AttributeError):
                 pass
+        elif request.path == IMPORT_PATH:
+            try:
+                entry["detail"] = f"{len(json.loads(request.body)['import_data'])} contacts"
+            except (ValueError, KeyError, TypeError):
+                pass
         reply = self._api_checked(request, entry, sign_up)
         # `delay` emulates CC's latency on every /v3 answer, errors included.
         reply.wait += self._config["delay"]
@@ -1342,6 +1374,10 @@ class Sandbox:
             "/v3/contacts/sign_up_form": ("POST", "contact_data", self._sign_up_form),
         }
         route = routes.get(request.path)
+        if request.path == IMPORT_PATH:
+            route = ("POST", "contact_data", self._contacts_json_import)
+        elif request.path.startswith(ACTIVITY_PREFIX):
+            route = ("GET", "contact_data", self._activity)
         if route is None:
             return _cc_errors(404, "not_found", f"No resource at {request.path}.")
         method, scope, handler = route
@@ -1468,6 +1504,115 @@ class Sandbox:
             201 if created else 200,
             {"contact_id": contact["contact_id"], "action": "created" if created else "updated"},
         )
+
+    # -- bulk import -------------------------------------------------------------------------------
+
+    def _contacts_json_import(self, request: _Request) -> _Reply:
+        media_type = _media_type(request.header("Content-Type"))
+        if media_type != "application/json":
+            return _cc_errors(
+                415, "unsupported_media_type", f"Content type '{media_type or 'none'}' is not supported."
+            )
+        if len(request.body) >= IMPORT_MAX_BYTES:
+            return _cc_errors(400, VALIDATION_ERROR, "The request body must be less than 4 MB.")
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            return _cc_errors(400, "malformed_json", "The request body is not valid JSON.")
+        errors = validate_json_import(data)
+        if errors:
+            return _cc_errors(400, VALIDATION_ERROR, *errors)
+        known = {item["list_id"] for item in self._config["lists"]}
+        unknown = [list_id for list_id in data["list_ids"] if list_id.lower() not in known]
+        if unknown:
+            return _cc_errors(404, NOT_FOUND, *(f"List {list_id} was not found." for list_id in unknown))
+        now = _iso_now()
+        activity_id = str(uuid.uuid4())
+        count = len(data["import_data"])
+        activity = {
+            "activity_id": activity_id,
+            "state": "initialized",
+            "created_at": now,
+            "updated_at": now,
+            "percent_done": 0,
+            "activity_errors": [],
+            "status": {
+                "items_total_count": count,
+                "person_count": count,
+                "error_count": 0,
+                "correctable_count": 0,
+                "cannot_add_to_list_count": 0,
+            },
+            "_links": {"self": {"href": f"{ACTIVITY_PREFIX}{activity_id}"}},
+        }
+        self._activities[activity_id] = {"activity": activity, "data": data, "polls": 0}
+        return _json(201, activity)
+
+    def _activity(self, request: _Request) -> _Reply:
+        record = self._activities.get(request.path[len(ACTIVITY_PREFIX) :])
+        if record is None:
+            return _cc_errors(404, NOT_FOUND, "Resource not found for the activity_id provided.")
+        activity = record["activity"]
+        if activity["state"] in ("initialized", "processing"):
+            record["polls"] += 1
+            needed = self._config["import_polls"]
+            if record["polls"] >= needed:
+                self._run_import(record)
+            else:
+                activity["state"] = "processing"
+                activity["started_at"] = activity.get("started_at") or _iso_now()
+                activity["percent_done"] = 100 * record["polls"] // needed
+                activity["updated_at"] = _iso_now()
+        return _json(200, activity)
+
+    def _run_import(self, record: dict[str, Any]) -> None:
+        activity, data = record["activity"], record.pop("data")
+        now = _iso_now()
+        errors = []
+        for line, item in enumerate(data["import_data"], start=1):
+            problems = validate_import_contact(item)
+            if problems:
+                # CC's activity_errors are plain strings (spec v3.0.178); its v2 API wrote "Line 2: ...".
+                errors.append(f"Line {line}: {' '.join(problems)}")
+                continue
+            self._import_contact(item, data["list_ids"], now)
+        activity.update(
+            state="completed", percent_done=100, activity_errors=errors, updated_at=now, completed_at=now
+        )
+        activity.setdefault("started_at", now)
+        activity["status"]["error_count"] = len(errors)
+        activity["status"]["correctable_count"] = len(errors)
+
+    def _import_contact(self, item: dict[str, Any], list_ids: list[str], now: str) -> None:
+        key = item["email"].lower()
+        contact = self._contacts.get(key)
+        if contact is None:
+            # CC: a new contact imported in bulk gets implicit permission and the opt-in source Account.
+            contact = {
+                "contact_id": str(uuid.uuid4()),
+                "email_address": item["email"],
+                "first_name": None,
+                "last_name": None,
+                "list_memberships": [],
+                "created_at": now,
+                "updated_at": now,
+                "permission_to_send": "implicit",
+                "opt_in_source": "Account",
+                "create_source": "Account",
+            }
+            self._contacts[key] = contact
+        # CC: importing an existing contact only updates the properties sent (its permission stays).
+        for name, value in item.items():
+            if name == "email":
+                continue
+            if str(name).startswith("cf:"):
+                contact.setdefault("imported_custom_fields", {})[name[3:]] = value
+            else:
+                contact["phone_number" if name == "phone" else name] = copy.deepcopy(value)
+        for list_id in list_ids:
+            if list_id.lower() not in contact["list_memberships"]:
+                contact["list_memberships"].append(list_id.lower())
+        contact["updated_at"] = now
 
 
 # --------------------------------------------------------------------------------------------------

@@ -165,3 +165,80 @@ def _custom_field_errors(fields: Any) -> list[str]:
                 f"{MAX_CUSTOM_FIELD_VALUE} characters."
             )
     return errors
+
+
+# -- POST /v3/activities/contacts_json_import (schema ContactsJsonImport / JsonImportContact) ------------
+
+IMPORT_MAX_CONTACTS = 40_000
+IMPORT_MAX_CUSTOM_FIELDS = 25
+IMPORT_STRING_LIMITS: dict[str, int] = {
+    "email": 50,
+    "first_name": 50,
+    "last_name": 50,
+    "job_title": 50,
+    "company_name": 50,
+    "phone": 50,
+    "home_phone": 50,
+    "work_phone": 50,
+    "mobile_phone": 50,
+    "other_phone": 50,
+    "street": 255,
+    "street2": 255,
+    "city": 50,
+    "state": 50,
+    "zip": 50,
+    "country": 50,
+    "anniversary": 50,
+}
+IMPORT_FIELDS = frozenset({*IMPORT_STRING_LIMITS, "birthday_month", "birthday_day", "sms_number"})
+
+
+def validate_json_import(data: Any) -> list[str]:
+    """Errors that make CC refuse a whole import request (400); per-contact problems are not among them."""
+    if not isinstance(data, dict):
+        return ["The request body must be a JSON object."]
+    errors = [
+        f"'{name}' is not a recognized field."
+        for name in data
+        if name not in ("import_data", "list_ids", "sms_permission_to_send")
+    ]
+    contacts = data.get("import_data")
+    if not isinstance(contacts, list) or not contacts:
+        errors.append("'import_data' is required and must be a non-empty array of contacts.")
+    elif len(contacts) > IMPORT_MAX_CONTACTS:
+        errors.append(f"'import_data' must contain at most {IMPORT_MAX_CONTACTS} contacts.")
+    elif not all(isinstance(item, dict) for item in contacts):
+        errors.append("Each item of 'import_data' must be an object.")
+    lists = data.get("list_ids")
+    if not isinstance(lists, list) or not 1 <= len(lists) <= MAX_LISTS:
+        errors.append(f"'list_ids' is required and must contain between 1 and {MAX_LISTS} list ids.")
+    else:
+        errors.extend(
+            f"'list_ids[{index}]' is not a valid list id."
+            for index, value in enumerate(lists)
+            if not is_uuid(value)
+        )
+    return errors
+
+
+def validate_import_contact(item: dict[str, Any]) -> list[str]:
+    """Why CC would not import one contact of an import (reported as a per-contact activity error)."""
+    errors = [
+        f"'{name}' is not a recognized field."
+        for name in item
+        if name not in IMPORT_FIELDS and not str(name).startswith("cf:")
+    ]
+    email = item.get("email")
+    if not isinstance(email, str) or not email:
+        errors.append("Email address is required.")
+    elif len(email) > IMPORT_STRING_LIMITS["email"] or not _EMAIL_RE.match(email):
+        errors.append("Invalid email address.")
+    for name, limit in IMPORT_STRING_LIMITS.items():
+        value = item.get(name)
+        if name != "email" and value is not None and not (isinstance(value, str) and len(value) <= limit):
+            errors.append(f"'{name}' must be a string of at most {limit} characters.")
+    custom = [name for name in item if str(name).startswith("cf:")]
+    if len(custom) > IMPORT_MAX_CUSTOM_FIELDS:
+        errors.append(f"At most {IMPORT_MAX_CUSTOM_FIELDS} custom fields per contact.")
+    errors.extend(_birthday_errors(item))
+    return errors

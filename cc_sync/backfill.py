@@ -1,0 +1,660 @@
+"""Bulk import of the people a site already has (``manage.py cc_sync_backfill``).
+
+Plain functions, no Celery: read a source (a CSV file or a callable returning rows), validate every row with
+the signup form's own limits, drop the suppressed and the non-consenting, cut the rest into batches that fit
+CC's ``contacts_json_import`` (at most 40,000 contacts and under 4 MB each), submit them and poll each
+activity until CC has finished it. Every request goes through :class:`~cc_sync.client.ConstantContactClient`,
+so the shared rate limit, the daily budget and the timeouts apply.
+
+Progress lives in :class:`~cc_sync.models.BackfillRun` / :class:`~cc_sync.models.BackfillBatch`, keyed on a
+fingerprint of the source, so running the same command again after a crash resumes: finished batches are not
+sent again, a submitted one is polled, pending ones are sent. Batches store row numbers, never emails.
+
+Bulk-imported *new* contacts get **implicit** permission, not the explicit permission of ``sign_up_form``
+(https://developer.constantcontact.com/api_guide/import_contacts.html).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+
+from . import oauth, privacy
+from .client import ConstantContactClient, get_client
+from .exceptions import AccessTokenRejected, QuotaExceeded, ReconnectRequired, Rejected, RetryLater
+from .models import (
+    EMAIL_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    PHONE_MAX_LENGTH,
+    BackfillBatch,
+    BackfillRun,
+    Suppression,
+)
+from .validators import normalize_email, validate_custom_field_value, validate_no_control_characters
+
+logger = logging.getLogger("cc_sync.backfill")
+
+# CC's limits per contacts_json_import request: "The total number of contacts in the JSON payload cannot
+# exceed 40,000" and the payload "must be less than 4 megabytes"; data beyond 4 MB is silently dropped
+# (https://developer.constantcontact.com/api_guide/import_contacts.html). Whether a megabyte is 10^6 or 2^20
+# bytes is not said, so the smaller reading is used. Tests lower these.
+MAX_CONTACTS = 40_000
+MAX_BYTES = 4_000_000
+# CC's import takes at most 25 custom fields per contact (same page).
+MAX_CUSTOM_FIELDS = 25
+# Seconds between two polls of an activity; each poll costs one request of the 10,000-a-day budget.
+POLL_INTERVAL = 5.0
+# Transient failures (5xx, timeouts, throttling) of one call are retried this often, backing off from
+# RETRY_BASE seconds; after that the command stops and a re-run resumes.
+RETRY_ATTEMPTS = 5
+RETRY_BASE = 2.0
+# CC's activity states (spec v3.0.178, ActivityImport.state); all but initialized/processing are final.
+FINAL_STATES = frozenset({"completed", "failed", "cancelled", "timed_out"})
+
+#: Source columns / keys and the import_data field each fills, with the signup form's length limits.
+TEXT_FIELDS: tuple[tuple[str, str, int], ...] = (
+    ("first_name", "first_name", NAME_MAX_LENGTH),
+    ("last_name", "last_name", NAME_MAX_LENGTH),
+    ("job_title", "job_title", NAME_MAX_LENGTH),
+    ("company_name", "company_name", NAME_MAX_LENGTH),
+    ("phone_number", "phone", PHONE_MAX_LENGTH),
+)
+CONSENT_COLUMN = "consent"
+CUSTOM_FIELD_PREFIX = "cf:"  # CC's import takes custom fields as "cf:<custom field name>" keys
+KNOWN_COLUMNS = frozenset({"email", CONSENT_COLUMN, *(column for column, _key, _limit in TEXT_FIELDS)})
+CONSENT_YES = frozenset({"1", "true", "yes", "y", "x", "on"})
+
+_EMAIL_IN_TEXT = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+")
+_LINE_IN_TEXT = re.compile(r"\bline\s*#?\s*(\d+)", re.IGNORECASE)
+
+
+class SourceError(ValueError):
+    """The source cannot be used as given (missing file, bad CSV header, no consent rule); nothing was sent."""
+
+
+# -- reading and checking a source ----------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One source row: its number (for reports), its email as given, and the contact to send (or why not)."""
+
+    number: int
+    email: str
+    contact: dict[str, str] | None = None
+    problem: str = ""  # why the row is invalid (reported)
+    skipped: str = ""  # "no_consent", "duplicate" or "suppressed" (counted, not reported)
+
+
+@dataclass
+class Source:
+    """The rows of a CSV file or callable, checked, and the fingerprint that identifies its run."""
+
+    label: str
+    rows: list[Row]
+    fingerprint: str
+
+    @property
+    def sendable(self) -> list[int]:
+        return [index for index, row in enumerate(self.rows) if row.contact is not None]
+
+    def count(self, skipped: str) -> int:
+        return sum(row.skipped == skipped for row in self.rows)
+
+    @property
+    def invalid(self) -> list[Row]:
+        return [row for row in self.rows if row.problem]
+
+
+def read_csv(path: str | Path) -> tuple[list[dict[str, str]], bool]:
+    """The rows of a UTF-8 CSV file with a header line, and whether it has a ``consent`` column.
+
+    The header must name ``email``; other columns may be ``first_name``, ``last_name``, ``job_title``,
+    ``company_name``, ``phone_number``, ``consent`` and ``cf:<custom field name>``. Anything else is refused
+    rather than silently dropped.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in (reader.fieldnames or [])]
+            problem = _header_problem(header)
+            if problem:
+                raise SourceError(problem)
+            reader.fieldnames = header
+            rows = []
+            for record in reader:
+                if None in record:
+                    raise SourceError(
+                        _("Line %(line)d of the CSV file has more fields than its header.")
+                        % {"line": reader.line_num}
+                    )
+                rows.append({name: (value or "") for name, value in record.items()})
+    except OSError as err:
+        raise SourceError(
+            _("Cannot read %(path)s: %(error)s") % {"path": path, "error": err.strerror}
+        ) from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise SourceError(
+            _("%(path)s is not a UTF-8 CSV file: %(error)s") % {"path": path, "error": err}
+        ) from None
+    return rows, CONSENT_COLUMN in header
+
+
+def _header_problem(header: list[str]) -> str:
+    if not header:
+        return _("The CSV file is empty; its first line must be a header such as email,first_name,last_name.")
+    if "email" not in header:
+        return _("The CSV header has no email column; it must start like email,first_name,last_name.")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        return _("The CSV header repeats columns: %(columns)s.") % {"columns": ", ".join(duplicates)}
+    unknown = [
+        name for name in header if name not in KNOWN_COLUMNS and not name.startswith(CUSTOM_FIELD_PREFIX)
+    ]
+    if unknown:
+        return _(
+            "The CSV header has unknown columns: %(unknown)s. Known: %(known)s, and cf:<custom field name>."
+        ) % {
+            "unknown": ", ".join(unknown),
+            "known": ", ".join(["email", *(c for c, _k, _l in TEXT_FIELDS), CONSENT_COLUMN]),
+        }
+    return ""
+
+
+def read_callable(dotted_path: str) -> list[dict[str, Any]]:
+    """The rows returned by the callable (or iterable, such as a queryset) at ``dotted_path``.
+
+    Each item is a dict or an object (a model instance) with an ``email`` and optionally the other column
+    names as keys or attributes. Return only people who consented, in a stable order (``order_by("pk")``):
+    the order and content identify the run that a re-run resumes.
+    """
+    try:
+        target = import_string(dotted_path)
+    except ImportError as err:
+        raise SourceError(
+            _("Cannot import %(path)s: %(error)s") % {"path": dotted_path, "error": err}
+        ) from None
+    items = target() if callable(target) else target
+    if isinstance(items, (str, bytes, dict)) or not isinstance(items, Iterable):
+        raise SourceError(_("%(path)s must return an iterable of dicts or objects.") % {"path": dotted_path})
+    return [_as_dict(item) for item in items]
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return {str(key): value for key, value in item.items()}
+    names = ["email", CONSENT_COLUMN, *(column for column, _key, _limit in TEXT_FIELDS)]
+    return {name: getattr(item, name) for name in names if getattr(item, name, None) is not None}
+
+
+def load_source(
+    *,
+    csv_path: str | Path | None = None,
+    dotted_path: str | None = None,
+    list_ids: list[str],
+    all_consented: bool = False,
+) -> Source:
+    """Read, validate and fingerprint a source; mark invalid, non-consenting, duplicate and suppressed rows.
+
+    Consent: a row is sent only if its ``consent`` value is yes (``1``, ``true``, ``yes``, ``y``, ``x``,
+    ``on``). A CSV file without a ``consent`` column needs ``all_consented=True``, a declaration that every
+    row consented (a ``consent`` column, when present, always decides). A callable is trusted to return
+    consenting people; a ``consent`` key is still honoured.
+    """
+    if csv_path is not None:
+        raw, has_consent = read_csv(csv_path)
+        if not has_consent and not all_consented:
+            raise SourceError(
+                _(
+                    "The CSV file has no consent column. Add one (yes or no for each row) or, if every "
+                    "person in the file agreed to receive email, pass --all-consented."
+                )
+            )
+        label, first_number = f"csv:{Path(csv_path).name}", 2  # row 1 is the header
+    elif dotted_path:
+        raw, label, first_number = read_callable(dotted_path), f"callable:{dotted_path}", 1
+    else:
+        raise SourceError(_("Give a CSV file or a callable as the source."))
+
+    digest = hashlib.sha256(json.dumps({"lists": list_ids, "all_consented": all_consented}).encode())
+    rows: list[Row] = []
+    seen: set[str] = set()
+    for number, record in enumerate(raw, start=first_number):
+        digest.update(json.dumps(record, sort_keys=True, default=str).encode())
+        row = _check(number, record)
+        if row.contact is not None:
+            key = row.contact["email"].lower()
+            if key in seen:
+                row.contact, row.skipped = None, "duplicate"
+            seen.add(key)
+        rows.append(row)
+    _mark_suppressed(rows)
+    return Source(label=label[:500], rows=rows, fingerprint=digest.hexdigest())
+
+
+def _check(number: int, record: dict[str, Any]) -> Row:
+    email = str(record.get("email") or "").strip()
+    row = Row(number=number, email=email)
+    if CONSENT_COLUMN in record:  # an explicit "no" wins over --all-consented
+        if str(record[CONSENT_COLUMN] or "").strip().lower() not in CONSENT_YES:
+            row.skipped = "no_consent"
+            return row
+    try:
+        row.contact = contact_from(record)
+    except ValidationError as err:
+        row.problem = " ".join(err.messages)
+        return row
+    row.email = row.contact["email"]
+    return row
+
+
+def contact_from(record: dict[str, Any]) -> dict[str, str]:
+    """The ``import_data`` entry for one source row, checked with the signup form's validators and limits."""
+    email = normalize_email(str(record.get("email") or ""), EMAIL_MAX_LENGTH)
+    contact = {"email": email}
+    for column, key, limit in TEXT_FIELDS:
+        value = str(record.get(column) or "").strip()
+        if not value:
+            continue
+        validate_no_control_characters(value)
+        if len(value) > limit:
+            raise ValidationError(
+                _("%(field)s: Constant Contact accepts at most %(limit)d characters.")
+                % {"field": column, "limit": limit}
+            )
+        contact[key] = value
+    custom = {
+        str(name): str(value).strip()
+        for name, value in record.items()
+        if str(name).startswith(CUSTOM_FIELD_PREFIX) and value not in (None, "") and str(value).strip()
+    }
+    if len(custom) > MAX_CUSTOM_FIELDS:
+        raise ValidationError(_("Constant Contact imports at most 25 custom fields per contact."))
+    for name, value in custom.items():
+        try:
+            validate_custom_field_value(value)
+        except ValidationError as err:
+            raise ValidationError(f"{name}: {' '.join(err.messages)}") from None
+        contact[name] = value
+    return contact
+
+
+def _mark_suppressed(rows: list[Row]) -> None:
+    # Erased or unsubscribed people must never reach CC again (cc_sync.privacy); checked in bulk.
+    by_hash = {privacy.email_hash(row.contact["email"]): row for row in rows if row.contact is not None}
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start : start + 500]
+        for digest in Suppression.objects.filter(email_hash__in=chunk).values_list("email_hash", flat=True):
+            row = by_hash[digest]
+            row.contact, row.skipped = None, "suppressed"
+
+
+# -- batching -------------------------------------------------------------------------------------
+
+
+def request_body(contacts: list[dict[str, str]], list_ids: list[str]) -> bytes:
+    """The request body exactly as the client sends it (``json.dumps``, ASCII)."""
+    return json.dumps({"import_data": contacts, "list_ids": list_ids}).encode()
+
+
+def plan_batches(source: Source, list_ids: list[str]) -> list[list[int]]:
+    """Cut the sendable rows into batches of at most ``MAX_CONTACTS`` and under ``MAX_BYTES`` each."""
+    base = len(request_body([], list_ids))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    size = base
+    for index in source.sendable:
+        row = source.rows[index]
+        item = len(json.dumps(row.contact))
+        if base + item >= MAX_BYTES:  # only possible with lowered limits, but never send what CC would cut
+            row.contact, row.problem = None, _("Too large for one import request.")
+            continue
+        extra = item + (2 if current else 0)  # ", " between items, as json.dumps writes it
+        if current and (len(current) >= MAX_CONTACTS or size + extra >= MAX_BYTES):
+            batches.append(current)
+            current, size, extra = [], base, item
+        current.append(index)
+        size += extra
+    if current:
+        batches.append(current)
+    return batches
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """What the progress bar shows."""
+
+    done: int
+    total: int
+    batch: int
+    batches: int
+    percent: int
+
+
+def find_or_create_run(source: Source, list_ids: list[str], restart: bool = False) -> tuple[BackfillRun, str]:
+    """The run for this source: ``(run, how)`` where how is ``new``, ``resumed``, ``retrying`` or ``done``.
+
+    An unfinished run of the same fingerprint is resumed; a finished one with failed batches has those
+    batches retried; a finished one without is ``done``. ``restart`` abandons the earlier run and starts anew.
+    """
+    previous = (
+        BackfillRun.objects.filter(fingerprint=source.fingerprint)
+        .exclude(status=BackfillRun.Status.ABANDONED)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if previous is not None and restart:
+        previous.status = BackfillRun.Status.ABANDONED
+        previous.save(update_fields=["status", "updated_at"])
+        previous = None
+    if previous is not None:
+        if previous.status == BackfillRun.Status.RUNNING:
+            return previous, "resumed"
+        failed = previous.batches.filter(status=BackfillBatch.Status.FAILED)
+        if not failed.exists():
+            return previous, "done"
+        # A failed import can be sent again: CC's import updates existing contacts instead of duplicating them.
+        failed.update(
+            status=BackfillBatch.Status.PENDING,
+            activity_id="",
+            state="",
+            percent_done=0,
+            errors=[],
+            last_error="",
+        )
+        previous.status, previous.finished_at = BackfillRun.Status.RUNNING, None
+        previous.save(update_fields=["status", "finished_at", "updated_at"])
+        return previous, "retrying"
+    batches = plan_batches(source, list_ids)
+    with transaction.atomic():
+        run = BackfillRun.objects.create(
+            fingerprint=source.fingerprint,
+            source=source.label,
+            list_ids=list_ids,
+            rows=len(source.rows),
+            contacts=sum(len(batch) for batch in batches),
+            invalid=len(source.invalid),
+            skipped=sum(bool(row.skipped) for row in source.rows),
+        )
+        BackfillBatch.objects.bulk_create(
+            BackfillBatch(run=run, number=number, rows=rows) for number, rows in enumerate(batches, start=1)
+        )
+    return run, "new"
+
+
+@dataclass
+class Backfill:
+    """Sends the pending batches of a run and polls their activities until CC has finished them."""
+
+    source: Source
+    run: BackfillRun
+    poll_interval: float = POLL_INTERVAL
+    progress: Callable[[Progress], None] | None = None
+    sleep: Callable[[float], None] | None = None  # time.sleep
+    client: ConstantContactClient = field(default_factory=get_client)
+
+    def execute(self) -> BackfillRun:
+        """Process every unfinished batch in order; the run is *finished* when none is left.
+
+        Raises :class:`QuotaExceeded`, :class:`ReconnectRequired` or :class:`RetryLater` (after
+        ``RETRY_ATTEMPTS``) to stop; the state saved so far lets a re-run resume.
+        """
+        batches = list(self.run.batches.order_by("number"))
+        self._total = sum(len(batch.rows) for batch in batches)
+        self._count = len(batches)
+        self._finished = sum(
+            len(b.rows)
+            for b in batches
+            if b.status in (BackfillBatch.Status.COMPLETED, BackfillBatch.Status.FAILED)
+        )
+        for batch in batches:
+            if batch.status == BackfillBatch.Status.PENDING:
+                self._submit(batch)
+            if batch.status == BackfillBatch.Status.SUBMITTED:
+                self._wait(batch)
+        self.run.status, self.run.finished_at = BackfillRun.Status.FINISHED, timezone.now()
+        self.run.save(update_fields=["status", "finished_at", "updated_at"])
+        return self.run
+
+    def _sleep(self, seconds: float) -> None:
+        (self.sleep or time.sleep)(seconds)
+
+    def _report(self, batch: BackfillBatch) -> None:
+        if self.progress is not None:
+            running = (
+                len(batch.rows) * batch.percent_done // 100
+                if batch.status == BackfillBatch.Status.SUBMITTED
+                else 0
+            )
+            self.progress(
+                Progress(self._finished + running, self._total, batch.number, self._count, batch.percent_done)
+            )
+
+    def _call(self, method: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+        """One API call with a valid token: one refresh after a 401, transient failures retried with backoff."""
+        refreshed, attempt = False, 0
+        token = oauth.get_access_token()
+        while True:
+            try:
+                return method(token, *args)
+            except AccessTokenRejected as err:
+                if refreshed:
+                    oauth.mark_needs_reconnect(
+                        f"Constant Contact refused a freshly refreshed access token: {err}"
+                    )
+                    raise ReconnectRequired(str(err), status_code=err.status_code) from None
+                token, refreshed = oauth.replace_rejected_token(token), True
+            except QuotaExceeded:
+                raise  # nothing to do before 00:00 UTC
+            except RetryLater as err:
+                attempt += 1
+                if attempt >= RETRY_ATTEMPTS:
+                    raise
+                delay = max(err.retry_after or 0.0, RETRY_BASE * 2 ** (attempt - 1))
+                logger.info("Backfill call failed (%s); retrying in %.1f s.", err, delay)
+                self._sleep(delay)
+
+    def _submit(self, batch: BackfillBatch) -> None:
+        # Rows suppressed (erased) since the run was planned have lost their contact: never send them.
+        rows = [index for index in batch.rows if self.source.rows[index].contact is not None]
+        if rows != batch.rows:
+            batch.rows = rows
+            batch.save(update_fields=["rows"])
+        if not rows:
+            self._finish(batch, BackfillBatch.Status.COMPLETED)
+            return
+        contacts = [self.source.rows[index].contact for index in rows]
+        self._report(batch)
+        try:
+            activity = self._call(self.client.import_contacts_json, contacts, list(self.run.list_ids))
+        except Rejected as err:
+            batch.last_error = str(err)[:2000]
+            self._finish(batch, BackfillBatch.Status.FAILED)
+            return
+        # Saved at once: a crash from here on resumes by polling this activity, not by importing again.
+        # (A crash between CC's answer and this save sends the batch again; the import is an upsert.)
+        batch.activity_id = activity["activity_id"]
+        batch.state = str(activity.get("state") or "initialized")[:20]
+        batch.status, batch.submitted_at = BackfillBatch.Status.SUBMITTED, timezone.now()
+        batch.save(update_fields=["activity_id", "state", "status", "submitted_at"])
+        logger.info(
+            "Backfill run %s: batch %s submitted as activity %s.",
+            self.run.pk,
+            batch.number,
+            batch.activity_id,
+        )
+        self._report(batch)
+
+    def _wait(self, batch: BackfillBatch) -> None:
+        while True:
+            self._sleep(self.poll_interval)
+            try:
+                activity = self._call(self.client.activity, batch.activity_id)
+            except Rejected as err:  # 404: CC keeps activities for 10 days only
+                batch.last_error = str(err)[:2000]
+                self._finish(batch, BackfillBatch.Status.FAILED)
+                return
+            state = str(activity.get("state") or "")[:20]
+            try:
+                percent = max(0, min(100, int(activity.get("percent_done") or 0)))
+            except (TypeError, ValueError):
+                percent = batch.percent_done
+            batch.state, batch.percent_done = state, percent
+            if state in FINAL_STATES:
+                # A failed activity's errors are about the activity; its contacts are reported as a failed batch.
+                batch.errors = self._contact_errors(batch, activity) if state == "completed" else []
+                if state != "completed":
+                    messages = "; ".join(str(item) for item in activity.get("activity_errors") or [])
+                    batch.last_error = (messages or _("The activity ended as %(state)s.") % {"state": state})[
+                        :2000
+                    ]
+                self._finish(
+                    batch,
+                    BackfillBatch.Status.COMPLETED if state == "completed" else BackfillBatch.Status.FAILED,
+                )
+                return
+            batch.save(update_fields=["state", "percent_done"])
+            self._report(batch)
+
+    def _finish(self, batch: BackfillBatch, status: str) -> None:
+        batch.status, batch.finished_at = status, timezone.now()
+        if status == BackfillBatch.Status.COMPLETED:
+            batch.percent_done = 100
+        batch.save()
+        self._finished += len(batch.rows)
+        self._report(batch)
+
+    def _contact_errors(self, batch: BackfillBatch, activity: dict[str, Any]) -> list[dict[str, Any]]:
+        """CC's per-contact errors, each tied to its position in the batch where that can be told.
+
+        CC's schema (v3.0.178, ``ActivityImport.activity_errors``) documents plain message strings, and its
+        older API wrote them as "Line 2: Invalid birthday"; whether a line number counts from the first
+        contact is not documented (https://developer.constantcontact.com/api_guide/activity_status.html).
+        So, worst case: an object's ``email``, an address of the batch quoted in the message, then a line
+        number (1 = the first contact); otherwise the error is kept without a contact.
+        """
+        emails = [self.source.rows[index].email.lower() for index in batch.rows]
+        position = {email: number for number, email in enumerate(emails)}
+        errors = []
+        for item in activity.get("activity_errors") or []:
+            line = None
+            if isinstance(item, dict):
+                message = str(item.get("message") or item.get("error_message") or json.dumps(item))
+                line, email = item.get("line_number"), item.get("email")
+                index = position.get(email.strip().lower()) if isinstance(email, str) else None
+            else:
+                message, index = str(item), None
+            if index is None:
+                index = next(
+                    (position[c.lower()] for c in _EMAIL_IN_TEXT.findall(message) if c.lower() in position),
+                    None,
+                )
+            if index is None:
+                match = _LINE_IN_TEXT.search(message)
+                line = int(match.group(1)) if line is None and match else line
+                if isinstance(line, int) and 1 <= line <= len(emails):
+                    index = line - 1
+            errors.append({"index": index, "message": message[:1000]})
+        return errors
+
+
+def run_backfill(
+    source: Source,
+    list_ids: list[str],
+    *,
+    restart: bool = False,
+    poll_interval: float = POLL_INTERVAL,
+    progress: Callable[[Progress], None] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> tuple[BackfillRun, str]:
+    """Find or create the run for ``source`` and carry it to the end; return ``(run, how)`` (see
+    :func:`find_or_create_run`)."""
+    oauth.get_access_token()  # fail early, before anything is stored, when CC is not connected
+    run, how = find_or_create_run(source, list_ids, restart=restart)
+    if how != "done":
+        Backfill(source, run, poll_interval=poll_interval, progress=progress, sleep=sleep).execute()
+    return run, how
+
+
+# -- results --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """The outcome of a run, for the command's last lines and its exit code."""
+
+    batches: int
+    completed: int
+    failed: int
+    contacts: int
+    contact_errors: int
+    failures: list[str]
+
+
+def summarize(run: BackfillRun) -> Summary:
+    """Counts of a run's batches and CC's per-contact errors."""
+    batches = list(run.batches.order_by("number"))
+    failed = [b for b in batches if b.status == BackfillBatch.Status.FAILED]
+    return Summary(
+        batches=len(batches),
+        completed=sum(b.status == BackfillBatch.Status.COMPLETED for b in batches),
+        failed=len(failed),
+        contacts=sum(len(b.rows) for b in batches),
+        contact_errors=sum(len(b.errors) for b in batches),
+        failures=[f"{b.number}: {b.last_error}" for b in failed],
+    )
+
+
+REPORT_HEADER = ("row", "email", "stage", "error")
+
+
+def report_rows(source: Source, run: BackfillRun | None) -> list[tuple[Any, ...]]:
+    """``(row, email, stage, error)`` for every row not imported because of an error.
+
+    Stages: ``validation`` (refused here, never sent), ``constant_contact`` (CC's per-contact error),
+    ``batch_failed`` (CC refused or failed the whole request; a re-run retries it).
+    """
+    lines: list[tuple[Any, ...]] = [
+        (row.number, row.email, "validation", row.problem) for row in source.invalid
+    ]
+    if run is None:
+        return lines
+    for batch in run.batches.order_by("number"):
+        rows = [source.rows[index] for index in batch.rows]
+        for error in batch.errors:
+            index = error.get("index")
+            row = rows[index] if isinstance(index, int) and 0 <= index < len(rows) else None
+            lines.append(
+                (row.number if row else "", row.email if row else "", "constant_contact", error["message"])
+            )
+        if batch.status == BackfillBatch.Status.FAILED:
+            lines.extend((row.number, row.email, "batch_failed", batch.last_error) for row in rows)
+    return lines
+
+
+def write_report(path: str | Path, source: Source, run: BackfillRun | None) -> int:
+    """Write :func:`report_rows` as a CSV file; return how many rows it has."""
+    lines = report_rows(source, run)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REPORT_HEADER)
+        writer.writerows(lines)
+    return len(lines)
