@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from . import oauth, status, sync
 from .conf import get_setting
 from .exceptions import AuthorizationFailed, CCSyncError
-from .models import Connection, Signup, Suppression
+from .models import BackfillBatch, BackfillRun, Connection, Signup, Suppression
 
 logger = logging.getLogger("cc_sync.admin")
 
@@ -211,16 +211,56 @@ class SignupAdmin(admin.ModelAdmin):
         )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by cc_sync itself: shown, never added or edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
-    """Read-only: entries are added by ``cc_sync_erase`` or :func:`cc_sync.privacy.suppress`."""
+class SuppressionAdmin(ReadOnlyAdmin):
+    """Entries are added by ``cc_sync_erase`` or :func:`cc_sync.privacy.suppress`."""
 
     list_display = ("email_hash", "reason", "created_at")
     list_filter = ("reason",)
     readonly_fields = ("email_hash", "reason", "created_at")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+
+class BackfillBatchInline(admin.TabularInline):
+    model = BackfillBatch
+    fields = ("number", "status", "activity_id", "state", "percent_done", "contact_count", "last_error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    @admin.display(description=gettext_lazy("contacts"))
+    def contact_count(self, batch: BackfillBatch) -> int:
+        return len(batch.rows)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+
+@admin.register(BackfillRun)
+class BackfillRunAdmin(ReadOnlyAdmin):
+    """Runs of ``manage.py cc_sync_backfill`` and their CC activities; the command resumes unfinished ones."""
+
+    list_display = ("__str__", "status", "contacts", "invalid", "skipped", "created_at", "finished_at")
+    list_filter = ("status",)
+    readonly_fields = (
+        "source",
+        "status",
+        "list_ids",
+        "rows",
+        "contacts",
+        "invalid",
+        "skipped",
+        "created_at",
+        "finished_at",
+    )
+    exclude = ("fingerprint",)
+    inlines = [BackfillBatchInline]

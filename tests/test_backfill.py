@@ -685,3 +685,27 @@ def test_command_imports_a_csv_into_the_sandbox_end_to_end(connected_to_sandbox,
 
     out, _err, code = run_command("--csv", path)
     assert "already imported" in out
+
+
+def test_backfill_runs_are_shown_read_only_in_the_admin_with_their_batches(admin_client):
+    run = BackfillRun.objects.create(
+        fingerprint="f" * 64, source="csv:people.csv", list_ids=[LIST_ID], contacts=3
+    )
+    BackfillBatch.objects.create(
+        run=run,
+        number=1,
+        rows=[0, 1, 2],
+        status=BackfillBatch.Status.SUBMITTED,
+        activity_id="a-1",
+        state="processing",
+    )
+    listing = admin_client.get("/admin/cc_sync/backfillrun/")
+    assert listing.status_code == 200
+    assert "csv:people.csv" in listing.content.decode()
+    page = admin_client.get(f"/admin/cc_sync/backfillrun/{run.pk}/change/")
+    assert page.status_code == 200
+    assert "a-1" in page.content.decode() and "processing" in page.content.decode()
+    assert "f" * 64 not in page.content.decode()
+    assert admin_client.get("/admin/cc_sync/backfillrun/add/").status_code == 403
+    admin_client.post(f"/admin/cc_sync/backfillrun/{run.pk}/change/", {"source": "changed"})
+    assert BackfillRun.objects.get(pk=run.pk).source == "csv:people.csv"
