@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from cc_sync.ratelimit import SPACING_MARGIN
 from cc_sync.sync import publish
 from faults.rig import max_in_any_window
 
@@ -113,9 +114,10 @@ def run(quick: bool) -> dict[str, Any]:
                 ],
                 rows,
             ),
-            "Goal: within 10 % of N/R with zero 429. cc_sync spaces requests `1.04/R` apart on purpose "
-            "(`cc_sync.ratelimit.SPACING_MARGIN`, so that network jitter never puts R+1 requests into one "
-            "sliding second): 4 % over the ideal is the floor by design. Final statuses: "
+            f"Goal: within 10 % of N/R with zero 429. cc_sync spaces requests `{SPACING_MARGIN:g}/R` apart on "
+            "purpose (`cc_sync.ratelimit.SPACING_MARGIN`, so that a request delayed by the host or the network "
+            f"never puts R+1 requests into one sliding second): {SPACING_MARGIN - 1:.0%} over the ideal is the "
+            "floor by design. Final statuses: "
             + "; ".join(f"R={r['rate']:g}: {r['statuses']}" for r in results)
             + ".",
         ]

@@ -9,7 +9,7 @@ import requests
 from django.utils import timezone
 from responses import matchers
 
-from cc_sync import sync, tasks
+from cc_sync import ratelimit, sync, tasks
 from cc_sync.models import Connection, Signup
 from tests.conftest import ACCESS_TOKEN, LIST_ID, make_connection
 
@@ -353,7 +353,7 @@ def test_sweeper_leaves_a_long_backlog_waiting_its_turn_instead_of_queueing_it_a
     )
     assert sync.sweep() == 0
     # Once older than REQUEUE_AFTER plus the time the backlog needs, they are taken as lost.
-    Signup.objects.update(enqueued_at=now - timedelta(seconds=300 + 2000 * 1.04 / 4 + 5))
+    Signup.objects.update(enqueued_at=now - timedelta(seconds=300 + 2000 * ratelimit.SPACING_MARGIN / 4 + 5))
     assert sync.sweep() == 500  # SWEEP_BATCH per sweep
 
 
