@@ -99,12 +99,12 @@ def default_list_ids() -> list[str]:
     return list_setting("LIST_IDS") or list(Connection.load().list_ids)
 
 
-def publish(signup_ids: list[int], countdown: float | None = None, bounded: bool = True) -> None:
-    """Send one sync task per id; a broker failure is logged and left to the sweeper, never raised.
+def publish(signup_ids: list[int], countdown: float | None = None, bounded: bool = True) -> list[int]:
+    """Send one sync task per id and return the ids the broker took.
 
-    With ``bounded`` (the visitor's request, admin actions) the caller waits at most
-    ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker (see :mod:`cc_sync.publisher`); workers publish
-    in their own thread.
+    A broker failure is logged and left to the sweeper, never raised. With ``bounded`` (the visitor's
+    request, admin actions) the caller waits at most ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker
+    (see :mod:`cc_sync.publisher`); workers publish in their own thread.
     """
     if bounded:
         finished, published = publisher.runner.run(
@@ -116,9 +116,11 @@ def publish(signup_ids: list[int], countdown: float | None = None, bounded: bool
             )
     else:
         published = _send(signup_ids, countdown)
-    if published:
-        expected = timezone.now() + timedelta(seconds=countdown or 0)
-        Signup.objects.filter(pk__in=published).update(enqueued_at=expected)
+    if not published:
+        return []
+    expected = timezone.now() + timedelta(seconds=countdown or 0)
+    Signup.objects.filter(pk__in=published).update(enqueued_at=expected)
+    return published
 
 
 def _send(signup_ids: list[int], countdown: float | None) -> list[int]:
@@ -347,9 +349,19 @@ def sweep() -> int:
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[: int(get_setting("SWEEP_BATCH"))]
     )
-    if ids:
-        publish(ids, bounded=False)
-    return len(ids)
+    if not ids:
+        return 0
+    # Beat's next sweep may start on another worker while this one publishes: take the rows first with a
+    # conditional UPDATE (a concurrent one re-checks the condition once ours commits), so each is queued once.
+    taken_at = timezone.now()
+    Signup.objects.filter(due | abandoned, pk__in=ids).update(enqueued_at=taken_at)
+    taken = list(Signup.objects.filter(pk__in=ids, enqueued_at=taken_at).values_list("pk", flat=True))
+    published = publish(taken, bounded=False)
+    if len(published) < len(taken):
+        Signup.objects.filter(pk__in=set(taken) - set(published), enqueued_at=taken_at).update(
+            enqueued_at=None
+        )
+    return len(published)
 
 
 def retry_now(queryset: Any) -> int:
