@@ -1088,15 +1088,13 @@ def amplification_note(result: Result, signups: int, requeue_after: float) -> No
     idle = result.figures.get("sync messages that claimed nothing (duplicates, or lost with the broker)", 0)
     if idle > 0.5 * signups:
         result.notes.append(
-            f"{idle} sync messages ({idle / signups:.1f} per signup) claimed nothing. Apart from those wiped "
-            "with the broker and the redeliveries after kills, they come from the sweeper: "
-            "`cc_sync.sync.sweep` re-publishes every due row whose last publish is older than "
-            f"REQUEUE_AFTER ({requeue_after:g} s here), whether its message was lost or is only waiting its "
-            "turn in a long queue. Whenever the backlog takes longer than REQUEUE_AFTER to drain (more than "
-            "API_RATE x REQUEUE_AFTER rows: 1,200 with the production 4/s and 300 s, e.g. after a broker "
-            "outage or at midnight after a quota day), each sweep adds up to SWEEP_BATCH duplicate messages. "
-            "The claim makes them harmless for CC (no duplicate POST), but the queue and the database work "
-            "grow with the backlog."
+            f"{idle} sync messages ({idle / signups:.1f} per signup) claimed nothing: each found its row "
+            "already claimed or synced through another message. Apart from those wiped with the broker and the "
+            "redeliveries after kills, they come from the sweeper: `cc_sync.sync.sweep` takes a message as lost "
+            f"once it is older than REQUEUE_AFTER ({requeue_after:g} s here) plus the time the queued backlog "
+            "needs at API_RATE, and queues the row again; a message still waiting behind a slower queue than "
+            "that estimate becomes a duplicate. The claim makes them harmless for CC (no duplicate POST), but "
+            "they cost queue space and database work."
         )
 
 
