@@ -25,7 +25,7 @@ from cc_sync import backfill
 from cc_sync.client import get_client
 from cc_sync.oauth import get_access_token, store_grant
 from cc_sync.sandbox import Sandbox
-from cc_sync.sandbox.server import IMPORT_PATH, _Handler
+from cc_sync.sandbox.server import IMPORT_PATH
 
 from .common import fmt, table
 
@@ -121,9 +121,6 @@ def run(quick: bool) -> dict[str, Any]:
     contacts = 400 if quick else 10_000
     sample = 40 if quick else 200
     poll_interval = 1.0 if quick else backfill.POLL_INTERVAL
-    # The sandbox answers with two send() calls; without this, Nagle's algorithm adds ~40 ms per answer on a
-    # kept-alive connection, which real CC does not (see bench.common.bench_rig).
-    _Handler.disable_nagle_algorithm = True
     with (
         tempfile.TemporaryDirectory(prefix="cc_sync_bench_backfill_") as directory,
         Sandbox(api_rate=API_RATE, daily_quota=None, delay=LATENCY) as sandbox,

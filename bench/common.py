@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from cc_sync import privacy
 from cc_sync.models import Signup
-from cc_sync.sandbox.server import _Handler
 from faults.rig import PRODUCTION, ROOT, Rig, Worker, children_of, percentile, status_counts, wait_until
 
 __all__ = [
@@ -46,28 +45,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchRig(Rig):
-    """A fault-suite rig (own Redis, sandbox, workers) running cc_sync with its production settings.
-
-    The sandbox's handler writes headers and body with two ``send()`` calls; on a kept-alive connection
-    Nagle's algorithm then holds the body until the client's delayed ACK (about 40 ms on Linux). Real CC
-    does not answer that way, so while the rig is open Nagle is off on the sandbox's sockets
-    (``StreamRequestHandler.disable_nagle_algorithm``); only clients that reuse a connection notice.
-    """
+    """A fault-suite rig (own Redis, sandbox, workers) running cc_sync with its production settings."""
 
     def __init__(self, name: str) -> None:
         super().__init__(f"bench_{name}")
         self.cc = dict(PRODUCTION)
-        self._nagle_before = _Handler.disable_nagle_algorithm
-
-    def open(self) -> None:
-        _Handler.disable_nagle_algorithm = True
-        super().open()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            _Handler.disable_nagle_algorithm = self._nagle_before
 
 
 def bench_rig(name: str) -> BenchRig:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -327,6 +329,17 @@ class ConstantContactClient:
         return self._api_json("GET", f"/activities/{activity_id}", access_token)
 
 
+_clients = threading.local()
+
+
 def get_client() -> ConstantContactClient:
-    """A client with a fresh session (one per task keeps processes from sharing sockets)."""
-    return ConstantContactClient()
+    """This process's and thread's client, so that its session keeps connections to CC alive between tasks.
+
+    A new session per request halved the throughput of a bare loop against the sandbox (docs/benchmarks.md),
+    and against CC each new connection adds a TLS handshake. A forked worker child (or another thread) gets
+    its own client: sockets are never shared between processes or threads.
+    """
+    pid = os.getpid()
+    if getattr(_clients, "pid", None) != pid:
+        _clients.pid, _clients.client = pid, ConstantContactClient()
+    return _clients.client

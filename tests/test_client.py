@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import pytest
 import requests
 from responses import matchers
 
 from cc_sync import ratelimit
-from cc_sync.client import ConstantContactClient, describe_error, redact
+from cc_sync.client import ConstantContactClient, describe_error, get_client, redact
 from cc_sync.exceptions import (
     AccessTokenRejected,
     QuotaExceeded,
@@ -142,3 +145,18 @@ def test_html_error_bodies_are_described_briefly():
     _key, message, _errors = describe_error(response)
     assert message.startswith("HTTP 502 (text/html): <html>")
     assert len(message) < 260
+
+
+def test_a_process_reuses_its_client_but_threads_and_forked_children_get_their_own():
+    client = get_client()
+    assert get_client() is client  # its session keeps connections to CC alive between tasks
+    in_thread: list[ConstantContactClient] = []
+    thread = threading.Thread(target=lambda: in_thread.append(get_client()))
+    thread.start()
+    thread.join()
+    assert in_thread[0] is not client
+    pid = os.fork()
+    if pid == 0:  # a prefork pool child: it must not write to the parent's sockets
+        os._exit(0 if get_client() is not client else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

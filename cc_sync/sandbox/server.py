@@ -1639,6 +1639,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two send() calls: with Nagle's algorithm on, a client that keeps the
+    # connection alive (cc_sync reuses its session) would wait for its delayed ACK, ~40 ms per answer.
+    disable_nagle_algorithm = True
     server_version = "cc-sync-sandbox"
     sys_version = ""
     server: _Server
