@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import close_old_connections
 
 from . import oauth, privacy, sync
+
+
+def _usable_database() -> None:
+    # With CELERY_DB_REUSE_MAX set, Celery keeps a worker's connection between tasks without checking it. Do
+    # what Django does before each request, so that a connection the database dropped (a restart, a
+    # failover) or one past CONN_MAX_AGE is replaced instead of failing every task after it.
+    close_old_connections()
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-task (even by SIGKILL) leaves the message to be
@@ -13,22 +21,26 @@ from . import oauth, privacy, sync
 @shared_task(name="cc_sync.sync_signup", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def sync_signup(signup_id: int) -> None:
     """Sync one signup to CC (by id; the row holds everything else)."""
+    _usable_database()
     sync.process_signup(signup_id)
 
 
 @shared_task(name="cc_sync.sweep_due_signups", ignore_result=True)
 def sweep_due_signups() -> int:
     """Queue due signups whose message is missing (run every minute by beat)."""
+    _usable_database()
     return sync.sweep()
 
 
 @shared_task(name="cc_sync.keep_connection_alive", ignore_result=True)
 def keep_connection_alive() -> None:
     """Refresh the token before it or the refresh token can expire, even when nobody signs up."""
+    _usable_database()
     oauth.keep_alive()
 
 
 @shared_task(name="cc_sync.purge_personal_data", ignore_result=True)
 def purge_personal_data() -> int:
     """Blank the personal fields of signups past ``RETENTION_DAYS`` (run daily by beat)."""
+    _usable_database()
     return privacy.apply_retention()

@@ -60,6 +60,11 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers and the web process share one file: wait for the write lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# Connections kept CONN_MAX_AGE seconds and checked before reuse. Celery closes a worker's connection after
+# every task unless CELERY_DB_REUSE_MAX is set: set both in the workers' environment to save a new database
+# connection per signup (docs/celery.md).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -115,6 +120,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=None)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The publish on the visitor's request must fail fast when the broker is down (the sweeper catches up),
 # and the visibility timeout must exceed the longest countdown cc_sync uses (MAX_COUNTDOWN, 300 s).

@@ -179,3 +179,30 @@ def test_held_signups_drain_after_reconnect_without_anyone_doing_more(
         "held1@example.com",
         "held2@example.com",
     ]
+
+
+def test_a_worker_that_keeps_its_database_connection_replaces_one_the_server_dropped(
+    transactional_db, sandbox_settings, redis_broker
+):
+    sandbox = sandbox_settings
+    connect_to(sandbox)
+    from cc_sync.sync import enqueue_signup
+
+    def synced() -> int:
+        return Signup.objects.filter(status=Signup.Status.SYNCED).count()
+
+    # No beat: only the tasks' own messages can deliver these, never the sweeper.
+    env = example_env(sandbox, CELERY_DB_REUSE_MAX=1000, CONN_MAX_AGE=600)
+    with celery_worker(env, concurrency=1):
+        enqueue_signup("before@example.com")
+        wait_until(lambda: synced() == 1, timeout=60, what="the first signup to sync")
+        with db_connection.cursor() as cursor:  # what a database restart does to the worker's connection
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cursor.fetchone()[0] >= 1
+        for n in range(3):
+            enqueue_signup(f"after{n}@example.com")
+        wait_until(lambda: synced() == 4, timeout=60, what="the signups after the restart to sync")
+    assert len(sandbox.contacts()) == 4
