@@ -69,7 +69,15 @@ def demo(tmp_path: Path):
 
         secret = wait_until(password, timeout=90, what="the demo to print the admin login")
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: requests.get(f"{base}/register/", timeout=5).ok, timeout=60, what="the web server")
+
+        def serving() -> bool:
+            # The login is printed before runserver listens; on a busy machine the gap is seconds.
+            try:
+                return requests.get(f"{base}/register/", timeout=5).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(serving, timeout=60, what="the web server")
         yield {
             "base": base,
             "sandbox": f"http://127.0.0.1:{sandbox_port}",
