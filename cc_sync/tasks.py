@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import close_old_connections
+from django.db import connections
 
 from . import oauth, privacy, sync
 
 
 def _usable_database() -> None:
     # With CELERY_DB_REUSE_MAX set, Celery keeps a worker's connection between tasks without checking it. Do
-    # what Django does before each request, so that a connection the database dropped (a restart, a
-    # failover) or one past CONN_MAX_AGE is replaced instead of failing every task after it.
-    close_old_connections()
+    # what Django's close_old_connections() does before each request, so that a connection the database
+    # dropped (a restart, a failover) or one past CONN_MAX_AGE is replaced instead of failing every task
+    # after it; but never inside a transaction (a task run eagerly, or called from a test).
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-task (even by SIGKILL) leaves the message to be
