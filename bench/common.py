@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from cc_sync import privacy
 from cc_sync.models import Signup
+from cc_sync.sync import publish
 from faults.rig import PRODUCTION, ROOT, Rig, Worker, children_of, percentile, status_counts, wait_until
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "make_signups",
     "percentile",
     "postgres_cpu_seconds",
+    "publish_signups",
     "rss_kib",
     "sign_up_posts",
     "start_worker",
@@ -94,6 +96,13 @@ def make_signups(count: int, prefix: str, list_id: str, start: int = 0) -> list[
             )
         )
     return [row.pk for row in Signup.objects.bulk_create(rows, batch_size=1000)]
+
+
+def publish_signups(ids: list[int]) -> list[int]:
+    """Mark the rows as queued and publish their tasks, as the sweeper does (no bounded wait)."""
+    marked_at = timezone.now()
+    Signup.objects.filter(pk__in=ids).update(enqueued_at=marked_at)
+    return publish(ids, marked_at=marked_at, bounded=False)
 
 
 def wait_synced(rig: Rig, count: int, timeout: float, interval: float = 0.2) -> bool:

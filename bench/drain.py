@@ -7,13 +7,13 @@ from collections import Counter
 from typing import Any
 
 from cc_sync.ratelimit import SPACING_MARGIN
-from cc_sync.sync import publish
 from faults.rig import max_in_any_window
 
 from .common import (
     bench_rig,
     fmt,
     make_signups,
+    publish_signups,
     sign_up_posts,
     start_worker,
     status_line,
@@ -42,7 +42,7 @@ def drain(rate: float, total: int) -> dict[str, Any]:
         ids = make_signups(total, f"drain{rate:g}-", rig.list_id)
         log_start = len(sandbox.requests())
         started = time.time()
-        publish(ids, bounded=False)
+        publish_signups(ids)
         published = time.time()
         ideal = total / rate
         drained = wait_synced(rig, total, timeout=2 * ideal + 120)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cc_sync.sync import publish
-
 from .common import (
     bench_rig,
     fmt,
     make_signups,
+    publish_signups,
     rss_kib,
     start_worker,
     status_line,
@@ -39,7 +38,7 @@ def run(quick: bool) -> dict[str, Any]:
         started = time.monotonic()
         for checkpoint in checkpoints:
             ids = make_signups(checkpoint - done, "memory-", rig.list_id, start=done)
-            publish(ids, bounded=False)
+            publish_signups(ids)
             synced = wait_synced(rig, checkpoint, timeout=600, interval=0.1)
             done = checkpoint
             time.sleep(0.5)  # let the last task's objects go

@@ -19,7 +19,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from cc_sync import tasks
-from cc_sync.sync import publish
 
 from .common import (
     ROOT,
@@ -28,6 +27,7 @@ from .common import (
     cpu_seconds,
     fmt,
     make_signups,
+    publish_signups,
     sign_up_posts,
     start_worker,
     status_line,
@@ -76,7 +76,7 @@ def through_cc_sync(rig: Any, total: int, prefix: str, reuse_db: bool) -> dict[s
     log_start = len(rig.sandbox.requests())
     meter = CpuMeter(**{"Celery worker (main + pool)": worker.pid, "Redis": rig.redis.process.pid}).start()
     started = time.time()
-    publish(ids, bounded=False)
+    publish_signups(ids)
     synced = wait_synced(rig, total + _synced_before(prefix), timeout=600, interval=0.1)
     cpu = meter.stop()
     worker.stop()

@@ -20,9 +20,17 @@ from django.utils import timezone
 
 from cc_sync.conf import DEFAULTS
 from cc_sync.models import Connection
-from cc_sync.sync import publish
 
-from .common import bench_rig, fmt, make_signups, start_worker, status_line, table, wait_synced
+from .common import (
+    bench_rig,
+    fmt,
+    make_signups,
+    publish_signups,
+    start_worker,
+    status_line,
+    table,
+    wait_synced,
+)
 
 TITLE = "Token economy"
 CC_DAY = 86_400.0
@@ -53,7 +61,7 @@ def simulated_day(rig: Any, day: float, signups: int, concurrency: int) -> dict[
     while sent < signups:
         due = min(signups, math.ceil((time.monotonic() - started) / day * signups))
         if due > sent:
-            publish(ids[sent:due], bounded=False)
+            publish_signups(ids[sent:due])
             sent = due
         time.sleep(0.02)
     arrivals_done = time.monotonic() - started

@@ -192,8 +192,8 @@ def run(quick: bool) -> dict[str, Any]:
             + "; ".join(f"{name} {q['per_request']:.1f}" for name, q in queries.items())
             + ". Those of cc_sync's view: "
             + ", ".join(f"`{shape}` x {n:g}" for shape, n in queries["cc_sync"]["shapes"].items())
-            + ". The plain view runs only the INSERT; cc_sync's adds the suppression check, the broker "
-            "publish (on a background thread, waited for) and the UPDATE that records it.",
+            + ". Both run one INSERT (cc_sync's already marks the row as queued); cc_sync's adds the "
+            "suppression check and the broker publish (on a background thread, waited for).",
             "Where cc_sync's view spends its time (cProfile over "
             f"{20 if quick else 200} more requests, so every figure is inflated by the profiler; cumulative "
             "time per request; indented areas are part of the one above):",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -88,9 +88,12 @@ def enqueue_signup(
     if privacy.is_suppressed(signup.email):
         logger.info("Signup of suppressed email hash %s not stored.", signup.email_hash[:12])
         return None
-    with transaction.atomic():
-        signup.save()
-        transaction.on_commit(lambda: publish([signup.pk]))
+    # Marked as queued in the INSERT itself, so the visitor's request costs no UPDATE after the publish.
+    # A single INSERT needs no transaction of its own: on_commit runs at once in autocommit mode, or when
+    # the caller's transaction commits.
+    signup.enqueued_at = timezone.now()
+    signup.save()
+    transaction.on_commit(lambda: publish([signup.pk], marked_at=signup.enqueued_at))
     return signup
 
 
@@ -99,10 +102,14 @@ def default_list_ids() -> list[str]:
     return list_setting("LIST_IDS") or list(Connection.load().list_ids)
 
 
-def publish(signup_ids: list[int], countdown: float | None = None, bounded: bool = True) -> list[int]:
+def publish(
+    signup_ids: list[int], marked_at: datetime, countdown: float | None = None, bounded: bool = True
+) -> list[int]:
     """Send one sync task per id and return the ids the broker took.
 
-    A broker failure is logged and left to the sweeper, never raised. With ``bounded`` (the visitor's
+    Callers mark the rows as queued first (``enqueued_at = marked_at``, in the statement that makes them
+    due), so a publish that works costs no query; the rows the broker did not take are unmarked here and
+    the next sweep queues them. A broker failure is logged, never raised. With ``bounded`` (the visitor's
     request, admin actions) the caller waits at most ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker
     (see :mod:`cc_sync.publisher`); workers publish in their own thread.
     """
@@ -114,12 +121,13 @@ def publish(signup_ids: list[int], countdown: float | None = None, bounded: bool
             logger.warning(
                 "The broker did not take %s signups in time; the sweeper will queue them.", len(signup_ids)
             )
+        published = published or []
     else:
         published = _send(signup_ids, countdown)
-    if not published:
-        return []
-    expected = timezone.now() + timedelta(seconds=countdown or 0)
-    Signup.objects.filter(pk__in=published).update(enqueued_at=expected)
+    missed = set(signup_ids) - set(published)
+    if missed:
+        # Only rows still carrying this mark: one taken again since by a sweep is that sweep's to publish.
+        Signup.objects.filter(pk__in=missed, enqueued_at=marked_at).update(enqueued_at=None)
     return published
 
 
@@ -252,18 +260,21 @@ def _retry_later(signup: Signup, error: RetryLater) -> None:
         return
     delay = retry_delay(signup.attempts, error)
     due = timezone.now() + timedelta(seconds=delay)
+    # Long waits stay in the database for the sweeper: a Celery countdown longer than the broker's
+    # visibility timeout gets redelivered again and again.
+    countdown = delay <= float(get_setting("MAX_COUNTDOWN"))
+    queued = {"enqueued_at": due} if countdown else {}
     if _finish(
         signup,
         status=Status.PENDING,
         next_attempt_at=due,
         last_error=str(error)[:2000],
         last_error_key=error.error_key,
+        **queued,
     ):
         logger.info("Signup %s will be retried in %.1f s: %s", signup.pk, delay, error)
-        if delay <= float(get_setting("MAX_COUNTDOWN")):
-            # Long waits stay in the database for the sweeper: a Celery countdown longer than the broker's
-            # visibility timeout gets redelivered again and again.
-            transaction.on_commit(lambda: publish([signup.pk], countdown=delay, bounded=False))
+        if countdown:
+            transaction.on_commit(lambda: publish([signup.pk], marked_at=due, countdown=delay, bounded=False))
 
 
 def _give_up(signup: Signup, reason: str, error_key: str = "") -> None:
@@ -356,12 +367,7 @@ def sweep() -> int:
     taken_at = timezone.now()
     Signup.objects.filter(due | abandoned, pk__in=ids).update(enqueued_at=taken_at)
     taken = list(Signup.objects.filter(pk__in=ids, enqueued_at=taken_at).values_list("pk", flat=True))
-    published = publish(taken, bounded=False)
-    if len(published) < len(taken):
-        Signup.objects.filter(pk__in=set(taken) - set(published), enqueued_at=taken_at).update(
-            enqueued_at=None
-        )
-    return len(published)
+    return len(publish(taken, marked_at=taken_at, bounded=False))
 
 
 def retry_now(queryset: Any) -> int:
@@ -371,13 +377,11 @@ def retry_now(queryset: Any) -> int:
             "pk", flat=True
         )
     )
+    now = timezone.now()
     Signup.objects.filter(pk__in=ids).update(
-        status=Status.PENDING,
-        next_attempt_at=timezone.now(),
-        enqueued_at=None,
-        deadline_at=default_deadline(),
+        status=Status.PENDING, next_attempt_at=now, enqueued_at=now, deadline_at=default_deadline()
     )
-    transaction.on_commit(lambda: publish(ids))
+    transaction.on_commit(lambda: publish(ids, marked_at=now))
     return len(ids)
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from celery import Celery
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -133,16 +135,32 @@ def test_sync_task_is_published_only_after_commit(client, db, published, django_
     assert response.status_code == 302
     signup = Signup.objects.get()
     assert published == []
-    assert signup.enqueued_at is None
     assert len(callbacks) == 1
+    # Marked as queued in the INSERT: a publish that works needs no UPDATE afterwards.
+    marked_at = signup.enqueued_at
+    assert marked_at is not None
 
-    callbacks[0]()
+    with CaptureQueriesContext(connection) as queries:
+        callbacks[0]()
     assert len(published) == 1
     assert published[0]["task"] == "cc_sync.sync_signup"
     assert published[0]["args"] == (signup.pk,)
     assert published[0]["retry"] is False
+    assert queries.captured_queries == []
     signup.refresh_from_db()
-    assert signup.enqueued_at is not None
+    assert signup.enqueued_at == marked_at
+
+
+def test_a_signup_costs_the_visitor_two_sql_statements(
+    client, db, published, django_capture_on_commit_callbacks
+):
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/signup/", form_data())
+    assert response.status_code == 302
+    assert len(published) == 1
+    statements = [query["sql"].split()[0] for query in queries.captured_queries]
+    # The suppression check and the INSERT; no transaction of its own, no UPDATE after the publish.
+    assert statements == ["SELECT", "INSERT"], statements
 
 
 def test_idn_domain_is_stored_punycode_encoded(client, db, published):
