@@ -26,6 +26,9 @@ def manage(*args: str) -> list[str]:
 
 
 def main() -> int:
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT: Ctrl-C (or a
+    # supervisor's SIGINT) must stop the demo however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
     os.environ.setdefault("CC_SANDBOX_URL", f"http://{HOST}:{SANDBOX_PORT}")
     import django

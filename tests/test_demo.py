@@ -36,6 +36,16 @@ def csrf(session: requests.Session, url: str) -> str:
     return session.cookies["csrftoken"]
 
 
+def descendants(pid: int) -> list[str]:
+    found, todo = [], [str(pid)]
+    while todo:
+        parent = todo.pop()
+        kids = subprocess.run(["pgrep", "-P", parent], capture_output=True, text=True).stdout.split()
+        found += kids
+        todo += kids
+    return found
+
+
 @pytest.fixture
 def demo(tmp_path: Path):
     port, sandbox_port = free_port(), free_port()
@@ -85,12 +95,18 @@ def demo(tmp_path: Path):
             "process": process,
         }
     finally:
+        started = descendants(process.pid)  # each in a session of its own: killpg alone would miss them
         if process.poll() is None:
             process.send_signal(signal.SIGINT)  # what Ctrl-C sends
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+        for pid in started:  # whatever a failed stop left behind must not outlive the test
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         log.seek(0)
         print(log.read()[-3000:])
 
@@ -154,16 +170,6 @@ def test_the_demo_runs_the_whole_story(demo):
     assert contact["list_memberships"] == [newsletter]
     signups = admin.get(f"{base}/admin/cc_sync/signup/", timeout=10).text
     assert "Grace@example.com" in signups and "Synced" in signups
-
-
-def descendants(pid: int) -> list[str]:
-    found, todo = [], [str(pid)]
-    while todo:
-        parent = todo.pop()
-        kids = subprocess.run(["pgrep", "-P", parent], capture_output=True, text=True).stdout.split()
-        found += kids
-        todo += kids
-    return found
 
 
 def test_ctrl_c_stops_everything_the_demo_started(demo):
