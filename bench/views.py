@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import requests
 from django import forms
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.generic import FormView
 
 from cc_sync import oauth
@@ -65,6 +66,20 @@ class SynchronousSignupView(PlainSignupView):
             status=Signup.Status.SYNCED, contact_id=response.json()["contact_id"]
         )
         return HttpResponseRedirect(self.get_success_url())
+
+
+def forwarded_for(
+    get_response: Callable[[HttpRequest], HttpResponse],
+) -> Callable[[HttpRequest], HttpResponse]:
+    """Middleware: the client address from ``X-Forwarded-For`` (the benchmark's proxy stand-in)."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            request.META["REMOTE_ADDR"] = forwarded.split(",")[0].strip()
+        return get_response(request)
+
+    return middleware
 
 
 def thanks(request: Any) -> HttpResponse:
