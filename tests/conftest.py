@@ -6,7 +6,9 @@ with the reason printed, except under CI (``CI=true``), where a missing service 
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,6 +28,14 @@ REDIS = ("127.0.0.1", 6379)
 LIST_ID = "07936f78-662a-11eb-af0a-fa163e56c9b0"
 ACCESS_TOKEN = "access-token-0123456789abcdef0123456789"
 REFRESH_TOKEN = "refresh-token-0123456789abcdef0123456789"
+# CC's endpoints as tests/settings.py configures them, for the requests the tests expect.
+AUTHORIZE_URL = "https://authz.cc.test/oauth2/default/v1/authorize"
+TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
+DEVICE_URL = "https://authz.cc.test/oauth2/default/v1/device/authorize"
+API_URL = "https://api.cc.test/v3"
+SIGN_UP_URL = f"{API_URL}/contacts/sign_up_form"
+REDIRECT_URI = "https://site.example/admin/cc_sync/connection/callback/"
+BASIC = {"Authorization": "Basic " + base64.b64encode(b"test-client-id:test-client-secret").decode()}
 
 # Unit tests publish to an in-memory broker; nothing in them reaches a real broker.
 # The sandbox fixtures users get (cc_sandbox, cc_sandbox_factory) serve our own tests too.
@@ -45,14 +55,17 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
-def require_service(name: str, available: bool) -> None:
-    """Skip (or fail under CI) when a real service the test needs is not there."""
-    if available:
-        return
-    message = f"{name} is not reachable on 127.0.0.1"
+def missing(message: str, hint: str) -> None:
+    """Skip with the reason printed, or fail under CI, where service tests must run."""
     if IN_CI:
         pytest.fail(f"{message}, and CI=true: service tests must run in CI.", pytrace=False)
-    pytest.skip(f"{message}; start it to run this test.")
+    pytest.skip(f"{message}; {hint}.")
+
+
+def require_service(name: str, available: bool) -> None:
+    """Skip (or fail under CI) when a real service the test needs is not there."""
+    if not available:
+        missing(f"{name} is not reachable on 127.0.0.1", "start it to run this test")
 
 
 @pytest.fixture
@@ -65,6 +78,13 @@ def services() -> None:
         POSTGRES_AVAILABLE and django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
     )
     require_service("Redis", reachable(*REDIS))
+
+
+@pytest.fixture
+def rig_services(services: None, transactional_db: Any) -> None:
+    """The fault suite's and the benchmarks' rig: committed data (worker processes see it), ``redis-server``."""
+    if shutil.which("redis-server") is None:
+        missing("redis-server is not on the PATH", "install it to run the fault suite and the benchmarks")
 
 
 @pytest.fixture

@@ -21,19 +21,18 @@ from cc_sync import oauth
 from cc_sync.models import Connection, Signup
 from tests.conftest import (
     ACCESS_TOKEN,
+    API_URL,
+    AUTHORIZE_URL,
+    BASIC,
     LIST_ID,
+    REDIRECT_URI,
     REFRESH_TOKEN,
     SCOPES,
+    TOKEN_URL,
     make_connection,
     no_authorization_header,
 )
 from tests.conftest import token_body as conftest_token_body
-
-AUTHORIZE_URL = "https://authz.cc.test/oauth2/default/v1/authorize"
-TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
-API_URL = "https://api.cc.test/v3"
-REDIRECT_URI = "https://site.example/admin/cc_sync/connection/callback/"
-BASIC = {"Authorization": "Basic " + base64.b64encode(b"test-client-id:test-client-secret").decode()}
 
 PAGE = "/admin/cc_sync/connection/"
 CONNECT = PAGE + "connect/"

@@ -13,7 +13,6 @@ them the tests are skipped with the reason printed, and under CI=true that is an
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -21,19 +20,8 @@ import pytest
 
 from bench import report
 from bench.run import available, run_one
-from tests.conftest import IN_CI
 
 pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
-
-
-@pytest.fixture
-def rig_services(transactional_db: Any) -> None:
-    """The real test database (committed, so worker processes see it) and a redis-server to start."""
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not on the PATH"
-        if IN_CI:
-            pytest.fail(f"{message}, and CI=true: service tests must run in CI.", pytrace=False)
-        pytest.skip(f"{message}; install it to run the benchmarks.")
 
 
 def positive(value: Any) -> bool:

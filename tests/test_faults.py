@@ -10,25 +10,11 @@ them the tests are skipped with the reason printed, and under CI=true that is an
 
 from __future__ import annotations
 
-import shutil
-from typing import Any
-
 import pytest
 
 from faults import report, scenarios
-from tests.conftest import IN_CI
 
 pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
-
-
-@pytest.fixture
-def rig_services(transactional_db: Any) -> None:
-    """The real test database (committed, so worker processes see it) and a redis-server to start."""
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not on the PATH"
-        if IN_CI:
-            pytest.fail(f"{message}, and CI=true: service tests must run in CI.", pytrace=False)
-        pytest.skip(f"{message}; install it to run the fault suite.")
 
 
 @pytest.mark.parametrize("name", list(scenarios.SCENARIOS))

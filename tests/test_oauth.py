@@ -13,12 +13,15 @@ from responses import matchers
 from cc_sync import oauth, ratelimit
 from cc_sync.exceptions import ReconnectRequired, RetryLater, Throttled
 from cc_sync.models import Connection, Signup
-from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, make_connection, no_authorization_header, token_body
-
-TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
-BASIC = {
-    "Authorization": "Basic dGVzdC1jbGllbnQtaWQ6dGVzdC1jbGllbnQtc2VjcmV0"
-}  # test-client-id:test-client-secret
+from tests.conftest import (
+    ACCESS_TOKEN,
+    BASIC,
+    REFRESH_TOKEN,
+    TOKEN_URL,
+    make_connection,
+    no_authorization_header,
+    token_body,
+)
 
 
 def expect_refresh(cc_api, refresh_token=REFRESH_TOKEN, status=200, body=None, **kwargs):

@@ -8,10 +8,7 @@ from responses import matchers
 from cc_sync import oauth, signals, tasks
 from cc_sync.exceptions import ReconnectRequired
 from cc_sync.models import Connection, Signup
-from tests.conftest import LIST_ID, make_connection
-
-SIGN_UP_URL = "https://api.cc.test/v3/contacts/sign_up_form"
-TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
+from tests.conftest import LIST_ID, SIGN_UP_URL, TOKEN_URL, make_connection
 
 
 @pytest.fixture

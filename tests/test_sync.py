@@ -11,10 +11,8 @@ from responses import matchers
 
 from cc_sync import ratelimit, sync, tasks
 from cc_sync.models import Connection, Signup
-from tests.conftest import ACCESS_TOKEN, LIST_ID, make_connection
+from tests.conftest import ACCESS_TOKEN, LIST_ID, SIGN_UP_URL, TOKEN_URL, make_connection
 
-SIGN_UP_URL = "https://api.cc.test/v3/contacts/sign_up_form"
-TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
 CONTACT_ID = "ab7ab702-b935-11e9-8a58-fa163e6b01c1"
 S = Signup.Status
 
