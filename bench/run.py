@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import sys
 import time
 import traceback
@@ -78,16 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(known)}")
 
-    from faults.run import bootstrap, create_database, drop_database
+    from faults.run import run_record, scratch_database
 
-    create_database(args.db)
-    try:
-        bootstrap(args.db)
+    with scratch_database(args.db):
         from . import report
 
         machine = report.machine_info()
-        command = "python -m bench.run" + (" --quick" if args.quick else "")
-        command += f" --only {','.join(names)}" if args.only else ""
         started = time.time()
         results = []
         for name in names:
@@ -96,24 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(report.text_summary(result), flush=True)
         elapsed = time.time() - started
-        load = os.getloadavg()
-        machine["load average at the end (1/5/15 min)"] = f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
-        output = args.output
-        if output is None and not args.quick and not args.only:
-            output = str(DEFAULT_OUTPUT)
+        machine["load average at the end (1/5/15 min)"], command, output = run_record(
+            args, "bench.run", DEFAULT_OUTPUT
+        )
         if output:
             Path(output).write_text(report.markdown(results, machine, command, elapsed, args.quick))
             print(f"Report written to {output}", flush=True)
         print(f"{len(results)} benchmarks in {elapsed / 60:.1f} min.", flush=True)
         return 1 if any(r.get("verdict") == "error" for r in results) else 0
-    finally:
-        from django.conf import settings
-
-        if settings.configured:
-            from django.db import connections
-
-            connections.close_all()
-        drop_database(args.db)
 
 
 if __name__ == "__main__":

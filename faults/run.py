@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,34 @@ def create_database(name: str) -> None:
 def drop_database(name: str) -> None:
     with _admin_connection() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def scratch_database(name: str) -> Iterator[None]:
+    """Create database ``name``, set this process up on it (:func:`bootstrap`), and drop it at the end."""
+    create_database(name)
+    try:
+        bootstrap(name)
+        yield
+    finally:
+        from django.conf import settings
+
+        if settings.configured:
+            from django.db import connections
+
+            connections.close_all()
+        drop_database(name)
+
+
+def run_record(args: argparse.Namespace, program: str, default_output: Path) -> tuple[str, str, str | None]:
+    """The run's load average, its command line, and where its report goes (a full run: the docs page)."""
+    load = os.getloadavg()
+    command = f"python -m {program}" + (" --quick" if args.quick else "")
+    command += f" --only {args.only}" if args.only else ""
+    output = args.output
+    if output is None and not args.quick and not args.only:
+        output = str(default_output)
+    return f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}", command, output
 
 
 def bootstrap(db_name: str) -> None:
@@ -83,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20240601, help="seed of every random choice")
     args = parser.parse_args(argv)
 
-    create_database(args.db)
-    try:
-        bootstrap(args.db)
+    with scratch_database(args.db):
         from faults import report, scenarios
 
         names = [n.strip() for n in args.only.split(",") if n.strip()] or list(scenarios.SCENARIOS)
@@ -100,13 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(report.text_summary(result), flush=True)
         elapsed = time.time() - started
-        load = os.getloadavg()
-        machine["load average at the end (1/5/15 min)"] = f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
-        command = "python -m faults.run" + (" --quick" if args.quick else "")
-        command += f" --only {','.join(names)}" if args.only else ""
-        output = args.output
-        if output is None and not args.quick and not args.only:
-            output = str(DEFAULT_OUTPUT)
+        machine["load average at the end (1/5/15 min)"], command, output = run_record(
+            args, "faults.run", DEFAULT_OUTPUT
+        )
         if output:
             Path(output).write_text(report.markdown(results, machine, command, elapsed, args.quick))
             print(f"Report written to {output}", flush=True)
@@ -116,14 +140,6 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         return 0 if passed else 1
-    finally:
-        from django.conf import settings
-
-        if settings.configured:
-            from django.db import connections
-
-            connections.close_all()
-        drop_database(args.db)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from cc_sync.sync import enqueue_signup
 from .rig import (
     SCALED,
     Rig,
+    Worker,
     max_in_any_window,
     percentile,
     status_counts,
@@ -594,6 +595,17 @@ def lost_write(rig: Rig, quick: bool, result: Result) -> None:
 # -- 4. the visitor never waits ---------------------------------------------------------------------
 
 
+def connected_worker_and_beat(rig: Rig, api_rate: float = 20.0) -> tuple[Sandbox, Worker]:
+    """The sandbox at ``api_rate`` (cc_sync paced the same), a connection, one worker of 2 processes, beat."""
+    sandbox = rig.start_sandbox(api_rate=api_rate)
+    rig.configure(API_RATE=api_rate)
+    rig.connect()
+    worker = rig.start_worker("w1", concurrency=2)
+    rig.start_beat()
+    worker.wait_ready()
+    return sandbox, worker
+
+
 def signup_urls() -> tuple[str, str]:
     """The signup view and its thank-you URL: the example project's /register/, else cc_sync's own."""
     from django.urls import NoReverseMatch, reverse
@@ -655,12 +667,7 @@ def visitor_never_waits(rig: Rig, quick: bool, result: Result) -> None:
         f"sandbox stopped; {frozen_count} submissions by {frozen_visitors} concurrent visitors",
         "then Redis and the sandbox come back; one prefork worker (2 processes) and beat",
     ]
-    sandbox = rig.start_sandbox(api_rate=20)
-    rig.configure(API_RATE=20.0)
-    rig.connect()
-    worker = rig.start_worker("w1", concurrency=2)
-    rig.start_beat()
-    worker.wait_ready()
+    sandbox, worker = connected_worker_and_beat(rig)
     _url, thanks = signup_urls()
 
     phases: dict[str, list[tuple[float, int, str]]] = {}
@@ -923,12 +930,7 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
         "401: the sandbox revokes every access token (one refresh, then success); 403: a grant without "
         "the `contact_data` scope (held, needs reconnect, then the admin reconnects)",
     ]
-    sandbox = rig.start_sandbox(api_rate=20)
-    rig.configure(API_RATE=20.0)
-    rig.connect()
-    worker = rig.start_worker("w1", concurrency=2)
-    rig.start_beat()
-    worker.wait_ready()
+    sandbox, worker = connected_worker_and_beat(rig)
 
     batches: dict[str, list[int]] = {}
     synced_while_bad = 0
