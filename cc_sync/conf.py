@@ -76,6 +76,16 @@ DEFAULTS: dict[str, Any] = {
     "MAX_REQUEST_BYTES": 16 * 1024,
     # {"provider": "turnstile" | "recaptcha", "site_key": ..., "secret": ...}; None: no CAPTCHA.
     "CAPTCHA": None,
+    # Contact safety. A stranger's submission never re-subscribes an unsubscribed contact: the person gets an
+    # email with a signed link first. DOUBLE_OPT_IN sends that email for every new signup too.
+    "DOUBLE_OPT_IN": False,
+    # Seconds a confirmation link stays valid; an unconfirmed signup is marked failed after that.
+    "CONFIRMATION_MAX_AGE": 7 * 24 * 3600,
+    # Scheme and host of the confirmation links ("https://www.example.com"); empty: the page the form was on.
+    "CONFIRM_URL_BASE": "",
+    # The CC account has Confirmed Opt-In on: create new contacts through sign_up_form (a lookup first) so that
+    # CC sends its own confirmation email; POST /contacts would not.
+    "CONFIRMED_OPT_IN_AT_CC": False,
     # Map form fields to CC custom fields: {"form_field_name": "custom_field_id"}.
     "CUSTOM_FIELDS": {},
     # Dotted path to a callable(request, cleaned_data) -> list of list ids, deciding lists per submission.

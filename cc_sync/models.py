@@ -59,6 +59,8 @@ class Connection(models.Model):
     list_ids = models.JSONField(_("default lists"), default=list, blank=True)
     available_lists = models.JSONField(_("lists in the account"), default=list, blank=True, editable=False)
     lists_checked_at = models.DateTimeField(_("lists fetched at"), null=True, blank=True, editable=False)
+    # Lists that CC answered 404 for: signups wait (``waiting_list``) until an admin chooses another.
+    missing_list_ids = models.JSONField(_("lists missing at CC"), default=list, blank=True, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
@@ -101,6 +103,11 @@ class Signup(models.Model):
         SYNCED = "synced", _("Synced")
         FAILED = "failed", _("Failed")
         WAITING_RECONNECT = "waiting_reconnect", _("Waiting for reconnect")
+        WAITING_LIST = "waiting_list", _("Waiting for a list")
+        AWAITING_CONFIRMATION = "awaiting_confirmation", _("Awaiting confirmation")
+
+    #: Statuses that keep a row safe without a deadline running; a row released from one starts afresh.
+    HELD_STATUSES = (Status.WAITING_RECONNECT, Status.WAITING_LIST, Status.AWAITING_CONFIRMATION)
 
     email = models.EmailField(_("email"), max_length=EMAIL_MAX_LENGTH)
     first_name = models.CharField(
@@ -124,12 +131,18 @@ class Signup(models.Model):
     # sign_up_form's custom_fields ([{"custom_field_id", "value"}]) and street_address ({"kind", ...}).
     custom_fields = models.JSONField(_("custom fields"), default=list, blank=True)
     street_address = models.JSONField(_("street address"), null=True, blank=True)
+    # Lists picked for this submission (a view, LIST_CHOOSER or enqueue_signup); empty: the configured
+    # default lists, read when the signup is sent.
     list_ids = models.JSONField(_("lists"), default=list, blank=True)
+    # The submitter is that person (a form behind login): only then are an existing contact's details updated.
+    verified = models.BooleanField(_("submitted by the person"), default=False)
+    confirmation_sent_at = models.DateTimeField(_("confirmation sent at"), null=True, blank=True)
+    confirmed_at = models.DateTimeField(_("confirmed by the person at"), null=True, blank=True)
     # A keyed hash of the normalised email: survives the retention purge and matches the suppression list.
     email_hash = models.CharField(_("email hash"), max_length=64, blank=True, db_index=True, editable=False)
 
     status = models.CharField(
-        _("status"), max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+        _("status"), max_length=30, choices=Status.choices, default=Status.PENDING, db_index=True
     )
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now, db_index=True)
@@ -181,6 +194,10 @@ class RateLimitState(models.Model):
     next_slot = models.FloatField(default=0.0)
     day = models.DateField(null=True, blank=True)
     day_count = models.PositiveIntegerField(default=0)
+    # CC's daily quota is believed spent until then (decided from CC's answers, not only from the clock).
+    blocked_until = models.DateTimeField(null=True, blank=True)
+    # 429s in a row while our own pacing was respected: a sign of the daily quota, whatever CC's error key.
+    quota_429s = models.PositiveIntegerField(default=0)
 
     class Meta:
         verbose_name = _("rate limit state")
@@ -212,6 +229,24 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email_hash[:12]}… ({self.get_reason_display()})"
+
+
+class SuppressionLift(models.Model):
+    """The record left when an admin lifts a suppression (``manage.py cc_sync_unsuppress``)."""
+
+    email_hash = models.CharField(_("email hash"), max_length=64, db_index=True)
+    original_reason = models.CharField(_("suppressed because"), max_length=20, choices=Suppression.Reason.choices)
+    reason = models.TextField(_("why it was lifted"))
+    lifted_by = models.CharField(_("lifted by"), max_length=150)
+    lifted_at = models.DateTimeField(_("lifted at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("lifted suppression")
+        verbose_name_plural = _("lifted suppressions")
+        ordering = ["-lifted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email_hash[:12]}… ({self.lifted_at:%Y-%m-%d})"
 
 
 class BackfillRun(models.Model):
