@@ -21,6 +21,7 @@ from . import __version__, ratelimit
 from .conf import get_setting, timeout
 from .exceptions import (
     AccessTokenRejected,
+    ActivityQueueFull,
     QuotaExceeded,
     ReconnectRequired,
     Rejected,
@@ -267,6 +268,15 @@ class ConstantContactClient:
                 **context,
             )
         if status == 429:
+            if method != "GET" and path.removeprefix("/v3").startswith("/activities/"):
+                # On bulk-activity POSTs CC's spec gives 429 one meaning: more than 1,000 activities are queued
+                # (Activities429ErrorResponse in https://developer.constantcontact.com/api_reference/index.html).
+                # Minutes, not seconds, and no sign of the daily quota.
+                raise ActivityQueueFull(
+                    f"Constant Contact has more than 1,000 queued activities for this account: {message}",
+                    retry_after=_retry_after(response, 60.0),
+                    **context,
+                )
             if error_key == "quota_exceeded":
                 raise QuotaExceeded(
                     f"Constant Contact's daily quota is spent: {message}",

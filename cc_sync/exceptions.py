@@ -1,6 +1,7 @@
 """One exception tree; each class says what the caller should do.
 
-- :class:`RetryLater` (and :class:`Throttled`, :class:`QuotaExceeded`): transient, try again later.
+- :class:`RetryLater` (and :class:`Throttled`, :class:`QuotaExceeded`, :class:`ActivityQueueFull`): transient,
+  try again later.
 - :class:`ReconnectRequired`: CC refused the credentials; an admin must connect again. Never retried in a loop.
 - :class:`Rejected`: CC refused this request for good (400/404/415); retrying unchanged cannot help.
 - :class:`AccessTokenRejected`: a 401 from the API; refresh once and retry once.
@@ -64,6 +65,17 @@ class QuotaExceeded(RetryLater):
     """429 ``quota_exceeded`` (or the local daily budget is spent): wait until after 00:00 UTC."""
 
     code = "quota_exceeded"
+
+
+class ActivityQueueFull(RetryLater):
+    """429 on a bulk-activity POST (``/activities/...``): the account has more than 1,000 queued activities.
+
+    CC's spec (``Activities429ErrorResponse``) gives this meaning to a 429 there, not per-second throttling:
+    back off in minutes and keep polling the activities already queued. It never counts towards the daily
+    quota's detection.
+    """
+
+    code = "activity_queue_full"
 
 
 class ReconnectRequired(CCSyncError):

@@ -13,6 +13,7 @@ from cc_sync import ratelimit
 from cc_sync.client import ConstantContactClient, describe_error, get_client, redact
 from cc_sync.exceptions import (
     AccessTokenRejected,
+    ActivityQueueFull,
     QuotaExceeded,
     ReconnectRequired,
     Rejected,
@@ -86,6 +87,21 @@ def test_quota_exceeded_retries_after_midnight_utc(db, cc_api):
     with pytest.raises(QuotaExceeded) as excinfo:
         ConstantContactClient().account_summary("tok")
     assert excinfo.value.retry_after > ratelimit.seconds_until_utc_midnight()
+
+
+def test_a_429_on_a_bulk_activity_post_means_a_full_activity_queue_not_throttling(db, cc_api):
+    # CC's spec: on /activities/* POSTs a 429 means more than 1,000 queued activities (minutes, not seconds).
+    cc_api.post(f"{API}/activities/contacts_json_import", status=429, json={"error_key": "too_many_requests"})
+    with pytest.raises(ActivityQueueFull) as excinfo:
+        ConstantContactClient().import_contacts_json("tok", [{"email": "a@example.com"}], ["l"])
+    assert excinfo.value.retry_after >= 60
+    assert isinstance(excinfo.value, RetryLater) and not isinstance(excinfo.value, (Throttled, QuotaExceeded))
+
+
+def test_a_429_while_polling_an_activity_is_ordinary_throttling(db, cc_api):
+    cc_api.get(f"{API}/activities/a-1", status=429, json={"error_key": "throttled"})
+    with pytest.raises(Throttled):
+        ConstantContactClient().activity("tok", "a-1")
 
 
 def test_the_local_daily_budget_stops_requests_before_cc_does(db, cc_api, cc_settings):
