@@ -222,6 +222,60 @@ class ConstantContactClient:
             )
         return contact_id, response.status_code == 201
 
+    @sensitive_variables("access_token")
+    def create_contact(self, access_token: str, body: dict[str, Any]) -> str | None:
+        """``POST /contacts``: create a new contact; return its id, or ``None`` if the email already exists.
+
+        Unlike ``sign_up_form``, this never touches an existing contact: CC answers 409 for any address
+        it knows, unsubscribed and deleted contacts included
+        (https://developer.constantcontact.com/api_guide/contacts_create.html).
+        """
+        try:
+            response = self._api("POST", "/contacts", access_token, json_body=body)
+        except RetryLater as err:
+            if err.status_code == 409:
+                return None
+            raise
+        try:
+            created = response.json()
+        except ValueError:
+            created = None
+        contact_id = created.get("contact_id") if isinstance(created, dict) else None
+        if response.status_code != 201 or not isinstance(contact_id, str) or not contact_id:
+            # A gateway's HTML page with 200 must never count as a created contact.
+            _key, message, _errors = describe_error(response)
+            raise RetryLater(
+                f"Unexpected answer to POST /contacts: {message}", status_code=response.status_code
+            )
+        return contact_id
+
+    @sensitive_variables("access_token")
+    def find_contact(self, access_token: str, email: str) -> dict[str, Any] | None:
+        """The contact with this email (``GET /contacts?email=…&status=all``), deleted ones included, or None."""
+        page = self._api_json(
+            "GET",
+            "/contacts",
+            access_token,
+            params={"email": email, "status": "all", "include": "list_memberships"},
+        )
+        for contact in page.get("contacts") or []:
+            if not isinstance(contact, dict) or not contact.get("contact_id"):
+                continue
+            address = (contact.get("email_address") or {}).get("address") or ""
+            if address.lower() == email.lower():
+                return contact
+        return None
+
+    @sensitive_variables("access_token")
+    def add_list_memberships(self, access_token: str, contact_id: str, list_ids: list[str]) -> dict[str, Any]:
+        """``POST /activities/add_list_memberships`` for one contact: lists only, details and permission untouched."""
+        return self._api_json(
+            "POST",
+            "/activities/add_list_memberships",
+            access_token,
+            json_body={"source": {"contact_ids": [contact_id]}, "list_ids": list_ids},
+        )
+
     def _api_json(self, method: str, path: str, access_token: str, **kwargs: Any) -> dict[str, Any]:
         response = self._api(method, path, access_token, **kwargs)
         try:

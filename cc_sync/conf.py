@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "API_RATE": 4.0,
     "TOKEN_RATE": 1.0,
     "DAILY_LIMIT": 10_000,
+    # Once CC's daily quota is believed spent, one request per this many seconds checks whether it is back.
+    "QUOTA_PROBE_INTERVAL": 3600,
     # Retries of transient failures: capped exponential backoff with full jitter.
     "RETRY_BASE": 2.0,
     "RETRY_MAX": 600.0,

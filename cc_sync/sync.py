@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import oauth, privacy, publisher, ratelimit
-from .client import get_client
+from . import confirmation, oauth, privacy, publisher, ratelimit
+from .client import ConstantContactClient, get_client
 from .conf import get_setting, list_setting
+from .db import lock_row
 from .exceptions import (
     AccessTokenRejected,
     QuotaExceeded,
@@ -29,10 +32,15 @@ from .exceptions import (
 )
 from .models import Connection, Signup, default_deadline
 from .signals import connection_established, signup_failed, signup_synced
+from .validators import validate_custom_field_id, validate_list_ids
 
 logger = logging.getLogger("cc_sync.sync")
 
-CONTACT_FIELDS = ("first_name", "last_name", "phone_number", "job_title", "company_name")
+NAME_FIELDS = ("first_name", "last_name", "job_title", "company_name")
+CONTACT_FIELDS = (*NAME_FIELDS, "phone_number")
+# POST /contacts takes at most 25 custom fields (sign_up_form 50): more go through the lookup path.
+CREATE_CUSTOM_FIELDS_MAX = 25
+T = TypeVar("T")
 Status = Signup.Status
 
 
@@ -48,8 +56,10 @@ def enqueue_signup(
     job_title: str = "",
     company_name: str = "",
     custom_fields: dict[str, str] | None = None,
+    field_values: dict[str, str] | None = None,
     street_address: dict[str, str] | None = None,
     list_ids: list[str] | None = None,
+    verified: bool = False,
     consent_text: str | None = None,
     consent_version: str | None = None,
     source_url: str = "",
@@ -61,9 +71,24 @@ def enqueue_signup(
     Call it from your own registration flow, inside or outside a transaction. Raises Django's
     ``ValidationError`` (with per-field messages) for input CC would refuse; nothing is saved then.
     Calling it means the person consented: ``consent_text`` (default ``CC_SYNC["CONSENT_TEXT"]``) is
-    recorded with the time. ``custom_fields`` maps CC custom field ids to values. Returns ``None``,
-    storing nothing, for an email on the suppression list.
+    recorded with the time. ``custom_fields`` maps CC custom field ids (UUIDs) to values;
+    ``field_values`` maps names of ``CC_SYNC["CUSTOM_FIELDS"]`` to values, turned into ids when the signup
+    is sent. ``list_ids`` are lists for this submission only; without them the configured default lists
+    are used when the signup is sent. ``verified=True`` says the submitter *is* that person (a form
+    behind login): only then are the details of a contact that already exists at CC updated. Returns
+    ``None``, storing nothing, for an email on the suppression list.
     """
+    try:
+        ids = [
+            {"custom_field_id": validate_custom_field_id(key), "value": str(value)}
+            for key, value in (custom_fields or {}).items()
+        ]
+    except ValidationError as err:
+        raise ValidationError({"custom_fields": err.messages}) from None
+    try:
+        chosen_lists = validate_list_ids(list_ids) if list_ids else []
+    except ValidationError as err:
+        raise ValidationError({"list_ids": err.messages}) from None
     signup = Signup(
         email=email,
         first_name=first_name.strip(),
@@ -71,11 +96,11 @@ def enqueue_signup(
         phone_number=phone_number.strip(),
         job_title=job_title.strip(),
         company_name=company_name.strip(),
-        custom_fields=[
-            {"custom_field_id": key, "value": str(value)} for key, value in (custom_fields or {}).items()
-        ],
+        custom_fields=ids
+        + [{"name": name, "value": str(value)} for name, value in (field_values or {}).items()],
         street_address=street_address or None,
-        list_ids=list(list_ids) if list_ids else default_list_ids(),
+        list_ids=chosen_lists,
+        verified=verified,
         consent_given_at=timezone.now(),
         consent_text=get_setting("CONSENT_TEXT") if consent_text is None else consent_text,
         consent_version=get_setting("CONSENT_VERSION") if consent_version is None else consent_version,
@@ -98,8 +123,12 @@ def enqueue_signup(
 
 
 def default_list_ids() -> list[str]:
-    """``CC_SYNC["LIST_IDS"]`` if set, else the lists chosen on the admin connection page."""
-    return list_setting("LIST_IDS") or list(Connection.load().list_ids)
+    """``CC_SYNC["LIST_IDS"]`` if set, else the lists chosen on the admin connection page (may be empty)."""
+    configured = list_setting("LIST_IDS")
+    if configured:
+        return configured
+    chosen = Connection.objects.filter(pk=Connection.SINGLETON_PK).values_list("list_ids", flat=True).first()
+    return list(chosen or [])
 
 
 def publish(
@@ -170,41 +199,172 @@ def claim(signup_id: int) -> Signup | None:
     return Signup.objects.get(pk=signup_id) if claimed else None
 
 
-def payload_for(signup: Signup, list_ids: list[str]) -> dict[str, Any]:
-    """The ``sign_up_form`` body for a signup (only the fields that have a value)."""
+class NeedsConfirmation(Exception):
+    """The person must confirm by email first: their contact unsubscribed at CC, or ``DOUBLE_OPT_IN`` is on."""
+
+
+class ListsMissing(Exception):
+    """CC no longer has some of the lists this signup goes to (deleted in CC's interface)."""
+
+    def __init__(self, list_ids: list[str]) -> None:
+        super().__init__(", ".join(list_ids))
+        self.list_ids = list_ids
+
+
+def lists_for(signup: Signup) -> list[str]:
+    """The lists a signup goes to: those picked for it, else the configured defaults, read now."""
+    return usable_lists(signup.list_ids)
+
+
+def usable_lists(picked: list[str]) -> list[str]:
+    """``picked`` else the default lists, leaving out lists known to be missing at CC.
+
+    So a signup held for a deleted list goes to the list an admin chooses instead. Raises
+    :class:`ListsMissing` when nothing usable is left.
+    """
+    missing = set(
+        Connection.objects.filter(pk=Connection.SINGLETON_PK)
+        .values_list("missing_list_ids", flat=True)
+        .first()
+        or []
+    )
+    chosen = [list_id for list_id in picked if list_id not in missing]
+    list_ids = chosen or [list_id for list_id in default_list_ids() if list_id not in missing]
+    if not list_ids:
+        raise ListsMissing(sorted(missing))
+    return list_ids
+
+
+def custom_fields_for(signup: Signup) -> list[dict[str, str]]:
+    """CC's ``custom_fields`` for a signup, form fields mapped through ``CUSTOM_FIELDS`` as configured now."""
+    mapping = get_setting("CUSTOM_FIELDS")
+    fields = []
+    for item in signup.custom_fields:
+        field_id = item.get("custom_field_id") or mapping.get(item.get("name"))
+        if field_id and item.get("value") not in ("", None):
+            fields.append({"custom_field_id": field_id, "value": item["value"]})
+    return fields
+
+
+def payload_for(signup: Signup, list_ids: list[str], details: bool = True) -> dict[str, Any]:
+    """The ``sign_up_form`` body for a signup (only the fields that have a value); ``details=False``: lists only."""
     payload: dict[str, Any] = {"email_address": signup.email, "list_memberships": list_ids}
+    if not details:
+        return payload
     payload.update({field: getattr(signup, field) for field in CONTACT_FIELDS if getattr(signup, field)})
-    if signup.custom_fields:
-        payload["custom_fields"] = signup.custom_fields
+    custom_fields = custom_fields_for(signup)
+    if custom_fields:
+        payload["custom_fields"] = custom_fields
     if signup.street_address:
         payload["street_address"] = signup.street_address
     return payload
 
 
-def push(signup: Signup) -> tuple[str, bool]:
-    """Send one signup to CC; return ``(contact_id, created)`` or raise what says what to do next.
+def create_body_for(signup: Signup, list_ids: list[str]) -> dict[str, Any]:
+    """The ``POST /contacts`` body: a new contact with the person's details, created by the contact."""
+    body: dict[str, Any] = {
+        "email_address": {"address": signup.email, "permission_to_send": "explicit"},
+        # CC asks integrations to say truthfully who added the contact: here the person did.
+        "create_source": "Contact",
+        "list_memberships": list_ids,
+    }
+    body.update({field: getattr(signup, field) for field in NAME_FIELDS if getattr(signup, field)})
+    if signup.phone_number:
+        body["phone_numbers"] = [{"phone_number": signup.phone_number, "kind": "other"}]
+    if signup.street_address:
+        body["street_addresses"] = [signup.street_address]
+    custom_fields = custom_fields_for(signup)
+    if custom_fields:
+        body["custom_fields"] = custom_fields
+    return body
 
-    A 401 gets one refresh (unless another worker already did it) and one retry; a second 401 right
-    after a refresh means CC no longer accepts the grant.
+
+def with_access_token(call: Callable[[str], T]) -> T:
+    """Run ``call(access_token)``; on a 401, refresh once (unless another process did) and run it once more.
+
+    A second 401 right after a refresh means CC no longer accepts the grant: the connection is marked for
+    a reconnect and :class:`ReconnectRequired` raised.
+    """
+    token = oauth.get_access_token()
+    try:
+        return call(token)
+    except AccessTokenRejected:
+        token = oauth.replace_rejected_token(token)
+    try:
+        return call(token)
+    except AccessTokenRejected as err:
+        oauth.mark_needs_reconnect(f"Constant Contact refused a freshly refreshed access token: {err}")
+        raise ReconnectRequired(str(err), status_code=err.status_code) from None
+
+
+def push(signup: Signup) -> tuple[str, bool]:
+    """Send one signup to CC the contact-safe way; return ``(contact_id, created)`` or raise what to do next.
+
+    A new address is created with its details in one request (``POST /contacts``). For an address CC
+    already has, a stranger's submission only adds the missing lists: the details stay as they are unless
+    the signup is ``verified`` or confirmed by the person. An unsubscribed contact is never opted back in
+    without the person's own confirmation (:class:`NeedsConfirmation`). See docs/signups.md for the cost
+    of each case.
     """
     if privacy.is_suppressed(signup.email):
         # Erased or unsubscribed after submitting: sign_up_form would opt them back in.
         raise Rejected("This email is on the suppression list.", error_key="suppressed")
-    list_ids = signup.list_ids or default_list_ids()
-    if not list_ids:
-        raise ReconnectRequired("No Constant Contact list is chosen: choose one on the connection page.")
-    payload = payload_for(signup, list_ids)
+    if get_setting("DOUBLE_OPT_IN") and not (signup.confirmed_at or signup.verified):
+        raise NeedsConfirmation()
+    list_ids = lists_for(signup)
     client = get_client()
-    token = oauth.get_access_token()
     try:
-        return client.sign_up_form(token, payload)
-    except AccessTokenRejected:
-        token = oauth.replace_rejected_token(token)
+        return with_access_token(lambda token: _send_contact(client, token, signup, list_ids))
+    except Rejected as err:
+        if err.status_code == 404:
+            # CC answers 404 for a list it no longer has; which one is told by the account's lists.
+            missing = _missing_lists(list_ids)
+            if missing:
+                raise ListsMissing(missing) from None
+        raise
+
+
+def _send_contact(
+    client: ConstantContactClient, token: str, signup: Signup, list_ids: list[str]
+) -> tuple[str, bool]:
+    confirmed = signup.confirmed_at is not None
+    # CC's Confirmed Opt-In applies only to sign_up_form: such accounts look the address up first.
+    create_first = not get_setting("CONFIRMED_OPT_IN_AT_CC") and (
+        len(custom_fields_for(signup)) <= CREATE_CUSTOM_FIELDS_MAX
+    )
+    if create_first:
+        contact_id = client.create_contact(token, create_body_for(signup, list_ids))
+        if contact_id:
+            return contact_id, True
+    existing = client.find_contact(token, signup.email)
+    if existing is None:
+        # New (Confirmed Opt-In account), or deleted for good between the 409 and the lookup.
+        return client.sign_up_form(token, payload_for(signup, list_ids))
+    contact_id = existing["contact_id"]
+    permission = (existing.get("email_address") or {}).get("permission_to_send")
+    if permission == "unsubscribed" and not confirmed:
+        raise NeedsConfirmation()
+    if confirmed or signup.verified:
+        # The person's own word: a re-subscription after they confirmed, or a form behind their login.
+        return client.sign_up_form(token, payload_for(signup, list_ids))
+    if existing.get("deleted_at"):
+        # Only sign_up_form restores a deleted contact; sent without details, nothing of theirs changes.
+        return client.sign_up_form(token, payload_for(signup, list_ids, details=False))
+    member_of = {str(list_id).lower() for list_id in existing.get("list_memberships") or []}
+    lacking = [list_id for list_id in list_ids if list_id.lower() not in member_of]
+    if lacking:
+        client.add_list_memberships(token, contact_id, lacking)
+    return contact_id, False
+
+
+def _missing_lists(list_ids: list[str]) -> list[str]:
+    """Which of ``list_ids`` the account no longer has (fetches the account's lists once)."""
     try:
-        return client.sign_up_form(token, payload)
-    except AccessTokenRejected as err:
-        oauth.mark_needs_reconnect(f"Constant Contact refused a freshly refreshed access token: {err}")
-        raise ReconnectRequired(str(err), status_code=err.status_code) from None
+        available = {item["list_id"].lower() for item in oauth.refresh_lists(Connection.load())}
+    except Exception:  # the lookup itself failed: treat the 404 as what CC said, a rejection
+        logger.warning("Could not fetch the lists to explain a 404 from Constant Contact.", exc_info=True)
+        return []
+    return [list_id for list_id in list_ids if list_id.lower() not in available]
 
 
 def process_signup(signup_id: int) -> None:
@@ -222,6 +382,10 @@ def process_signup(signup_id: int) -> None:
         _finish(
             signup, status=Status.WAITING_RECONNECT, last_error=str(err)[:2000], last_error_key=err.error_key
         )
+    except ListsMissing as err:
+        _hold_for_list(signup, err.list_ids)
+    except NeedsConfirmation:
+        _ask_for_confirmation(signup)
     except RetryLater as err:
         _retry_later(signup, err)
     except Exception as err:
@@ -240,6 +404,62 @@ def process_signup(signup_id: int) -> None:
         ):
             logger.info("Signup %s synced to Constant Contact (contact %s).", signup.pk, contact_id)
             signup_synced.send(sender=Signup, signup=signup)
+
+
+def _hold_for_list(signup: Signup, missing: list[str]) -> None:
+    """Hold a signup whose lists CC no longer has, until an admin chooses another (nothing is lost)."""
+    if missing:
+        with transaction.atomic():
+            connection = lock_row(Connection, Connection.SINGLETON_PK)
+            known = list(connection.missing_list_ids)
+            connection.missing_list_ids = known + [list_id for list_id in missing if list_id not in known]
+            connection.save(update_fields=["missing_list_ids", "updated_at"])
+        message = f"List {', '.join(missing)} no longer exists at Constant Contact: choose another list."
+    else:
+        message = "No Constant Contact list is chosen: choose one on the connection page."
+    remaining = [list_id for list_id in signup.list_ids if list_id not in missing]
+    try:
+        usable_lists(remaining)
+    except ListsMissing:
+        if _finish(
+            signup,
+            status=Status.WAITING_LIST,
+            list_ids=remaining,
+            lease_expires_at=None,
+            last_error=message,
+            last_error_key="list_missing",
+        ):
+            logger.warning("Signup %s is held: %s", signup.pk, message)
+        return
+    # The list picked for this signup is gone but the default lists are usable: go there instead.
+    Signup.objects.filter(pk=signup.pk, status=Status.SYNCING, attempts=signup.attempts).update(
+        list_ids=remaining
+    )
+    signup.list_ids = remaining
+    _retry_later(signup, RetryLater(message))
+
+
+def _ask_for_confirmation(signup: Signup) -> None:
+    """Email the person a link to confirm, and hold the signup until they do."""
+    try:
+        confirmation.send(signup)
+    except confirmation.CannotConfirm as err:
+        _give_up(signup, str(err), "confirmation_impossible")
+        return
+    except Exception as err:  # the mail server is down: try again later, nothing is lost
+        logger.warning(
+            "Could not send the confirmation email of signup %s (%s).", signup.pk, type(err).__name__
+        )
+        _retry_later(signup, RetryLater(f"Could not send the confirmation email ({type(err).__name__})."))
+        return
+    _finish(
+        signup,
+        status=Status.AWAITING_CONFIRMATION,
+        confirmation_sent_at=timezone.now(),
+        lease_expires_at=None,
+        last_error="Waiting for the person to confirm by email.",
+        last_error_key="awaiting_confirmation",
+    )
 
 
 def retry_delay(attempts: int, error: RetryLater) -> float:
@@ -299,9 +519,24 @@ def _finish(signup: Signup, **fields: Any) -> bool:
 
 
 def release_held_signups() -> int:
-    """Make every signup held for a reconnect due now, and queue a sweep to publish them."""
-    released = Signup.objects.filter(status=Status.WAITING_RECONNECT).update(
-        status=Status.PENDING, next_attempt_at=timezone.now(), enqueued_at=None
+    """Make held signups due now with a fresh deadline, and queue a sweep to publish them.
+
+    Signups held for a reconnect are released whenever this runs (after a connect); those held for a
+    deleted list only once a usable list is chosen. Signups awaiting the person's confirmation stay held.
+    """
+    statuses = [Status.WAITING_RECONNECT]
+    try:
+        usable_lists([])
+    except ListsMissing:
+        pass
+    else:
+        statuses.append(Status.WAITING_LIST)
+    # A hold stops the deadline: one transient error right after a long hold must not fail the signup.
+    released = Signup.objects.filter(status__in=statuses).update(
+        status=Status.PENDING,
+        next_attempt_at=timezone.now(),
+        enqueued_at=None,
+        deadline_at=default_deadline(),
     )
     if released:
         logger.info("Released %s held signups.", released)
@@ -345,8 +580,9 @@ def sweep() -> int:
 
     Also releases held signups once the connection works again. Returns how many were queued.
     """
-    if Connection.load().status == Connection.Status.CONNECTED and default_list_ids():
+    if Connection.load().status == Connection.Status.CONNECTED:
         release_held_signups()
+    expire_unconfirmed()
     now = timezone.now()
     stale = now - timedelta(seconds=float(get_setting("REQUEUE_AFTER")) + expected_queue_time(now))
     never_or_long_ago = Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=stale)
@@ -370,23 +606,54 @@ def sweep() -> int:
     return len(publish(taken, marked_at=taken_at, bounded=False))
 
 
-def retry_now(queryset: Any) -> int:
-    """Put failed or held signups back to pending, due now, and queue them (the admin's "Retry now")."""
-    ids = list(
-        queryset.filter(status__in=[Status.FAILED, Status.WAITING_RECONNECT, Status.PENDING]).values_list(
-            "pk", flat=True
-        )
+def expire_unconfirmed() -> int:
+    """Mark failed the signups whose confirmation link expired unused (``CONFIRMATION_MAX_AGE``)."""
+    cutoff = timezone.now() - timedelta(seconds=float(get_setting("CONFIRMATION_MAX_AGE")))
+    expired = Signup.objects.filter(
+        status=Status.AWAITING_CONFIRMATION, confirmation_sent_at__lte=cutoff
+    ).update(
+        status=Status.FAILED,
+        last_error="The person did not confirm by email in time.",
+        last_error_key="not_confirmed",
+        updated_at=timezone.now(),
     )
+    if expired:
+        logger.info("%s signups were not confirmed in time.", expired)
+    return expired
+
+
+def in_flight(now: datetime | None = None) -> Q:
+    """Rows a worker holds right now: ``syncing`` with a live lease. Admin actions leave them alone."""
+    return Q(status=Status.SYNCING, lease_expires_at__gt=now or timezone.now())
+
+
+def retry_now(queryset: Any) -> tuple[int, int]:
+    """Put failed or held signups back to pending, due now with a fresh deadline, and queue them.
+
+    The admin's "Retry now". Returns ``(queued, skipped_in_flight)``: rows a worker holds are left to it.
+    Signups awaiting the person's confirmation are not retried: only the person can release them.
+    """
     now = timezone.now()
-    Signup.objects.filter(pk__in=ids).update(
+    retryable = [Status.FAILED, Status.WAITING_RECONNECT, Status.WAITING_LIST, Status.PENDING, Status.SYNCING]
+    skipped = queryset.filter(in_flight(now)).count()
+    ids = list(queryset.filter(status__in=retryable).exclude(in_flight(now)).values_list("pk", flat=True))
+    Signup.objects.filter(pk__in=ids).exclude(in_flight(now)).update(
         status=Status.PENDING, next_attempt_at=now, enqueued_at=now, deadline_at=default_deadline()
     )
     transaction.on_commit(lambda: publish(ids, marked_at=now))
-    return len(ids)
+    return len(ids), skipped
 
 
-def mark_failed(queryset: Any, reason: str) -> int:
-    """Give up on signups that are not synced (the admin's "Mark as failed")."""
-    return queryset.exclude(status=Status.SYNCED).update(
-        status=Status.FAILED, last_error=reason, lease_expires_at=None, updated_at=timezone.now()
+def mark_failed(queryset: Any, reason: str) -> tuple[int, int]:
+    """Give up on signups that are not synced (the admin's "Mark as failed").
+
+    Returns ``(marked, skipped_in_flight)``: rows a worker holds are left to it.
+    """
+    now = timezone.now()
+    skipped = queryset.filter(in_flight(now)).count()
+    marked = (
+        queryset.exclude(status=Status.SYNCED)
+        .exclude(in_flight(now))
+        .update(status=Status.FAILED, last_error=reason, lease_expires_at=None, updated_at=now)
     )
+    return marked, skipped

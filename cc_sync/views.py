@@ -6,13 +6,16 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
+from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.generic import FormView, TemplateView
 
-from . import defences, privacy
+from . import confirmation, defences, privacy
 from .conf import get_setting
 from .forms import SignupForm
+from .models import Signup
 from .sync import enqueue_signup
 
 
@@ -78,3 +81,29 @@ class SignupView(FormView):
 
 class ThanksView(TemplateView):
     template_name = "cc_sync/signup_thanks.html"
+
+
+@method_decorator(never_cache, name="dispatch")
+class ConfirmView(TemplateView):
+    """The page the confirmation email links to: shows a button on GET, confirms on POST only.
+
+    Mail scanners and link previews fetch links with GET; a confirmation must be the person's own click.
+    """
+
+    template_name = "cc_sync/confirm.html"
+
+    def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        try:
+            signup = confirmation.signup_for(token)
+        except confirmation.InvalidLink:
+            return self.render_to_response({"state": "invalid"}, status=400)
+        waiting = signup.status == Signup.Status.AWAITING_CONFIRMATION
+        return self.render_to_response({"state": "ask" if waiting else "done", "signup": signup})
+
+    def post(self, request: HttpRequest, token: str) -> HttpResponse:
+        try:
+            signup = confirmation.signup_for(token)
+        except confirmation.InvalidLink:
+            return self.render_to_response({"state": "invalid"}, status=400)
+        state = "confirmed" if confirmation.confirm(signup) else "done"
+        return self.render_to_response({"state": state, "signup": signup})

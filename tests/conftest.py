@@ -34,6 +34,8 @@ TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
 DEVICE_URL = "https://authz.cc.test/oauth2/default/v1/device/authorize"
 API_URL = "https://api.cc.test/v3"
 SIGN_UP_URL = f"{API_URL}/contacts/sign_up_form"
+CONTACTS_URL = f"{API_URL}/contacts"
+ADD_LISTS_URL = f"{API_URL}/activities/add_list_memberships"
 REDIRECT_URI = "https://site.example/admin/cc_sync/connection/callback/"
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"test-client-id:test-client-secret").decode()}
 

@@ -1,4 +1,4 @@
-"""The signup task: claim, push to sign_up_form, and classify every outcome."""
+"""The signup task: claim, push to CC, and classify every outcome (contact safety: tests/test_contact_safety.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from responses import matchers
 
 from cc_sync import ratelimit, sync, tasks
 from cc_sync.models import Connection, Signup
-from tests.conftest import ACCESS_TOKEN, LIST_ID, SIGN_UP_URL, TOKEN_URL, make_connection
+from tests.conftest import ACCESS_TOKEN, CONTACTS_URL, LIST_ID, TOKEN_URL, make_connection
 
 CONTACT_ID = "ab7ab702-b935-11e9-8a58-fa163e6b01c1"
 S = Signup.Status
@@ -24,13 +24,13 @@ def signup(db):
     )
 
 
-def expect_sign_up(cc_api, token=ACCESS_TOKEN, status=201, json=None, body=None, **kwargs):
-    """Register the exact sign_up_form request a signup must produce."""
-    content = {"json": json if json is not None else {"contact_id": CONTACT_ID, "action": "created"}}
+def expect_create(cc_api, token=ACCESS_TOKEN, status=201, json=None, body=None, **kwargs):
+    """Register the exact ``POST /contacts`` request a new signup must produce (its first request)."""
+    content = {"json": json if json is not None else {"contact_id": CONTACT_ID}}
     if body is not None:
         content = {"body": body}
     return cc_api.post(
-        SIGN_UP_URL,
+        CONTACTS_URL,
         status=status,
         match=[
             matchers.header_matcher(
@@ -42,7 +42,8 @@ def expect_sign_up(cc_api, token=ACCESS_TOKEN, status=201, json=None, body=None,
             ),
             matchers.json_params_matcher(
                 {
-                    "email_address": "jdodge@example.com",
+                    "email_address": {"address": "jdodge@example.com", "permission_to_send": "explicit"},
+                    "create_source": "Contact",
                     "first_name": "Jake",
                     "last_name": "Dodge",
                     "list_memberships": [LIST_ID],
@@ -67,19 +68,18 @@ def run(django_capture_on_commit_callbacks):
     return run_task
 
 
-@pytest.mark.parametrize(("status", "created"), [(201, True), (200, False)])
-def test_success_marks_synced_with_contact_id(connection, cc_api, signup, status, created, run):
-    expect_sign_up(cc_api, status=status, json={"contact_id": CONTACT_ID, "action": "updated"})
+def test_success_marks_synced_with_contact_id(connection, cc_api, signup, run):
+    expect_create(cc_api)
     signup = run(signup)
     assert signup.status == S.SYNCED
     assert signup.contact_id == CONTACT_ID
-    assert signup.created_in_cc is created
+    assert signup.created_in_cc is True
     assert signup.synced_at is not None
     assert signup.attempts == 1
 
 
 def test_a_second_delivery_of_the_same_message_does_nothing(connection, cc_api, signup, run):
-    expect_sign_up(cc_api)
+    expect_create(cc_api)
     run(signup)
     run(signup)  # cc_api would fail on a second, unregistered request
     assert Signup.objects.get(pk=signup.pk).attempts == 1
@@ -94,13 +94,13 @@ def test_a_row_left_syncing_by_a_dead_worker_is_claimable_after_its_lease(connec
     Signup.objects.filter(pk=signup.pk).update(
         status=S.SYNCING, lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    expect_sign_up(cc_api)
+    expect_create(cc_api)
     assert run(signup).status == S.SYNCED
 
 
 @pytest.mark.parametrize("status", [400, 404, 415])
 def test_permanent_rejections_fail_once_with_ccs_message(connection, cc_api, signup, published, status, run):
-    expect_sign_up(
+    expect_create(
         cc_api,
         status=status,
         json=[
@@ -117,11 +117,11 @@ def test_permanent_rejections_fail_once_with_ccs_message(connection, cc_api, sig
 @pytest.mark.parametrize(
     "answer",
     [
-        {"status": 409, "json": [{"error_key": "conflict", "error_message": "simultaneous edit"}]},
         {"status": 500, "body": "<html>oops</html>"},
         {"status": 502, "body": "<html>bad gateway</html>"},
         {"status": 503, "json": {}},
         {"status": 200, "body": "<html>maintenance</html>"},
+        {"status": 200, "json": {"contact_id": CONTACT_ID}},
         {"status": 200, "body": ""},
         {"status": 200, "body": '{"contact_id": "ab'},
         {"status": 201, "json": {"action": "created"}},
@@ -130,11 +130,11 @@ def test_permanent_rejections_fail_once_with_ccs_message(connection, cc_api, sig
         {"status": 200, "json": ["not", "an", "object"]},
     ],
     ids=[
-        "409",
         "500",
         "502-html",
         "503",
         "200-html",
+        "200-not-created",
         "200-empty",
         "200-truncated",
         "201-no-id",
@@ -146,7 +146,7 @@ def test_permanent_rejections_fail_once_with_ccs_message(connection, cc_api, sig
 def test_transient_outcomes_and_bad_bodies_are_retried_never_synced(
     connection, cc_api, signup, published, answer, run
 ):
-    expect_sign_up(cc_api, **answer)
+    expect_create(cc_api, **answer)
     before = timezone.now()
     signup = run(signup)
     assert signup.status == S.PENDING
@@ -167,7 +167,7 @@ def test_transient_outcomes_and_bad_bodies_are_retried_never_synced(
     ],
 )
 def test_timeouts_and_resets_are_retried(connection, cc_api, signup, published, error, run):
-    cc_api.post(SIGN_UP_URL, body=error)
+    cc_api.post(CONTACTS_URL, body=error)
     assert run(signup).status == S.PENDING
 
 
@@ -195,7 +195,7 @@ def test_backoff_is_capped_exponential_with_full_jitter(monkeypatch, cc_settings
 
 
 def test_throttled_waits_at_least_a_second(connection, cc_api, signup, published, run):
-    expect_sign_up(cc_api, status=429, json={"error_key": "throttled", "error_message": "Too Many Requests"})
+    expect_create(cc_api, status=429, json={"error_key": "throttled", "error_message": "Too Many Requests"})
     before = timezone.now()
     signup = run(signup)
     assert signup.status == S.PENDING
@@ -206,9 +206,7 @@ def test_throttled_waits_at_least_a_second(connection, cc_api, signup, published
 def test_quota_exceeded_waits_until_after_midnight_utc_in_the_database(
     connection, cc_api, signup, published, run
 ):
-    expect_sign_up(
-        cc_api, status=429, json={"error_key": "quota_exceeded", "error_message": "Limit Exceeded"}
-    )
+    expect_create(cc_api, status=429, json={"error_key": "quota_exceeded", "error_message": "Limit Exceeded"})
     signup = run(signup)
     midnight = (timezone.now() + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     assert signup.status == S.PENDING
@@ -218,7 +216,7 @@ def test_quota_exceeded_waits_until_after_midnight_utc_in_the_database(
 
 
 def test_401_refreshes_once_and_retries_once(connection, cc_api, signup, run):
-    expect_sign_up(cc_api, status=401, json={"error_key": "unauthorized", "error_message": "Unauthorized"})
+    expect_create(cc_api, status=401, json={"error_key": "unauthorized", "error_message": "Unauthorized"})
     cc_api.post(
         TOKEN_URL,
         json={"access_token": "fresh-token", "refresh_token": "r2", "expires_in": 86400},
@@ -228,9 +226,7 @@ def test_401_refreshes_once_and_retries_once(connection, cc_api, signup, run):
             )
         ],
     )
-    expect_sign_up(
-        cc_api, token="fresh-token", status=200, json={"contact_id": CONTACT_ID, "action": "updated"}
-    )
+    expect_create(cc_api, token="fresh-token")
     signup = run(signup)
     assert signup.status == S.SYNCED
     assert Connection.load().access_token == "fresh-token"
@@ -239,9 +235,9 @@ def test_401_refreshes_once_and_retries_once(connection, cc_api, signup, run):
 def test_401_right_after_a_refresh_holds_the_row_and_needs_reconnect(
     connection, cc_api, signup, mailoutbox, run
 ):
-    expect_sign_up(cc_api, status=401, json={"error_key": "unauthorized"})
+    expect_create(cc_api, status=401, json={"error_key": "unauthorized"})
     cc_api.post(TOKEN_URL, json={"access_token": "fresh-token", "refresh_token": "r2", "expires_in": 86400})
-    expect_sign_up(cc_api, token="fresh-token", status=401, json={"error_key": "unauthorized"})
+    expect_create(cc_api, token="fresh-token", status=401, json={"error_key": "unauthorized"})
     signup = run(signup)
     assert signup.status == S.WAITING_RECONNECT
     assert Connection.load().status == Connection.Status.NEEDS_RECONNECT
@@ -249,7 +245,7 @@ def test_401_right_after_a_refresh_holds_the_row_and_needs_reconnect(
 
 
 def test_403_holds_the_row_and_needs_reconnect(connection, cc_api, signup, run):
-    expect_sign_up(cc_api, status=403, json=[{"error_key": "forbidden", "error_message": "Forbidden"}])
+    expect_create(cc_api, status=403, json=[{"error_key": "forbidden", "error_message": "Forbidden"}])
     assert run(signup).status == S.WAITING_RECONNECT
     assert Connection.load().status == Connection.Status.NEEDS_RECONNECT
 
@@ -267,7 +263,7 @@ def test_signups_are_held_without_any_request_while_not_connected(db, cc_api, si
 
 def test_past_the_deadline_a_transient_failure_fails_the_row(connection, cc_api, signup, run):
     Signup.objects.filter(pk=signup.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
-    expect_sign_up(cc_api, status=503, json={})
+    expect_create(cc_api, status=503, json={})
     signup = run(signup)
     assert signup.status == S.FAILED
     assert signup.last_error.startswith("Gave up after 1 attempts")
@@ -278,7 +274,7 @@ def test_retry_now_gives_a_failed_row_a_new_deadline(
 ):
     Signup.objects.filter(pk=signup.pk).update(status=S.FAILED, deadline_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
-        assert sync.retry_now(Signup.objects.all()) == 1
+        assert sync.retry_now(Signup.objects.all()) == (1, 0)
     signup.refresh_from_db()
     assert signup.status == S.PENDING
     assert signup.deadline_at > timezone.now() + timedelta(days=2)
@@ -288,14 +284,15 @@ def test_retry_now_gives_a_failed_row_a_new_deadline(
 def test_optional_fields_are_sent_only_when_given(connection, cc_api, run):
     signup = Signup.objects.create(email="a@example.com", phone_number="+1 555 0100", list_ids=["l1", "l2"])
     cc_api.post(
-        SIGN_UP_URL,
+        CONTACTS_URL,
         json={"contact_id": CONTACT_ID},
         status=201,
         match=[
             matchers.json_params_matcher(
                 {
-                    "email_address": "a@example.com",
-                    "phone_number": "+1 555 0100",
+                    "email_address": {"address": "a@example.com", "permission_to_send": "explicit"},
+                    "create_source": "Contact",
+                    "phone_numbers": [{"phone_number": "+1 555 0100", "kind": "other"}],
                     "list_memberships": ["l1", "l2"],
                 }
             )
@@ -306,15 +303,15 @@ def test_optional_fields_are_sent_only_when_given(connection, cc_api, run):
 
 def test_rows_without_lists_use_the_default_lists_at_push_time(connection, cc_api, cc_settings, run):
     signup = Signup.objects.create(email="jdodge@example.com", first_name="Jake", last_name="Dodge")
-    expect_sign_up(cc_api)
+    expect_create(cc_api)
     assert run(signup).status == S.SYNCED
 
 
-def test_with_no_list_anywhere_the_row_is_held(connection, cc_api, cc_settings, run):
+def test_with_no_list_anywhere_the_row_is_held_for_a_list(connection, cc_api, cc_settings, run):
     cc_settings["LIST_IDS"] = []
     signup = Signup.objects.create(email="a@example.com")
     signup = run(signup)
-    assert signup.status == S.WAITING_RECONNECT
+    assert signup.status == S.WAITING_LIST
     assert "list" in signup.last_error
 
 
@@ -393,5 +390,5 @@ def test_sweeper_releases_held_rows_once_connected(connection, published, django
 def test_mark_failed_leaves_synced_rows_alone(connection):
     Signup.objects.create(email="a@example.com", status=S.SYNCED)
     Signup.objects.create(email="b@example.com", status=S.PENDING)
-    assert sync.mark_failed(Signup.objects.all(), "by hand") == 1
+    assert sync.mark_failed(Signup.objects.all(), "by hand") == (1, 0)
     assert Signup.objects.filter(status=S.FAILED).count() == 1
