@@ -8,12 +8,14 @@ import json
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection as db_connection
 
-from cc_sync import crypto
-from cc_sync.exceptions import CCSyncConfigurationError
-from cc_sync.models import Connection
-from tests.conftest import ACCESS_TOKEN, REFRESH_TOKEN, make_connection
+from cc_sync import crypto, sync
+from cc_sync.exceptions import CCSyncConfigurationError, ReconnectRequired
+from cc_sync.fields import unreadable_fields
+from cc_sync.models import Connection, Signup
+from tests.conftest import ACCESS_TOKEN, LIST_ID, REFRESH_TOKEN, make_connection
 
 KEY_A = "pRmgMa8T0INjEAfksaq2aafzoZXEuwKI7wDe4c1F8AY="  # the key in tests/settings.py
 KEY_B = "0Xb7yJ9dyq1m8QwnZ9u6K0W1v1l6i8s0h3tqVj2J8nE="
@@ -110,16 +112,115 @@ def test_rotate_keys_accepts_comma_separated_keys_string(db, cc_settings):
     assert Connection.load().refresh_token == REFRESH_TOKEN
 
 
-def test_reading_with_only_an_unrelated_key_raises_configuration_error_without_the_key(db, cc_settings):
+def test_a_wrong_key_loads_the_connection_and_using_a_token_asks_to_restore_the_key_or_reconnect(
+    db, cc_settings
+):
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_A]
+    make_connection()
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_C]  # a rotation that dropped the old key
+    stored = Connection.load()  # never raises: the visitor's form and every admin page read this row
+    assert stored.status == Connection.Status.CONNECTED
+    assert unreadable_fields(stored) == ["access_token", "refresh_token"]
+    with pytest.raises(ReconnectRequired) as raised:
+        stored.access_token  # noqa: B018
+    message = str(raised.value)
+    assert "cannot be read with the configured ENCRYPTION_KEYS" in message
+    assert "restore the old key" in message and "reconnect" in message
+    assert raised.value.error_key == "tokens_unreadable"
+    for secret in (KEY_A, KEY_C, ACCESS_TOKEN, REFRESH_TOKEN, *raw_tokens()):
+        assert secret not in message
+    with pytest.raises(CCSyncConfigurationError):  # the low-level call still says what is wrong
+        crypto.decrypt(raw_tokens()[0])
+
+
+def test_saving_a_row_with_unreadable_tokens_keeps_the_ciphertext_so_the_old_key_still_reads_it(
+    db, cc_settings
+):
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_A]
+    make_connection()
+    before = raw_tokens()
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_C]
+    stored = Connection.load()
+    stored.status = Connection.Status.NEEDS_RECONNECT
+    stored.last_error = "keys"
+    stored.save()
+    assert raw_tokens() == before
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_C, KEY_A]  # the old key restored behind the new one
+    stored = Connection.load()
+    assert unreadable_fields(stored) == []
+    assert (stored.access_token, stored.refresh_token) == (ACCESS_TOKEN, REFRESH_TOKEN)
+
+
+def test_missing_keys_do_not_break_loading_the_connection(db, cc_settings):
+    make_connection()
+    del cc_settings["ENCRYPTION_KEYS"]
+    stored = Connection.load()
+    assert unreadable_fields(stored) == ["access_token", "refresh_token"]
+    assert not crypto.is_readable(stored.__dict__["access_token"])
+
+
+def test_loaddata_of_ciphertext_made_under_another_key_is_marked_unreadable_not_taken_for_a_token(
+    db, cc_settings, tmp_path
+):
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_C]  # another site's key
+    make_connection()
+    out = io.StringIO()
+    call_command("dumpdata", "cc_sync.connection", stdout=out)
+    [row] = json.loads(out.getvalue())
+    foreign = (row["fields"]["access_token"], row["fields"]["refresh_token"])
+    Connection.objects.all().delete()
+    fixture = tmp_path / "connection.json"
+    fixture.write_text(out.getvalue())
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_A]
+    call_command("loaddata", str(fixture), verbosity=0)
+    # Stored exactly as it came (not encrypted a second time), so the right key can still read it.
+    assert raw_tokens() == foreign
+    stored = Connection.load()
+    assert unreadable_fields(stored) == ["access_token", "refresh_token"]
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_A, KEY_C]
+    assert Connection.load().refresh_token == REFRESH_TOKEN
+
+
+def test_dumpdata_writes_unreadable_tokens_as_the_same_ciphertext(db, cc_settings):
     cc_settings["ENCRYPTION_KEYS"] = [KEY_A]
     make_connection()
     cc_settings["ENCRYPTION_KEYS"] = [KEY_C]
-    with pytest.raises(CCSyncConfigurationError) as raised:
-        Connection.load()
-    message = str(raised.value)
-    assert "ENCRYPTION_KEYS" in message
-    for secret in (KEY_A, KEY_B, KEY_C, ACCESS_TOKEN, REFRESH_TOKEN):
-        assert secret not in message
+    out = io.StringIO()
+    call_command("dumpdata", "cc_sync.connection", stdout=out)
+    [row] = json.loads(out.getvalue())
+    assert (row["fields"]["access_token"], row["fields"]["refresh_token"]) == raw_tokens()
+
+
+def test_rotate_keys_refuses_tokens_it_cannot_read_and_changes_nothing(db, cc_settings):
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_A]
+    make_connection()
+    before = raw_tokens()
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_B]
+    with pytest.raises(CommandError, match="restore the old key"):
+        call_command("cc_sync_rotate_keys", stdout=io.StringIO())
+    assert raw_tokens() == before
+
+
+def test_the_public_form_stores_the_signup_whatever_the_keys(client, db, cc_settings, published):
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_A]
+    make_connection()
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_C]
+    response = client.post("/signup/", {"email": "anna@example.com", "first_name": "Anna", "consent": "on"})
+    assert response.status_code == 302
+    assert Signup.objects.filter(email="anna@example.com").exists()
+
+
+def test_a_worker_holds_the_signup_for_a_reconnect_when_the_tokens_cannot_be_read(db, cc_settings, cc_api):
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_A]
+    make_connection()
+    signup = Signup.objects.create(email="anna@example.com", list_ids=[LIST_ID])
+    cc_settings["ENCRYPTION_KEYS"] = [KEY_C]
+    sync.process_signup(signup.pk)  # cc_api: no request may reach CC
+    signup.refresh_from_db()
+    assert signup.status == Signup.Status.WAITING_RECONNECT
+    assert "restore the old key or reconnect" in signup.last_error.replace("\n", " ").lower() or (
+        "restore the old key" in signup.last_error
+    )
 
 
 def test_invalid_key_material_raises_configuration_error_without_the_key(db, cc_settings):

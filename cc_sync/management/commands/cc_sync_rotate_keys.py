@@ -1,9 +1,11 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from cc_sync import crypto
 from cc_sync.db import lock_row
+from cc_sync.fields import unreadable_fields
 from cc_sync.models import Connection
 
 
@@ -13,7 +15,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
             # Reading decrypts with whichever key fits; saving encrypts with the first.
-            lock_row(Connection, Connection.SINGLETON_PK).save()
+            connection = lock_row(Connection, Connection.SINGLETON_PK)
+            if unreadable_fields(connection):
+                # Saving would only write the same ciphertext back: say so instead of claiming success.
+                raise CommandError(crypto.UNREADABLE_MESSAGE + " Nothing was changed.")
+            connection.save()
         self.stdout.write(
             self.style.SUCCESS("Tokens re-encrypted with the newest key; older keys can now be removed.")
         )
