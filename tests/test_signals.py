@@ -8,7 +8,7 @@ from responses import matchers
 from cc_sync import oauth, signals, tasks
 from cc_sync.exceptions import ReconnectRequired
 from cc_sync.models import Connection, Signup
-from tests.conftest import LIST_ID, SIGN_UP_URL, TOKEN_URL, make_connection
+from tests.conftest import CONTACTS_URL, LIST_ID, TOKEN_URL, make_connection
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def received():
 
 def test_signup_synced_is_sent_with_the_signup(connection, cc_api, received):
     signup = Signup.objects.create(email="a@example.com", list_ids=[LIST_ID])
-    cc_api.post(SIGN_UP_URL, status=201, json={"contact_id": "c-1"})
+    cc_api.post(CONTACTS_URL, status=201, json={"contact_id": "c-1"})
     tasks.sync_signup.run(signup.pk)
     assert [(name, kw["signup"].pk, kw["signup"].contact_id) for name, kw in received] == [
         ("signup_synced", signup.pk, "c-1")
@@ -43,7 +43,7 @@ def test_signup_synced_is_sent_with_the_signup(connection, cc_api, received):
 
 def test_signup_failed_is_sent_with_the_reason(connection, cc_api, received):
     signup = Signup.objects.create(email="a@example.com", list_ids=[LIST_ID])
-    cc_api.post(SIGN_UP_URL, status=400, json=[{"error_key": "bad", "error_message": "Bad phone."}])
+    cc_api.post(CONTACTS_URL, status=400, json=[{"error_key": "bad", "error_message": "Bad phone."}])
     tasks.sync_signup.run(signup.pk)
     [(name, kwargs)] = received
     assert name == "signup_failed"
