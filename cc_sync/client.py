@@ -309,6 +309,8 @@ class ConstantContactClient:
             data = json.dumps(json_body)
         response = self._send("api", method, url, params=params, data=data, headers=headers)
         status = response.status_code
+        if status != 429 and status < 500:
+            ratelimit.record_accepted()  # CC answered this one: its daily quota is not spent
         if status < 300:
             return response
         error_key, message, errors = describe_error(response)
@@ -331,11 +333,14 @@ class ConstantContactClient:
                     retry_after=_retry_after(response, 60.0),
                     **context,
                 )
-            if error_key == "quota_exceeded":
+            # CC's error key alone does not decide: no CC source confirms `quota_exceeded`, so a run of
+            # 429s while our pacing is kept means the quota as well (ratelimit.record_429).
+            wait = ratelimit.record_429(error_key)
+            if wait is not None:
                 raise QuotaExceeded(
-                    f"Constant Contact's daily quota is spent: {message}",
-                    retry_after=ratelimit.seconds_until_utc_midnight() + 60,
-                    **context,
+                    f"Constant Contact's daily quota is believed spent: {message}",
+                    retry_after=wait,
+                    **{**context, "error_key": "quota_exceeded"},
                 )
             raise Throttled(
                 f"Constant Contact throttled the request: {message}",

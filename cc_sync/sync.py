@@ -464,13 +464,19 @@ def _ask_for_confirmation(signup: Signup) -> None:
 
 def retry_delay(attempts: int, error: RetryLater) -> float:
     """Seconds to wait before the next attempt: full-jitter capped exponential backoff, or CC's own wait."""
+    retry_max = float(get_setting("RETRY_MAX"))
     if isinstance(error, QuotaExceeded):
-        # The daily quota resets at 00:00 UTC; spread the restart over a minute.
+        # Until the next probe of the quota (ratelimit lets one request through then, and the others wait
+        # for the probe after it); spread the rows over a minute after it.
         return (error.retry_after or 0) + random.uniform(0, 60)
     if isinstance(error, Throttled):
-        return max(1.0, error.retry_after or 1.0) + random.uniform(0, 1)
-    cap = min(float(get_setting("RETRY_MAX")), float(get_setting("RETRY_BASE")) * 2 ** max(0, attempts - 1))
-    return random.uniform(0, cap)
+        # CC asks for about a second; a signup throttled again and again backs off further, up to RETRY_MAX,
+        # so that nothing retries every second for hours.
+        spread = min(retry_max, 2.0 ** max(0, attempts - 1))
+        return max(1.0, error.retry_after or 1.0) + random.uniform(0, spread)
+    cap = min(retry_max, float(get_setting("RETRY_BASE")) * 2 ** max(0, attempts - 1))
+    # A wait CC named (ActivityQueueFull: minutes) is the least; the backoff comes on top.
+    return (error.retry_after or 0) + random.uniform(0, cap)
 
 
 def _retry_later(signup: Signup, error: RetryLater) -> None:
