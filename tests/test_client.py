@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 import requests
+from django.utils import timezone
 from responses import matchers
 
-from cc_sync import ratelimit
+from cc_sync import ratelimit, sync
 from cc_sync.client import ConstantContactClient, describe_error, get_client, redact
 from cc_sync.exceptions import (
     AccessTokenRejected,
@@ -20,6 +24,8 @@ from cc_sync.exceptions import (
     RetryLater,
     Throttled,
 )
+from cc_sync.models import RateLimitState, Signup
+from tests.conftest import LIST_ID, make_connection
 
 API = "https://api.cc.test/v3"
 BEARER = {"Authorization": "Bearer tok"}
@@ -176,3 +182,178 @@ def test_a_process_reuses_its_client_but_threads_and_forked_children_get_their_o
         os._exit(0 if get_client() is not client else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- the daily quota, decided from behaviour (issue 12 section 2) -----------------------------------------
+
+
+class Clock:
+    """A pinned wall clock for ratelimit (``time.time``) and Django (``timezone.now``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
+        self.set(moment)
+        monkeypatch.setattr(time, "time", lambda: self.now)
+        monkeypatch.setattr(time, "sleep", lambda seconds: None)
+        monkeypatch.setattr(timezone, "now", lambda: datetime.fromtimestamp(self.now, tz=dt_timezone.utc))
+
+    def set(self, moment: str) -> None:
+        self.now = datetime.fromisoformat(moment).replace(tzinfo=dt_timezone.utc).timestamp()
+
+
+def at(moment: str) -> datetime:
+    return datetime.fromisoformat(moment).replace(tzinfo=dt_timezone.utc)
+
+
+THROTTLED = {"error_key": "throttled", "error_message": "Too Many Requests"}
+
+
+def test_five_paced_429s_in_a_row_mean_the_quota_whatever_the_error_key(db, cc_api, monkeypatch):
+    clock = Clock(monkeypatch, "2028-02-29 10:00:00")
+    for _ in range(ratelimit.QUOTA_429S):
+        cc_api.get(f"{API}/account/summary", status=429, json=THROTTLED)
+    client = ConstantContactClient()
+    for _ in range(ratelimit.QUOTA_429S - 1):
+        with pytest.raises(Throttled):
+            client.account_summary("tok")
+    with pytest.raises(QuotaExceeded) as excinfo:
+        client.account_summary("tok")
+    # Only behaviour says so: look again after a probe interval (3600 s), not only after 00:00 UTC.
+    assert excinfo.value.retry_after == 3600
+    state = RateLimitState.objects.get(name="api")
+    assert (state.blocked_until, state.quota_429s) == (at("2028-02-29 11:00:00"), 5)
+    clock.set("2028-02-29 10:59:59")
+    with pytest.raises(QuotaExceeded) as excinfo:
+        client.account_summary("tok")  # nothing is sent while blocked: cc_api would fail an unexpected call
+    assert excinfo.value.retry_after == 1
+    status = ratelimit.quota_status()
+    assert status["blocked"] and status["blocked_until"] == at("2028-02-29 11:00:00")
+    assert "5 requests in a row" in status["reason"]
+    assert status["last_429_at"] == at("2028-02-29 10:00:00")
+
+
+def test_an_answer_between_429s_ends_the_streak(db, cc_api, monkeypatch):
+    Clock(monkeypatch, "2028-02-29 10:00:00")
+    client = ConstantContactClient()
+    for _ in range(2):
+        for _ in range(ratelimit.QUOTA_429S - 1):
+            cc_api.get(f"{API}/account/summary", status=429, json=THROTTLED)
+        for _ in range(ratelimit.QUOTA_429S - 1):
+            with pytest.raises(Throttled):
+                client.account_summary("tok")
+        cc_api.get(f"{API}/account/summary", status=404, json=[{"error_key": "not_found"}])
+        with pytest.raises(Rejected):
+            client.account_summary("tok")  # CC processed it: the quota is not spent
+    state = RateLimitState.objects.get(name="api")
+    assert (state.blocked_until, state.quota_429s) == (None, 0)
+
+
+def test_429s_on_requests_sent_late_for_their_slot_do_not_count(db, cc_api, monkeypatch):
+    clock = Clock(monkeypatch, "2028-02-29 10:00:00")
+
+    def busy_host() -> float:  # every look at the clock finds it 0.3 s on: requests leave late
+        clock.now += 0.3
+        return clock.now
+
+    monkeypatch.setattr(time, "time", busy_host)
+    for _ in range(ratelimit.QUOTA_429S + 1):
+        cc_api.get(f"{API}/account/summary", status=429, json=THROTTLED)
+    for _ in range(ratelimit.QUOTA_429S + 1):
+        with pytest.raises(Throttled):
+            ConstantContactClient().account_summary("tok")
+    assert RateLimitState.objects.get(name="api").quota_429s == 0
+
+
+def test_quota_exceeded_waits_for_the_presumed_reset_then_probes_sparingly(db, cc_api, monkeypatch):
+    clock = Clock(monkeypatch, "2028-02-29 10:00:00")
+    client = ConstantContactClient()
+    cc_api.get(f"{API}/account/summary", status=429, json={"error_key": "quota_exceeded"})
+    with pytest.raises(QuotaExceeded) as excinfo:
+        client.account_summary("tok")
+    assert excinfo.value.retry_after == 14 * 3600 + 60  # CC's word: its documented reset, 00:00 UTC
+    clock.set("2028-03-01 00:00:59")
+    with pytest.raises(QuotaExceeded):
+        client.account_summary("tok")  # not sent
+    # CC's day did not end at 00:00 UTC: the probe is refused, and the next one waits a probe interval.
+    clock.set("2028-03-01 00:01:00")
+    cc_api.get(f"{API}/account/summary", status=429, json=THROTTLED)
+    with pytest.raises(QuotaExceeded) as excinfo:
+        client.account_summary("tok")
+    assert excinfo.value.retry_after == 3600
+    assert RateLimitState.objects.get(name="api").blocked_until == at("2028-03-01 01:01:00")
+    clock.set("2028-03-01 01:00:00")
+    with pytest.raises(QuotaExceeded):
+        client.account_summary("tok")  # not sent
+    # The next probe is accepted: the block and the streak are gone, and requests flow again.
+    clock.set("2028-03-01 01:01:00")
+    cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
+    cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
+    client.account_summary("tok")
+    client.account_summary("tok")
+    state = RateLimitState.objects.get(name="api")
+    assert (state.blocked_until, state.quota_429s) == (None, 0)
+    assert ratelimit.quota_status()["blocked"] is False
+
+
+def test_only_one_request_probes_the_others_wait_without_sending(db, monkeypatch, cc_settings):
+    clock = Clock(monkeypatch, "2028-02-29 23:59:30")
+    RateLimitState.objects.create(name="api", blocked_until=at("2028-02-29 23:59:30"), quota_429s=7)
+    assert ratelimit.reserve("api", 4.0) == 0  # the probe
+    clock.now += 1
+    with pytest.raises(QuotaExceeded) as excinfo:
+        ratelimit.reserve("api", 4.0)  # waits for the probe's answer, never a request a second
+    assert excinfo.value.retry_after >= 60
+
+
+def test_the_local_daily_budget_blocks_until_the_presumed_reset_then_probes(
+    db, cc_api, cc_settings, monkeypatch
+):
+    clock = Clock(monkeypatch, "2028-02-29 23:59:30")
+    cc_settings["DAILY_LIMIT"] = 1
+    cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
+    client = ConstantContactClient()
+    client.account_summary("tok")
+    with pytest.raises(QuotaExceeded) as excinfo:
+        client.account_summary("tok")
+    assert excinfo.value.retry_after == 30 + 60
+    status = ratelimit.quota_status()
+    assert status["blocked_until"] == at("2028-03-01 00:01:00")
+    assert "local daily budget" in status["reason"] and status["requests_today"] == 1
+    clock.set("2028-03-01 00:00:30")  # our day has turned, but the presumed reset is a minute on
+    with pytest.raises(QuotaExceeded):
+        client.account_summary("tok")
+    clock.set("2028-03-01 00:01:00")
+    cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
+    client.account_summary("tok")  # the probe, accepted
+    assert ratelimit.quota_status()["blocked"] is False
+
+
+def test_activity_queue_429s_never_count_towards_the_quota(db, cc_api):
+    for _ in range(ratelimit.QUOTA_429S + 1):
+        cc_api.post(f"{API}/activities/contacts_json_import", status=429, json=THROTTLED)
+    for _ in range(ratelimit.QUOTA_429S + 1):
+        with pytest.raises(ActivityQueueFull):
+            ConstantContactClient().import_contacts_json("tok", [{"email": "a@example.com"}], ["l"])
+    assert not RateLimitState.objects.filter(name="api", quota_429s__gt=0).exists()
+
+
+def test_a_worker_that_finds_the_quota_blocked_waits_for_the_next_probe_without_sending(
+    db, cc_api, monkeypatch, published, django_capture_on_commit_callbacks
+):
+    Clock(monkeypatch, "2028-02-29 10:00:00")
+    make_connection()
+    RateLimitState.objects.create(name="api", blocked_until=at("2028-02-29 11:00:00"), quota_429s=5)
+    signup = Signup.objects.create(email="jdodge@example.com", list_ids=[LIST_ID])
+    with django_capture_on_commit_callbacks(execute=True):
+        sync.process_signup(signup.pk)
+    signup.refresh_from_db()
+    assert signup.status == Signup.Status.PENDING
+    assert at("2028-02-29 11:00:00") <= signup.next_attempt_at <= at("2028-02-29 11:01:00")
+    assert signup.last_error_key == "quota_exceeded"
+    assert published == []  # an hour's wait is the sweeper's, not a Celery countdown
+
+
+def test_a_signup_throttled_again_and_again_backs_off_beyond_a_second(monkeypatch, cc_settings):
+    cc_settings["RETRY_MAX"] = 600
+    monkeypatch.setattr(sync.random, "uniform", lambda low, high: high)
+    delays = [sync.retry_delay(n, Throttled("x", retry_after=1.0)) for n in (1, 2, 5, 12)]
+    assert delays == [2, 3, 17, 601]
