@@ -35,16 +35,16 @@ from django.utils.translation import gettext as _
 
 from . import oauth, privacy
 from .client import ConstantContactClient, get_client
-from .exceptions import AccessTokenRejected, QuotaExceeded, ReconnectRequired, Rejected, RetryLater
-from .models import (
-    EMAIL_MAX_LENGTH,
-    NAME_MAX_LENGTH,
-    PHONE_MAX_LENGTH,
-    BackfillBatch,
-    BackfillRun,
-    Suppression,
+from .exceptions import (
+    AccessTokenRejected,
+    ActivityQueueFull,
+    QuotaExceeded,
+    ReconnectRequired,
+    Rejected,
+    RetryLater,
 )
-from .validators import normalize_email, validate_custom_field_value, validate_no_control_characters
+from .models import BackfillBatch, BackfillRun, Suppression
+from .validators import normalize_email, validate_no_control_characters
 
 logger = logging.getLogger("cc_sync.backfill")
 
@@ -56,22 +56,40 @@ MAX_CONTACTS = 40_000
 MAX_BYTES = 4_000_000
 # CC's import takes at most 25 custom fields per contact (same page).
 MAX_CUSTOM_FIELDS = 25
+# Length limits of the import's own contact schema (spec build 3.0.161,
+# createImportJSONActivity_request_import_data_inner), which differ from sign_up_form's: `phone` takes 50
+# characters where sign_up_form's phone_number takes 25. tests/test_conformance.py checks them against the spec.
+IMPORT_EMAIL_MAX_LENGTH = 50
+IMPORT_TEXT_MAX_LENGTH = 50  # first_name, last_name, job_title, company_name
+IMPORT_PHONE_MAX_LENGTH = 50
+IMPORT_CUSTOM_FIELD_MAX_LENGTH = 255  # each "cf:<name>" value
 # Seconds between two polls of an activity; each poll costs one request of the 10,000-a-day budget.
 POLL_INTERVAL = 5.0
 # Transient failures (5xx, timeouts, throttling) of one call are retried this often, backing off from
 # RETRY_BASE seconds; after that the command stops and a re-run resumes.
 RETRY_ATTEMPTS = 5
 RETRY_BASE = 2.0
-# CC's activity states (spec v3.0.178, ActivityImport.state); all but initialized/processing are final.
+# A 429 on contacts_json_import does not mean "too fast": CC's spec gives it one meaning there, "You exceeded
+# 1,000 queued activities for this user account" (Activities429ErrorResponse,
+# https://developer.constantcontact.com/api_reference/index.html#!/Bulk_Activities/createImportJSONActivity).
+# Such a queue drains in minutes, so the next batch waits 1, 2, 4 ... minutes (at most 15) between tries and
+# the batches already sent are polled meanwhile; the command keeps waiting until CC takes the batch (Ctrl-C
+# stops it, and a re-run resumes).
+QUEUE_FULL_BACKOFF = 60.0
+QUEUE_FULL_BACKOFF_MAX = 900.0
+# Batches of one run that may wait at CC at the same time: a batch is sent while the one before is still being
+# processed, so no time is lost between them, and a few of the account's 1,000 queued activities at most.
+MAX_IN_FLIGHT = 3
+# CC's activity states (spec build 3.0.161, ActivityImport.state); all but initialized/processing are final.
 FINAL_STATES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 
-#: Source columns / keys and the import_data field each fills, with the signup form's length limits.
+#: Source columns / keys, the import_data field each fills, and the import's length limit for it.
 TEXT_FIELDS: tuple[tuple[str, str, int], ...] = (
-    ("first_name", "first_name", NAME_MAX_LENGTH),
-    ("last_name", "last_name", NAME_MAX_LENGTH),
-    ("job_title", "job_title", NAME_MAX_LENGTH),
-    ("company_name", "company_name", NAME_MAX_LENGTH),
-    ("phone_number", "phone", PHONE_MAX_LENGTH),
+    ("first_name", "first_name", IMPORT_TEXT_MAX_LENGTH),
+    ("last_name", "last_name", IMPORT_TEXT_MAX_LENGTH),
+    ("job_title", "job_title", IMPORT_TEXT_MAX_LENGTH),
+    ("company_name", "company_name", IMPORT_TEXT_MAX_LENGTH),
+    ("phone_number", "phone", IMPORT_PHONE_MAX_LENGTH),
 )
 CONSENT_COLUMN = "consent"
 CUSTOM_FIELD_PREFIX = "cf:"  # CC's import takes custom fields as "cf:<custom field name>" keys
@@ -263,8 +281,9 @@ def _check(number: int, record: dict[str, Any]) -> Row:
 
 
 def contact_from(record: dict[str, Any]) -> dict[str, str]:
-    """The ``import_data`` entry for one source row, checked with the signup form's validators and limits."""
-    email = normalize_email(str(record.get("email") or ""), EMAIL_MAX_LENGTH)
+    """The ``import_data`` entry for one source row, checked with the signup form's validators and the
+    import's own length limits (CC's spec for ``contacts_json_import``)."""
+    email = normalize_email(str(record.get("email") or ""), IMPORT_EMAIL_MAX_LENGTH)
     contact = {"email": email}
     for column, key, limit in TEXT_FIELDS:
         value = str(record.get(column) or "").strip()
@@ -285,10 +304,12 @@ def contact_from(record: dict[str, Any]) -> dict[str, str]:
     if len(custom) > MAX_CUSTOM_FIELDS:
         raise ValidationError(_("Constant Contact imports at most 25 custom fields per contact."))
     for name, value in custom.items():
-        try:
-            validate_custom_field_value(value)
-        except ValidationError as err:
-            raise ValidationError(f"{name}: {' '.join(err.messages)}") from None
+        validate_no_control_characters(value)
+        if len(value) > IMPORT_CUSTOM_FIELD_MAX_LENGTH:
+            raise ValidationError(
+                _("%(field)s: Constant Contact accepts at most %(limit)d characters.")
+                % {"field": name, "limit": IMPORT_CUSTOM_FIELD_MAX_LENGTH}
+            )
         contact[name] = value
     return contact
 
@@ -410,9 +431,19 @@ class Backfill:
     progress: Callable[[Progress], None] | None = None
     sleep: Callable[[float], None] | None = None  # time.sleep
     client: ConstantContactClient = field(default_factory=get_client)
+    #: Told why the run waits (CC's activity queue is full), as a sentence for the operator.
+    notice: Callable[[str], None] | None = None
+    max_in_flight: int = MAX_IN_FLIGHT
+
+    def __post_init__(self) -> None:
+        self._in_flight: list[BackfillBatch] = []  # sent, not yet ended at CC
 
     def execute(self) -> BackfillRun:
         """Process every unfinished batch in order; the run is *finished* when none is left.
+
+        Up to ``max_in_flight`` batches wait at CC at once; each round sends what may be sent, sleeps
+        ``poll_interval`` and polls every batch that was sent. A 429 on the import (CC's activity queue is full)
+        holds back the next batch for minutes while the batches already sent are still polled.
 
         Raises :class:`QuotaExceeded`, :class:`ReconnectRequired` or :class:`RetryLater` (after
         ``RETRY_ATTEMPTS``) to stop; the state saved so far lets a re-run resume.
@@ -425,11 +456,31 @@ class Backfill:
             for b in batches
             if b.status in (BackfillBatch.Status.COMPLETED, BackfillBatch.Status.FAILED)
         )
-        for batch in batches:
-            if batch.status == BackfillBatch.Status.PENDING:
-                self._submit(batch)
-            if batch.status == BackfillBatch.Status.SUBMITTED:
-                self._wait(batch)
+        pending = [b for b in batches if b.status == BackfillBatch.Status.PENDING]
+        self._in_flight = [b for b in batches if b.status == BackfillBatch.Status.SUBMITTED]
+        refusals, hold = 0, 0.0  # queue-full answers in a row; seconds before the next batch may be sent
+        while pending or self._in_flight:
+            while pending and hold <= 0 and len(self._in_flight) < max(1, self.max_in_flight):
+                batch = pending[0]
+                try:
+                    self._submit(batch)
+                except ActivityQueueFull as err:
+                    refusals += 1
+                    hold = self._queue_full(batch, err, refusals)
+                    break
+                refusals = 0
+                pending.pop(0)
+                if batch.status == BackfillBatch.Status.SUBMITTED:
+                    self._in_flight.append(batch)
+            if self._in_flight:
+                self._sleep(self.poll_interval)
+                hold -= self.poll_interval
+                for batch in list(self._in_flight):
+                    if self._poll(batch):
+                        self._in_flight.remove(batch)
+            elif pending and hold > 0:
+                self._sleep(hold)  # nothing to poll meanwhile
+                hold = 0.0
         self.run.status, self.run.finished_at = BackfillRun.Status.FINISHED, timezone.now()
         self.run.save(update_fields=["status", "finished_at", "updated_at"])
         return self.run
@@ -439,10 +490,10 @@ class Backfill:
 
     def _report(self, batch: BackfillBatch) -> None:
         if self.progress is not None:
-            running = (
-                len(batch.rows) * batch.percent_done // 100
-                if batch.status == BackfillBatch.Status.SUBMITTED
-                else 0
+            running = sum(
+                len(b.rows) * b.percent_done // 100
+                for b in self._in_flight
+                if b.status == BackfillBatch.Status.SUBMITTED
             )
             self.progress(
                 Progress(self._finished + running, self._total, batch.number, self._count, batch.percent_done)
@@ -462,8 +513,8 @@ class Backfill:
                     )
                     raise ReconnectRequired(str(err), status_code=err.status_code) from None
                 token, refreshed = oauth.replace_rejected_token(token), True
-            except QuotaExceeded:
-                raise  # nothing to do before 00:00 UTC
+            except (QuotaExceeded, ActivityQueueFull):
+                raise  # minutes or hours away: the caller decides, never a retry within seconds
             except RetryLater as err:
                 attempt += 1
                 if attempt >= RETRY_ATTEMPTS:
@@ -471,6 +522,23 @@ class Backfill:
                 delay = max(err.retry_after or 0.0, RETRY_BASE * 2 ** (attempt - 1))
                 logger.info("Backfill call failed (%s); retrying in %.1f s.", err, delay)
                 self._sleep(delay)
+
+    def _queue_full(self, batch: BackfillBatch, err: ActivityQueueFull, refusals: int) -> float:
+        """Record and tell why ``batch`` waits; return the seconds before it is sent again (1, 2, 4 ... 15 min)."""
+        delay = min(
+            QUEUE_FULL_BACKOFF_MAX, max(QUEUE_FULL_BACKOFF * 2 ** (refusals - 1), err.retry_after or 0.0)
+        )
+        message = _(
+            "Constant Contact refused batch %(number)d for now: this account has more than 1,000 bulk "
+            "activities queued (HTTP 429), from this or other applications. Trying again in %(minutes)s min "
+            "(refusal %(count)d in a row); the batches already sent are still checked meanwhile."
+        ) % {"number": batch.number, "minutes": f"{delay / 60:g}", "count": refusals}
+        batch.last_error = message[:2000]
+        batch.save(update_fields=["last_error"])
+        logger.warning("Backfill run %s: %s", self.run.pk, message)
+        if self.notice is not None:
+            self.notice(message)
+        return delay
 
     def _submit(self, batch: BackfillBatch) -> None:
         # Rows suppressed (erased) since the run was planned have lost their contact: never send them.
@@ -494,7 +562,8 @@ class Backfill:
         batch.activity_id = activity["activity_id"]
         batch.state = str(activity.get("state") or "initialized")[:20]
         batch.status, batch.submitted_at = BackfillBatch.Status.SUBMITTED, timezone.now()
-        batch.save(update_fields=["activity_id", "state", "status", "submitted_at"])
+        batch.last_error = ""  # a queue-full wait is over
+        batch.save(update_fields=["activity_id", "state", "status", "submitted_at", "last_error"])
         logger.info(
             "Backfill run %s: batch %s submitted as activity %s.",
             self.run.pk,
@@ -503,36 +572,36 @@ class Backfill:
         )
         self._report(batch)
 
-    def _wait(self, batch: BackfillBatch) -> None:
-        while True:
-            self._sleep(self.poll_interval)
-            try:
-                activity = self._call(self.client.activity, batch.activity_id)
-            except Rejected as err:  # 404: CC keeps activities for 10 days only
-                batch.last_error = str(err)[:2000]
-                self._finish(batch, BackfillBatch.Status.FAILED)
-                return
-            state = str(activity.get("state") or "")[:20]
-            try:
-                percent = max(0, min(100, int(activity.get("percent_done") or 0)))
-            except (TypeError, ValueError):
-                percent = batch.percent_done
-            batch.state, batch.percent_done = state, percent
-            if state in FINAL_STATES:
-                # A failed activity's errors are about the activity; its contacts are reported as a failed batch.
-                batch.errors = self._contact_errors(batch, activity) if state == "completed" else []
-                if state != "completed":
-                    messages = "; ".join(str(item) for item in activity.get("activity_errors") or [])
-                    batch.last_error = (messages or _("The activity ended as %(state)s.") % {"state": state})[
-                        :2000
-                    ]
-                self._finish(
-                    batch,
-                    BackfillBatch.Status.COMPLETED if state == "completed" else BackfillBatch.Status.FAILED,
-                )
-                return
-            batch.save(update_fields=["state", "percent_done"])
-            self._report(batch)
+    def _poll(self, batch: BackfillBatch) -> bool:
+        """Check a submitted batch's activity once; True when it has ended (completed or failed)."""
+        try:
+            activity = self._call(self.client.activity, batch.activity_id)
+        except Rejected as err:  # 404: CC keeps activities for 10 days only
+            batch.last_error = str(err)[:2000]
+            self._finish(batch, BackfillBatch.Status.FAILED)
+            return True
+        state = str(activity.get("state") or "")[:20]
+        try:
+            percent = max(0, min(100, int(activity.get("percent_done") or 0)))
+        except (TypeError, ValueError):
+            percent = batch.percent_done
+        batch.state, batch.percent_done = state, percent
+        if state in FINAL_STATES:
+            # A failed activity's errors are about the activity; its contacts are reported as a failed batch.
+            batch.errors = self._contact_errors(batch, activity) if state == "completed" else []
+            if state != "completed":
+                messages = "; ".join(str(item) for item in activity.get("activity_errors") or [])
+                batch.last_error = (messages or _("The activity ended as %(state)s.") % {"state": state})[
+                    :2000
+                ]
+            self._finish(
+                batch,
+                BackfillBatch.Status.COMPLETED if state == "completed" else BackfillBatch.Status.FAILED,
+            )
+            return True
+        batch.save(update_fields=["state", "percent_done"])
+        self._report(batch)
+        return False
 
     def _finish(self, batch: BackfillBatch, status: str) -> None:
         batch.status, batch.finished_at = status, timezone.now()
@@ -545,7 +614,7 @@ class Backfill:
     def _contact_errors(self, batch: BackfillBatch, activity: dict[str, Any]) -> list[dict[str, Any]]:
         """CC's per-contact errors, each tied to its position in the batch where that can be told.
 
-        CC's schema (v3.0.178, ``ActivityImport.activity_errors``) documents plain message strings, and its
+        CC's schema (build 3.0.161, ``ActivityImport.activity_errors``) documents plain message strings, and its
         older API wrote them as "Line 2: Invalid birthday"; whether a line number counts from the first
         contact is not documented (https://developer.constantcontact.com/api_guide/activity_status.html).
         So, worst case: an object's ``email``, an address of the batch quoted in the message, then a line
@@ -584,13 +653,16 @@ def run_backfill(
     poll_interval: float = POLL_INTERVAL,
     progress: Callable[[Progress], None] | None = None,
     sleep: Callable[[float], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> tuple[BackfillRun, str]:
     """Find or create the run for ``source`` and carry it to the end; return ``(run, how)`` (see
     :func:`find_or_create_run`)."""
     oauth.get_access_token()  # fail early, before anything is stored, when CC is not connected
     run, how = find_or_create_run(source, list_ids, restart=restart)
     if how != "done":
-        Backfill(source, run, poll_interval=poll_interval, progress=progress, sleep=sleep).execute()
+        Backfill(
+            source, run, poll_interval=poll_interval, progress=progress, sleep=sleep, notice=notice
+        ).execute()
     return run, how
 
 

@@ -315,6 +315,36 @@ def test_custom_fields_and_phone_are_sent_with_cc_names(connection, cc_api, tmp_
     assert run_command("--csv", path)[2] == 0
 
 
+def test_phones_follow_the_import_limit_of_50_not_the_signup_form_limit(connection, cc_api, tmp_path):
+    # CC's spec: import_data's "phone" takes 50 characters; sign_up_form's phone_number takes 25.
+    long_phone = "+44 (0)20 7946 0000 extension 12345 to 7"  # 40 characters
+    too_long = "1" * 51
+    path = write_csv(
+        tmp_path,
+        "email,phone_number,consent\n"
+        f"person1@example.com,{long_phone},yes\n"
+        f"person2@example.com,{'2' * 50},yes\n"
+        f"person3@example.com,{too_long},yes\n",
+    )
+    expect_import(
+        cc_api,
+        [
+            {"email": "person1@example.com", "phone": long_phone},
+            {"email": "person2@example.com", "phone": "2" * 50},
+        ],
+        ACTIVITY_A,
+    )
+    expect_activity(cc_api, ACTIVITY_A)
+    report = tmp_path / "report.csv"
+
+    out, _err, code = run_command("--csv", path, "--report", str(report))
+
+    assert code == 1
+    assert "2 to import, 1 invalid" in out
+    assert [(r["email"], r["stage"]) for r in read_report(report)] == [("person3@example.com", "validation")]
+    assert "phone_number: Constant Contact accepts at most 50 characters" in read_report(report)[0]["error"]
+
+
 def consented_users() -> list[Any]:
     class User:
         def __init__(self, email: str, first_name: str) -> None:
@@ -402,23 +432,22 @@ def test_a_stopped_run_sends_only_the_batches_not_yet_sent(connection, cc_api, t
     monkeypatch.setattr(backfill, "MAX_CONTACTS", 1)
     path = write_csv(tmp_path, "email,first_name,last_name,consent\n" + people(2))
     expect_import(cc_api, [contact(1)], ACTIVITY_A)
-    expect_activity(cc_api, ACTIVITY_A)
-    # The daily quota runs out on the second batch.
-    cc_api.post(
-        IMPORT_URL, status=429, json={"error_key": "quota_exceeded", "error_message": "Limit Exceeded"}
-    )
+    # CC is unavailable when the second batch is sent, through every retry: the command stops.
+    for _attempt in range(backfill.RETRY_ATTEMPTS):
+        cc_api.post(IMPORT_URL, status=503, body="<html>Service Unavailable</html>")
     _out, err, code = run_command("--csv", path)
     assert code == 3
-    assert "daily quota" in err
+    assert "run the same command again to resume" in err
 
     cc_api.reset()
     second = expect_import(cc_api, [contact(2)], ACTIVITY_B)
+    first_poll = expect_activity(cc_api, ACTIVITY_A)
     expect_activity(cc_api, ACTIVITY_B)
     out, err, code = run_command("--csv", path)
 
     assert code == 0, err
-    assert second.call_count == 1
-    assert len(cc_api.calls) == 2
+    assert second.call_count == 1 and first_poll.call_count == 1  # batch 1 polled, not imported again
+    assert len(cc_api.calls) == 3
     assert "2 contacts in 2 batches: 2 completed" in out
 
 
@@ -460,6 +489,89 @@ def test_a_failed_batch_is_retried_by_the_next_run(connection, cc_api, tmp_path)
     out, err, code = run_command("--csv", path)
     assert code == 0, err
     assert "(failed batches retried)" in out
+
+
+# -- CC's queue of bulk activities is full (429) ----------------------------------------------------------
+
+QUEUE_FULL = {"error_key": "too_many_requests", "error_message": "Too many requests."}
+
+
+def test_a_429_on_the_import_waits_minutes_while_the_batches_already_sent_are_polled(
+    connection, cc_api, tmp_path, monkeypatch
+):
+    # CC's spec: a 429 on contacts_json_import means more than 1,000 activities are queued in the account
+    # (Activities429ErrorResponse), not "too fast". Today's code retried it within seconds and gave up.
+    monkeypatch.setattr(backfill, "MAX_CONTACTS", 1)
+    path = write_csv(tmp_path, "email,first_name,last_name,consent\n" + people(2))
+    first = expect_import(cc_api, [contact(1)], ACTIVITY_A)
+    refused = [cc_api.post(IMPORT_URL, status=429, json=QUEUE_FULL) for _try in range(2)]
+    second = expect_import(cc_api, [contact(2)], ACTIVITY_B)
+    polls_a = [
+        expect_activity(cc_api, ACTIVITY_A, "processing", 50),
+        expect_activity(cc_api, ACTIVITY_A, "completed", 100),
+    ]
+    poll_b = expect_activity(cc_api, ACTIVITY_B)
+    slept: list[float] = []
+    notices: list[tuple[str, str]] = []
+
+    def notice(message: str) -> None:
+        notices.append((message, BackfillBatch.objects.get(number=2).last_error))
+
+    run, _how = backfill.run_backfill(
+        backfill.load_source(csv_path=path, list_ids=[LIST_ID]),
+        [LIST_ID],
+        poll_interval=5,
+        sleep=slept.append,
+        notice=notice,
+    )
+
+    # Batch 2 is refused right after batch 1 was sent; batch 1 is polled to its end meanwhile (5 s apart), the
+    # rest of the first minute is waited out, then 2 minutes after the second refusal.
+    assert slept == [5, 5, 50, 120, 5]
+    assert [call.call_count for call in (first, *refused, second, *polls_a, poll_b)] == [1, 1, 1, 1, 1, 1, 1]
+    assert len(notices) == 2
+    for (message, last_error), minutes in zip(notices, ("1 min", "2 min"), strict=True):
+        assert "more than 1,000 bulk activities queued (HTTP 429)" in message
+        assert f"Trying again in {minutes}" in message
+        assert last_error == message  # the admin shows why the batch waits
+    assert run.status == BackfillRun.Status.FINISHED
+    assert list(run.batches.values_list("status", "last_error")) == [("completed", ""), ("completed", "")]
+
+
+def test_queue_full_waits_double_up_to_15_minutes_and_never_give_up(connection, cc_api, tmp_path):
+    path = write_csv(tmp_path, "email,first_name,last_name,consent\n" + people(1))
+    for _try in range(7):
+        cc_api.post(IMPORT_URL, status=429, json=QUEUE_FULL)
+    expect_import(cc_api, [contact(1)], ACTIVITY_A)
+    expect_activity(cc_api, ACTIVITY_A)
+    slept: list[float] = []
+
+    run, _how = backfill.run_backfill(
+        backfill.load_source(csv_path=path, list_ids=[LIST_ID]),
+        [LIST_ID],
+        poll_interval=5,
+        sleep=slept.append,
+    )
+
+    assert slept == [60, 120, 240, 480, 900, 900, 900, 5]
+    assert run.batches.get().status == BackfillBatch.Status.COMPLETED
+
+
+def test_the_command_tells_the_operator_why_it_waits(connection, cc_api, tmp_path, monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(backfill.Backfill, "_sleep", lambda self, seconds: slept.append(seconds))
+    path = write_csv(tmp_path, "email,first_name,last_name,consent\n" + people(1))
+    cc_api.post(IMPORT_URL, status=429, json=QUEUE_FULL)
+    expect_import(cc_api, [contact(1)], ACTIVITY_A)
+    expect_activity(cc_api, ACTIVITY_A)
+
+    out, err, code = run_command("--csv", path)
+
+    assert code == 0, err
+    assert "Constant Contact refused batch 1 for now: this account has more than 1,000 bulk activities" in err
+    assert "Trying again in 1 min" in err
+    assert slept == [60, 0]
+    assert "1 contacts in 1 batches: 1 completed" in out
 
 
 def test_a_401_refreshes_the_token_once_and_retries(connection, cc_api, tmp_path, cc_settings):

@@ -111,6 +111,7 @@ class Command(BaseCommand):
                 restart=options["restart"],
                 poll_interval=options["poll_interval"],
                 progress=self._draw if show_bar else None,
+                notice=self._notice,
             )
         except KeyboardInterrupt:
             self._end_bar()
@@ -241,6 +242,11 @@ class Command(BaseCommand):
         )
         self.stderr.flush()
         self._bar_drawn = True
+
+    def _notice(self, message: str) -> None:
+        # Why the run waits (CC's activity queue is full): on a line of its own, whatever the verbosity.
+        self._end_bar()
+        self.stderr.write(message, style_func=self.style.WARNING)
 
     def _end_bar(self) -> None:
         if self._bar_drawn:
