@@ -7,12 +7,14 @@ import hmac
 import logging
 from datetime import timedelta
 
+import idna
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from .conf import get_setting
 from .models import Signup, Suppression
+from .validators import canonical_email
 
 logger = logging.getLogger("cc_sync.privacy")
 
@@ -30,13 +32,38 @@ def keyed_hash(value: str) -> str:
 
 
 def email_hash(email: str) -> str:
-    """The keyed hash of an email, compared case-insensitively (as CC matches contacts)."""
-    return keyed_hash(email.strip().lower())
+    """The keyed hash of an email's :func:`~cc_sync.validators.canonical_email` form.
+
+    One address gives one hash however it is typed: case (CC matches contacts case-insensitively),
+    full-width letters, and the Unicode or ``xn--`` form of its domain. For a plain ASCII address it is the
+    hash of ``strip().lower()``, as in earlier versions, so stored hashes keep matching.
+    """
+    return keyed_hash(canonical_email(email))
+
+
+def email_hashes(email: str) -> list[str]:
+    """:func:`email_hash`, then the hash earlier versions gave the address typed with a Unicode domain.
+
+    Up to cc_sync 0.1 the hash was of the address as typed, lower-cased: ``suppress("anna@bücher.de")`` stored the
+    hash of the Unicode form, which :func:`email_hash` no longer gives. Suppression entries made that way
+    still match, whichever form is looked up.
+    """
+    canonical = canonical_email(email)
+    hashes = [keyed_hash(canonical)]
+    local, sep, domain = canonical.rpartition("@")
+    if sep and "xn--" in domain:
+        try:
+            legacy = f"{local}@{idna.decode(domain)}".lower()
+        except (UnicodeError, ValueError):  # not a valid A-label: nothing was stored another way
+            legacy = canonical
+        if legacy != canonical:
+            hashes.append(keyed_hash(legacy))
+    return hashes
 
 
 def is_suppressed(email: str) -> bool:
-    """True if this email must never be synced."""
-    return Suppression.objects.filter(email_hash=email_hash(email)).exists()
+    """True if this email, in any of its forms, must never be synced."""
+    return Suppression.objects.filter(email_hash__in=email_hashes(email)).exists()
 
 
 def suppress(email: str, reason: str = Suppression.Reason.UNSUBSCRIBED) -> Suppression:
@@ -50,12 +77,14 @@ def suppress(email: str, reason: str = Suppression.Reason.UNSUBSCRIBED) -> Suppr
 def erase(email: str) -> int:
     """Delete every local signup of this person and suppress the email; return how many rows went.
 
+    Any spelling finds the person's rows (``anna@bücher.de`` and ``anna@xn--bcher-kva.de`` are one address).
     This is local only: CC keeps its own contact (its API deletes softly; a hard delete is a request to
     CC support), which is why the suppression entry matters.
     """
-    digest = email_hash(email)
+    hashes = email_hashes(email)
+    digest = hashes[0]
     with transaction.atomic():
-        deleted, _per_model = Signup.objects.filter(email_hash=digest).delete()
+        deleted, _per_model = Signup.objects.filter(email_hash__in=hashes).delete()
         Suppression.objects.update_or_create(
             email_hash=digest, defaults={"reason": Suppression.Reason.ERASED}
         )

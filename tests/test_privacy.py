@@ -12,9 +12,11 @@ from responses import matchers
 from cc_sync import privacy, sync, tasks
 from cc_sync.models import Signup, Suppression
 from cc_sync.schedules import BEAT_SCHEDULE, beat_schedule
-from tests.conftest import LIST_ID
+from cc_sync.validators import canonical_email
+from tests.conftest import CONTACTS_URL
 
-SIGN_UP_URL = "https://api.cc.test/v3/contacts/sign_up_form"
+CUSTOM_FIELD_ID = "1618ae62-4752-11e9-9c8a-fa163e6b01c1"
+VIP_LIST = "5b3e8e2a-4f0c-11ef-9f3e-fa163e56c9b0"
 
 
 def make_signup(status=Signup.Status.SYNCED, days_ago=0, email="jane@example.com", **fields):
@@ -57,7 +59,7 @@ def test_retention_counts_from_the_sync_not_from_the_submission(
     cc_settings["RETENTION_DAYS"] = 30
     # Held for 40 days (say, waiting for a reconnect), then synced today: kept for another 30 days.
     held = make_signup(status=Signup.Status.PENDING, days_ago=40)
-    cc_api.post(SIGN_UP_URL, status=201, json={"contact_id": "c-1", "action": "created"})
+    cc_api.post(CONTACTS_URL, status=201, json={"contact_id": "c-1"})
     with django_capture_on_commit_callbacks(execute=True):
         tasks.sync_signup.run(held.pk)
     assert Signup.objects.get(pk=held.pk).status == Signup.Status.SYNCED
@@ -119,26 +121,23 @@ def test_the_hash_key_setting_changes_every_hash(db, cc_settings):
     assert privacy.email_hash("a@example.com") != before
 
 
-def test_custom_fields_and_street_address_reach_sign_up_form(connection, cc_api, published):
+def test_custom_fields_and_street_address_reach_cc(connection, cc_api, published):
     signup = sync.enqueue_signup(
         "jane@example.com",
-        custom_fields={"1618ae62-4752-11e9-9c8a-fa163e6b01c1": "Tesla S 2017"},
+        custom_fields={CUSTOM_FIELD_ID: "Tesla S 2017"},
         street_address={"kind": "home", "city": "Springfield", "postal_code": "12345"},
     )
     cc_api.post(
-        SIGN_UP_URL,
+        CONTACTS_URL,
         status=201,
         json={"contact_id": "c1"},
         match=[
             matchers.json_params_matcher(
                 {
-                    "email_address": "jane@example.com",
-                    "list_memberships": [LIST_ID],
-                    "custom_fields": [
-                        {"custom_field_id": "1618ae62-4752-11e9-9c8a-fa163e6b01c1", "value": "Tesla S 2017"}
-                    ],
-                    "street_address": {"kind": "home", "city": "Springfield", "postal_code": "12345"},
-                }
+                    "custom_fields": [{"custom_field_id": CUSTOM_FIELD_ID, "value": "Tesla S 2017"}],
+                    "street_addresses": [{"kind": "home", "city": "Springfield", "postal_code": "12345"}],
+                },
+                strict_match=False,
             )
         ],
     )
@@ -147,31 +146,74 @@ def test_custom_fields_and_street_address_reach_sign_up_form(connection, cc_api,
 
 
 @pytest.mark.parametrize(
-    "extra",
+    ("extra", "message"),
     [
-        {"custom_fields": {"id-1": "x" * 256}},
-        {"custom_fields": {f"id-{n}": "v" for n in range(51)}},
-        {"street_address": {"kind": "castle", "city": "X"}},
-        {"street_address": {"kind": "home", "city": "C" * 51}},
-        {"street_address": {"kind": "home", "street": "S" * 256}},
-        {"custom_fields": {"id-1": "a\x00b"}},
+        ({"custom_fields": {CUSTOM_FIELD_ID: "x" * 256}}, "at most 255 characters"),
+        ({"custom_fields": {f"{CUSTOM_FIELD_ID[:-2]}{n:02x}": "v" for n in range(51)}}, "at most 50"),
+        (
+            {"custom_fields": {"favourite_car": "Tesla"}},
+            "'favourite_car' is not a Constant Contact custom field id",
+        ),
+        ({"street_address": {"kind": "castle", "city": "X"}}, "home, work or other"),
+        ({"street_address": {"kind": "home", "city": "C" * 51}}, "at most 50 characters"),
+        ({"street_address": {"kind": "home", "street": "S" * 256}}, "at most 255 characters"),
+        (
+            {"street_address": {"kind": "home", "street2": "Flat 3"}},
+            "no 'street2'; use only kind, street, city",
+        ),
+        ({"street_address": {"kind": "home", "address_line1": "x"}}, "no 'address_line1'"),
+        ({"custom_fields": {CUSTOM_FIELD_ID: "a\x00b"}}, "control characters"),
+        ({"list_ids": ["Newsletter"]}, "'Newsletter' is not a Constant Contact list id"),
     ],
-    ids=["value-too-long", "too-many", "bad-kind", "city-too-long", "street-too-long", "control-char"],
+    ids=[
+        "value-too-long",
+        "too-many",
+        "field-name-as-id",
+        "bad-kind",
+        "city-too-long",
+        "street-too-long",
+        "street2-not-in-spec",
+        "other-unknown-key",
+        "control-char",
+        "list-name-as-id",
+    ],
 )
-def test_extra_fields_beyond_ccs_limits_are_refused(db, extra):
+def test_extra_fields_beyond_ccs_limits_are_refused_saying_what_to_fix(db, extra, message):
     from django.core.exceptions import ValidationError
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as caught:
         sync.enqueue_signup("jane@example.com", **extra)
+    assert message in str(caught.value)
     assert Signup.objects.count() == 0
 
 
-def test_a_form_with_custom_and_address_fields_maps_them(rf, db, cc_settings):
+def test_custom_fields_of_the_model_take_ids_or_form_field_names(db):
+    from django.core.exceptions import ValidationError
+
+    from cc_sync.validators import validate_custom_fields
+
+    validate_custom_fields(
+        [{"custom_field_id": CUSTOM_FIELD_ID, "value": "Tesla"}, {"name": "favourite_car", "value": "Tesla"}]
+    )
+    for bad in (
+        [{"custom_field_id": "favourite_car", "value": "Tesla"}],
+        [{"custom_field_id": CUSTOM_FIELD_ID, "name": "favourite_car", "value": "Tesla"}],
+        [{"value": "Tesla"}],
+        [{"name": "", "value": "Tesla"}],
+        [{"name": "favourite_car", "value": "T" * 256}],
+        [{"name": f"field_{n}", "value": "v"} for n in range(51)],
+        ["favourite_car"],
+    ):
+        with pytest.raises(ValidationError):
+            validate_custom_fields(bad)
+
+
+def test_a_form_gives_custom_fields_by_field_name_and_its_address_fields(rf, db, cc_settings):
     from django import forms
 
     from cc_sync.forms import SignupForm
 
-    cc_settings["CUSTOM_FIELDS"] = {"favourite_car": "cf-car"}
+    cc_settings["CUSTOM_FIELDS"] = {"favourite_car": CUSTOM_FIELD_ID}
 
     class CarForm(SignupForm):
         favourite_car = forms.CharField(required=False)
@@ -180,7 +222,9 @@ def test_a_form_with_custom_and_address_fields_maps_them(rf, db, cc_settings):
     form = CarForm(data={"email": "j@example.com", "consent": "on", "favourite_car": "Tesla", "city": "Oslo"})
     assert form.is_valid(), form.errors
     fields = form.contact_fields()
-    assert fields["custom_fields"] == {"cf-car": "Tesla"}
+    # By name: the id is read from CUSTOM_FIELDS when the signup is sent, so a fixed setting applies on Retry.
+    assert fields["field_values"] == {"favourite_car": "Tesla"}
+    assert "custom_fields" not in fields
     assert fields["street_address"] == {"kind": "home", "city": "Oslo"}
     too_long = CarForm(data={"email": "j@example.com", "consent": "on", "favourite_car": "T" * 300})
     assert not too_long.is_valid()
@@ -188,14 +232,70 @@ def test_a_form_with_custom_and_address_fields_maps_them(rf, db, cc_settings):
 
 
 def choose_lists(request, cleaned_data):
-    return ["vip-list"] if cleaned_data["email"].endswith("@vip.example") else None
+    return [VIP_LIST] if cleaned_data["email"].endswith("@vip.example") else None
 
 
 def test_the_list_chooser_decides_lists_per_submission(client, db, cc_settings):
     cc_settings["LIST_CHOOSER"] = "tests.test_privacy.choose_lists"
     client.post("/signup/", {"email": "a@vip.example", "consent": "on"})
     client.post("/signup/", {"email": "b@example.com", "consent": "on"})
+    # Only lists picked for the submission are stored; the defaults are read when the signup is sent.
     assert dict(Signup.objects.values_list("email", "list_ids")) == {
-        "a@vip.example": ["vip-list"],
-        "b@example.com": [LIST_ID],
+        "a@vip.example": [VIP_LIST],
+        "b@example.com": [],
     }
+
+
+# -- one person, however the address is typed ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["anna@bücher.de", "anna@xn--bcher-kva.de", "ANNA@BÜCHER.DE", "\uff41\uff4e\uff4e\uff41@bücher.de"],
+)
+def test_erasing_any_form_of_an_idn_address_erases_and_suppresses_every_form(db, published, typed):
+    sync.enqueue_signup("anna@bücher.de")
+    sync.enqueue_signup("Anna@xn--bcher-kva.de")
+    other = sync.enqueue_signup("anna@buecher.de")
+    assert privacy.erase(typed) == 2
+    assert list(Signup.objects.values_list("pk", flat=True)) == [other.pk]
+    assert Suppression.objects.get().email_hash == privacy.email_hash("anna@xn--bcher-kva.de")
+    for form in ("anna@bücher.de", "anna@xn--bcher-kva.de", "Anna@Bücher.de"):
+        assert privacy.is_suppressed(form)
+        assert sync.enqueue_signup(form) is None
+    assert not privacy.is_suppressed("anna@buecher.de")
+
+
+def test_a_suppression_stored_from_a_unicode_domain_before_matches_every_form(db, published):
+    # Earlier versions hashed the address as typed: the Unicode form of the domain, lower-cased.
+    Suppression.objects.create(email_hash=privacy.keyed_hash("anna@bücher.de"))
+    assert privacy.is_suppressed("anna@xn--bcher-kva.de")
+    assert privacy.is_suppressed("Anna@Bücher.de")
+    assert sync.enqueue_signup("anna@xn--bcher-kva.de") is None
+    privacy.erase("anna@xn--bcher-kva.de")
+    assert Suppression.objects.count() == 2  # the old entry stays; the canonical one is added
+
+
+def test_the_hash_of_a_plain_ascii_address_is_unchanged(db):
+    # Stored signups and suppression entries were keyed on strip().lower(); they must keep matching.
+    assert privacy.email_hash("  Jane.Doe@Example.COM ") == privacy.keyed_hash("jane.doe@example.com")
+    assert canonical_email("Jane.Doe+news@Sub.Example.COM") == "jane.doe+news@sub.example.com"
+
+
+@pytest.mark.parametrize(
+    ("typed", "key"),
+    [
+        ("anna@faß.de", "anna@xn--fa-hia.de"),  # IDNA 2008 keeps ß: faß.de is not fass.de
+        ("anna@fass.de", "anna@fass.de"),
+        (
+            "\uff56\uff49\uff43\uff54\uff49\uff4d\uff20\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",
+            "victim@example.com",
+        ),
+        ("victim@例え.jp", "victim@xn--r8jz45g.jp"),
+        ("no address at all ", "no address at all"),
+        ("a@b_c.example", "a@b_c.example"),  # no IDNA form: keyed as typed
+        ("", ""),
+    ],
+)
+def test_the_canonical_form_of_an_address(typed, key):
+    assert canonical_email(typed) == key
