@@ -74,6 +74,8 @@ DEFAULTS: dict[str, Any] = {
     # with atomic increments (Redis, Memcached) when more than one process serves the site. None: off.
     "LIMIT_PER_IP": (5, 60),
     "LIMIT_PER_EMAIL": (1, 3600),
+    # LIMIT_PER_IP counts an IPv6 client per network of this many bits (one host often owns a whole /64).
+    "IPV6_PREFIX": 64,
     "HONEYPOT_FIELD": "website",
     "MAX_REQUEST_BYTES": 16 * 1024,
     # {"provider": "turnstile" | "recaptcha", "site_key": ..., "secret": ...}; None: no CAPTCHA.

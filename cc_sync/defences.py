@@ -6,6 +6,7 @@ Limits count in Django's cache, so they need a cache shared by every web process
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 
 from .client import create_session
-from .conf import get_setting, timeout
+from .conf import DEFAULTS, get_setting, timeout
 from .privacy import keyed_hash
 
 logger = logging.getLogger("cc_sync.defences")
@@ -39,12 +40,20 @@ CAPTCHA_PROVIDERS = {
 CAPTCHA_TOKEN_MAX = 2048
 
 
+def _cache_key(scope: str, key: str) -> str:
+    return f"cc_sync:limit:{scope}:{keyed_hash(key)[:40]}"
+
+
 def within_limit(scope: str, key: str, limit: tuple[int, int] | None) -> bool:
-    """Count one event for ``key`` in ``scope``; False once more than ``limit = (count, seconds)`` happened."""
+    """Count one event for ``key`` in ``scope``; False once more than ``limit = (count, seconds)`` happened.
+
+    Counting first and checking the result is atomic (``add``/``incr``), so two requests at once cannot both
+    get the last place; :func:`release` gives a place back when what it was taken for did not happen.
+    """
     if not limit:
         return True
     count, seconds = limit
-    cache_key = f"cc_sync:limit:{scope}:{keyed_hash(key)[:40]}"
+    cache_key = _cache_key(scope, key)
     if cache.add(cache_key, 1, timeout=seconds):
         return count >= 1
     try:
@@ -55,19 +64,71 @@ def within_limit(scope: str, key: str, limit: tuple[int, int] | None) -> bool:
     return used <= count
 
 
+def release(scope: str, key: str, limit: tuple[int, int] | None) -> None:
+    """Give back one event counted by :func:`within_limit` (the signup it was counted for was not stored)."""
+    if not limit:
+        return
+    try:
+        cache.decr(_cache_key(scope, key))
+    except ValueError:  # expired meanwhile: nothing left to give back
+        pass
+
+
+def ip_limit_key(ip: str) -> str:
+    """The key of the per-IP limit: an IPv4 address, or the IPv6 network of ``IPV6_PREFIX`` bits (/64).
+
+    One IPv6 host usually owns a whole /64 (SLAAC, privacy addresses), so counting single IPv6 addresses
+    would give it 2**64 allowances. IPv4-mapped IPv6 addresses count as the IPv4 address. Text that is no
+    IP address is keyed as given.
+    """
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ip
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    prefix = get_setting("IPV6_PREFIX")
+    if isinstance(prefix, bool) or not isinstance(prefix, int) or not 0 <= prefix <= 128:
+        logger.error("CC_SYNC['IPV6_PREFIX'] must be a whole number from 0 to 128, not %r.", prefix)
+        prefix = DEFAULTS["IPV6_PREFIX"]
+    # The integer drops any zone id ("fe80::1%eth0"), which ip_network would refuse.
+    return str(ipaddress.IPv6Network((int(address), prefix), strict=False))
+
+
 def captcha_config() -> dict[str, Any] | None:
-    """The configured CAPTCHA with its provider's details, or None."""
+    """The configured CAPTCHA with its provider's details, or None (none, or one cc_sync cannot use).
+
+    A CAPTCHA setting cc_sync cannot use (an unknown provider, no secret) shows no widget, and
+    :func:`verify_captcha` refuses every submission: failing open would drop the defence unnoticed
+    (``manage.py check`` reports the setting).
+    """
     config = get_setting("CAPTCHA")
-    if not config:
+    if not config or not isinstance(config, dict):
         return None
-    return {**CAPTCHA_PROVIDERS[config["provider"]], **config}
+    provider = config.get("provider")
+    details = CAPTCHA_PROVIDERS.get(provider) if isinstance(provider, str) else None
+    if details is None or not config.get("secret"):
+        return None
+    return {**details, **config}
 
 
 def verify_captcha(request: HttpRequest, client_ip: str) -> bool:
     """Verify the CAPTCHA answer with the provider; fail closed when the provider cannot be asked."""
+    if not get_setting("CAPTCHA"):
+        return True
     config = captcha_config()
     if config is None:
-        return True
+        setting = get_setting("CAPTCHA")
+        provider = setting.get("provider") if isinstance(setting, dict) else None
+        logger.error(
+            "CC_SYNC['CAPTCHA'] cannot be used (provider %r; known: %s; a secret is required); "
+            "refusing the submission until it is fixed.",
+            provider,
+            ", ".join(CAPTCHA_PROVIDERS),
+        )
+        return False
     token = request.POST.get(config["field"], "")
     if not token or len(token) > CAPTCHA_TOKEN_MAX:
         return False

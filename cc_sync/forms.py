@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from functools import partial
 from typing import Any
 
@@ -16,12 +17,25 @@ from .validators import validate_address_part, validate_custom_field_value
 ADDRESS_FIELDS = ("street", "city", "state", "postal_code", "country")
 
 
+class CompatibilityEmailField(forms.EmailField):
+    """An email field that reads compatibility forms (full-width ``ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ``) as plain text.
+
+    Django's syntax check is ASCII-only before the @; NFKC first, so such an address is accepted and then
+    stored (and limited) as the same address as its plain spelling (:func:`cc_sync.validators.normalize_email`).
+    """
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        return unicodedata.normalize("NFKC", text).strip() if text else text
+
+
 class SignupForm(forms.ModelForm):
     """Email, names and a consent checkbox whose wording comes from ``CC_SYNC["CONSENT_TEXT"]``.
 
     Subclass it to ask for more: add ``phone_number``, ``job_title`` or ``company_name`` to ``Meta.fields``;
-    add fields named in ``CC_SYNC["CUSTOM_FIELDS"]`` for CC custom fields; add fields named ``street``,
-    ``city``, ``state``, ``postal_code`` and ``country`` (kind: :attr:`address_kind`) for the street address.
+    add fields named in ``CC_SYNC["CUSTOM_FIELDS"]`` for CC custom fields (:meth:`contact_fields`);
+    add fields named ``street``, ``city``, ``state``, ``postal_code`` and ``country`` (kind:
+    :attr:`address_kind`) for the street address.
     Validation lives on the model (:meth:`cc_sync.models.Signup.clean` and the field validators), so every
     field is checked against CC's own limits however a signup arrives.
     """
@@ -34,6 +48,7 @@ class SignupForm(forms.ModelForm):
     class Meta:
         model = Signup
         fields = ["email", "first_name", "last_name"]
+        field_classes = {"email": CompatibilityEmailField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,10 +87,11 @@ class SignupForm(forms.ModelForm):
                     self.add_error(name, err)
         return cleaned
 
-    def _custom_field_values(self) -> dict[str, str]:
+    def _field_values(self) -> dict[str, str]:
+        """Values of the fields named in ``CUSTOM_FIELDS``, by field name (mapped to CC ids when sent)."""
         mapping = get_setting("CUSTOM_FIELDS")
         return {
-            mapping[name]: value
+            name: str(value)
             for name, value in self.cleaned_data.items()
             if name in mapping and value not in ("", None)
         }
@@ -87,6 +103,8 @@ class SignupForm(forms.ModelForm):
     def contact_fields(self) -> dict[str, Any]:
         """The cleaned contact fields, as :func:`cc_sync.sync.enqueue_signup` takes them."""
         fields = {name: self.cleaned_data[name] for name in self._meta.fields if name in self.cleaned_data}
-        fields["custom_fields"] = self._custom_field_values()
+        # By form field name: the custom field ids are read from CUSTOM_FIELDS when the signup is sent, so
+        # fixing a wrong id in the settings and retrying works.
+        fields["field_values"] = self._field_values()
         fields["street_address"] = self._street_address()
         return fields

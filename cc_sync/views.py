@@ -31,6 +31,9 @@ class SignupView(FormView):
     success_url = reverse_lazy("cc_sync:thanks")
     #: Lists for signups from this view; ``None`` means ``LIST_CHOOSER`` or the default lists.
     list_ids: list[str] | None = None
+    #: True for a view behind login whose submitter *is* the person: only then may existing contact details at
+    #: CC be updated (anonymous submissions only add an existing contact to lists).
+    verified: bool = False
 
     def get_client_ip(self) -> str:
         """The visitor's address; behind a proxy, fix ``REMOTE_ADDR`` in a middleware first."""
@@ -53,7 +56,8 @@ class SignupView(FormView):
             length = 0
         if length > int(get_setting("MAX_REQUEST_BYTES")):
             return HttpResponse(_("The form data is too large."), status=413, content_type="text/plain")
-        if not defences.within_limit("ip", self.get_client_ip(), get_setting("LIMIT_PER_IP")):
+        ip_key = defences.ip_limit_key(self.get_client_ip())
+        if not defences.within_limit("ip", ip_key, get_setting("LIMIT_PER_IP")):
             response = self.render_to_response(
                 self.get_context_data(limited=True, form=self.get_form()), status=429
             )
@@ -67,15 +71,24 @@ class SignupView(FormView):
         if not defences.verify_captcha(self.request, self.get_client_ip()):
             form.add_error(None, _("Please complete the check that you are not a robot, then submit again."))
             return self.form_invalid(form)
-        email = form.cleaned_data["email"]
-        if defences.within_limit("email", privacy.email_hash(email), get_setting("LIMIT_PER_EMAIL")):
-            enqueue_signup(
-                **form.contact_fields(),
-                list_ids=self.get_list_ids(form),
-                source_url=self.request.build_absolute_uri(),
-                client_ip=self.get_client_ip(),
-                user_agent=self.request.META.get("HTTP_USER_AGENT", ""),
-            )
+        # Keyed as stored (canonical form), so no spelling of one address gets another allowance.
+        email_key = privacy.email_hash(form.cleaned_data["email"])
+        limit = get_setting("LIMIT_PER_EMAIL")
+        if defences.within_limit("email", email_key, limit):
+            try:
+                enqueue_signup(
+                    **form.contact_fields(),
+                    list_ids=self.get_list_ids(form),
+                    verified=self.verified,
+                    source_url=self.request.build_absolute_uri(),
+                    client_ip=self.get_client_ip(),
+                    user_agent=self.request.META.get("HTTP_USER_AGENT", ""),
+                )
+            except Exception:
+                # Nothing was stored (a database error, say): the visitor gets the error, and their
+                # retry must not be thanked with nothing saved.
+                defences.release("email", email_key, limit)
+                raise
         return HttpResponseRedirect(self.get_success_url())
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from unittest import mock
+
 import pytest
 import requests
 from django.core.checks import Warning
+from django.db import DatabaseError
 from responses import matchers
 
-from cc_sync import checks, privacy
+from cc_sync import checks, defences, privacy
 from cc_sync.models import Signup, Suppression
 
 TURNSTILE = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
@@ -63,6 +67,86 @@ def test_the_same_email_within_the_hour_is_accepted_once_and_thanked_always(clie
     responses_ = [client.post("/signup/", form_data(email="Jane@EXAMPLE.com")) for _ in range(20)]
     assert {r.status_code for r in responses_} == {302}
     assert Signup.objects.count() == 1
+
+
+def test_every_spelling_of_one_address_shares_one_email_limit(client, db, cc_settings, published):
+    cc_settings["LIMIT_PER_EMAIL"] = (1, 3600)
+    spellings = [
+        "Victim@Example.com",
+        "victim@EXAMPLE.COM",
+        "\uff56\uff49\uff43\uff54\uff49\uff4d@example.com",  # full-width "victim"
+        "victim@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0ecom",  # full-width domain and full stop
+        "victim\uff20example.com",  # full-width @
+        "  victim@example.com  ",
+    ]
+    idn_spellings = ["victim@exämple.de", "victim@xn--exmple-cua.de", "Victim@EXÄMPLE.DE"]
+    statuses = [
+        client.post("/signup/", form_data(email=email)).status_code for email in spellings + idn_spellings
+    ]
+    assert statuses == [302] * 9
+    assert sorted(Signup.objects.values_list("email", flat=True)) == [
+        "Victim@example.com",
+        "victim@xn--exmple-cua.de",
+    ]
+
+
+def test_a_retry_after_a_server_error_is_stored_not_just_thanked(
+    client, db, cc_settings, published, django_capture_on_commit_callbacks
+):
+    cc_settings["LIMIT_PER_EMAIL"] = (1, 3600)
+    with mock.patch.object(Signup, "save", side_effect=DatabaseError("connection lost")):
+        with pytest.raises(DatabaseError):
+            client.post("/signup/", form_data())
+    assert Signup.objects.count() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        retried = client.post("/signup/", form_data())
+    assert retried.status_code == 302
+    signup = Signup.objects.get()
+    assert [call["args"] for call in published] == [(signup.pk,)]
+    # The allowance is used by the stored signup: a second submission within the hour stores nothing.
+    assert client.post("/signup/", form_data(first_name="Other")).status_code == 302
+    assert Signup.objects.count() == 1
+
+
+def test_a_suppressed_email_within_the_limit_is_thanked_and_not_stored(client, db, cc_settings):
+    cc_settings["LIMIT_PER_EMAIL"] = (1, 3600)
+    privacy.suppress("jane@example.com")
+    assert [client.post("/signup/", form_data()).status_code for _ in range(2)] == [302, 302]
+    assert Signup.objects.count() == 0
+
+
+def test_ipv6_clients_share_one_limit_per_64(client, db, cc_settings):
+    cc_settings["LIMIT_PER_IP"] = (1, 60)
+
+    def post(ip, n):
+        return client.post("/signup/", form_data(email=f"p{n}@example.com"), REMOTE_ADDR=ip).status_code
+
+    assert post("2001:db8:1:2::1", 1) == 302
+    assert post("2001:db8:1:2:ffff:ffff:ffff:9", 2) == 429  # same /64, another host address
+    assert post("2001:db8:1:3::1", 3) == 302  # the next /64
+    assert post("203.0.113.9", 4) == 302
+    assert post("::ffff:203.0.113.9", 5) == 429  # IPv4-mapped: the same IPv4 client
+    assert post("203.0.113.10", 6) == 302  # IPv4 stays per address
+
+
+@pytest.mark.parametrize(
+    ("ip", "prefix", "key"),
+    [
+        ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::7", 48, "2001:db8:1::/48"),
+        ("2001:db8::7", 128, "2001:db8::7/128"),
+        ("fe80::1%eth0", 64, "fe80::/64"),
+        ("::ffff:198.51.100.7", 64, "198.51.100.7"),
+        ("198.51.100.7", 64, "198.51.100.7"),
+        ("not an ip", 64, "not an ip"),
+        ("", 64, ""),
+        ("2001:db8:1:2::1", "sixty-four", "2001:db8:1:2::/64"),  # a bad setting falls back to /64
+        ("2001:db8:1:2::1", 129, "2001:db8:1:2::/64"),
+    ],
+)
+def test_the_ip_limit_key_is_the_ipv4_address_or_the_ipv6_network(cc_settings, ip, prefix, key):
+    cc_settings["IPV6_PREFIX"] = prefix
+    assert defences.ip_limit_key(ip) == key
 
 
 def test_an_oversized_body_gets_413_and_stores_nothing(client, db, cc_settings):
@@ -143,6 +227,28 @@ def test_recaptcha_uses_its_own_field_and_verifier(client, db, cc_settings, cc_a
     )
     assert client.post("/signup/", form_data(**{"g-recaptcha-response": "g-tok"})).status_code == 302
     assert Signup.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "captcha",
+    [
+        {"provider": "hcaptcha", "site_key": "k", "secret": "s"},
+        {"provider": ["turnstile"], "site_key": "k", "secret": "s"},
+        {"provider": "turnstile", "site_key": "k"},  # no secret
+        {"site_key": "k", "secret": "s"},
+    ],
+    ids=["unknown-provider", "unhashable-provider", "no-secret", "no-provider"],
+)
+def test_an_unusable_captcha_setting_fails_closed_without_a_500(client, db, cc_settings, caplog, captcha):
+    cc_settings["CAPTCHA"] = captcha
+    page = client.get("/signup/")
+    assert page.status_code == 200
+    with caplog.at_level(logging.ERROR, logger="cc_sync.defences"):
+        response = client.post("/signup/", form_data(**{"cf-turnstile-response": "tok"}))
+    assert response.status_code == 200
+    assert "not a robot" in response.content.decode()
+    assert Signup.objects.count() == 0
+    assert "CC_SYNC['CAPTCHA'] cannot be used" in caplog.text
 
 
 def test_a_suppressed_email_is_thanked_but_not_stored(client, db, published):

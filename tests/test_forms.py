@@ -18,7 +18,8 @@ from kombu.exceptions import OperationalError
 from cc_sync import sync, tasks
 from cc_sync.conf import DEFAULTS
 from cc_sync.models import Signup
-from tests.conftest import LIST_ID, make_connection, test_celery_app
+from cc_sync.views import SignupView
+from tests.conftest import make_connection, test_celery_app
 
 EXAMPLE_TEMPLATES = Path(__file__).resolve().parent.parent / "example_project" / "templates"
 VALID = {"email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe", "consent": "on"}
@@ -102,7 +103,8 @@ def test_valid_signup_is_saved_normalised_and_redirects_to_thanks(
     assert signup.status == Signup.Status.PENDING
     assert signup.email == "Jane.Doe@example.com"
     assert (signup.first_name, signup.last_name) == ("Jane", "Doe")
-    assert signup.list_ids == [LIST_ID]
+    assert signup.list_ids == []  # the default lists are read when the signup is sent
+    assert signup.verified is False
     assert signup.consent_text == DEFAULTS["CONSENT_TEXT"]
     assert signup.consent_version == "1"
     assert before <= signup.consent_given_at <= timezone.now()
@@ -122,11 +124,27 @@ def test_consent_text_and_version_come_from_settings(client, db, cc_settings, pu
     assert (signup.consent_text, signup.consent_version) == ("Send me the monthly letter.", "2024-05")
 
 
-def test_lists_chosen_in_admin_are_used_when_settings_have_none(client, db, cc_settings, published):
+def test_a_form_signup_stores_no_default_lists_so_the_current_choice_applies_when_sent(
+    client, db, cc_settings, published
+):
+    chosen = "5b3e8e2a-4f0c-11ef-9f3e-fa163e56c9b0"
     cc_settings["LIST_IDS"] = []
-    make_connection(list_ids=["chosen-in-admin"])
+    make_connection(list_ids=[chosen])
     client.post("/signup/", form_data())
-    assert Signup.objects.get().list_ids == ["chosen-in-admin"]
+    assert Signup.objects.get().list_ids == []
+    assert sync.default_list_ids() == [chosen]
+
+
+class VerifiedSignupView(SignupView):
+    verified = True
+
+
+def test_a_view_behind_login_marks_its_signups_verified(rf, db, published):
+    request = rf.post("/members/signup/", form_data())
+    response = VerifiedSignupView.as_view()(request)
+    assert response.status_code == 302
+    assert Signup.objects.get().verified is True
+    assert SignupView.verified is False
 
 
 def test_sync_task_is_published_only_after_commit(client, db, published, django_capture_on_commit_callbacks):
@@ -167,6 +185,34 @@ def test_idn_domain_is_stored_punycode_encoded(client, db, published):
     response = client.post("/signup/", form_data(email="Juergen@Bücher.Example"))
     assert response.status_code == 302
     assert Signup.objects.get().email == "Juergen@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("anna@faß.de", "anna@xn--fa-hia.de"),  # IDNA 2008 / UTS 46: not fass.de, another domain
+        ("Anna@Faß.DE", "Anna@xn--fa-hia.de"),
+        ("jane@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0ecom", "jane@example.com"),  # full-width domain
+        ("\uff4a\uff41\uff4e\uff45\uff20example.com", "jane@example.com"),  # full-width local part and @
+        ("jane@xn--bcher-kva.de", "jane@xn--bcher-kva.de"),
+    ],
+    ids=["eszett", "eszett-upper", "full-width-domain", "full-width-local", "a-label"],
+)
+def test_addresses_are_stored_in_their_nfkc_and_idna_2008_form(client, db, published, typed, stored):
+    assert client.post("/signup/", form_data(email=typed)).status_code == 302
+    assert Signup.objects.get().email == stored
+
+
+def test_enqueue_signup_stores_eszett_domains_with_idna_2008_like_the_form(db, published):
+    assert sync.enqueue_signup("anna@faß.de").email == "anna@xn--fa-hia.de"
+
+
+@pytest.mark.parametrize("typed", ["jane@xn--zz.de", "jane@a_b.example", "jane@-bad.example"])
+def test_domains_without_a_valid_idna_2008_form_are_refused(client, db, published, typed):
+    response = client.post("/signup/", form_data(email=typed))
+    assert response.status_code == 200
+    assert "email" in response.context["form"].errors
+    assert Signup.objects.count() == 0
 
 
 @pytest.mark.parametrize(("overrides", "field"), INVALID_FORM_INPUTS, ids=INVALID_IDS)
@@ -299,7 +345,7 @@ def test_enqueue_signup_saves_and_publishes_after_commit(db, published, django_c
         }
     ]
     stored = Signup.objects.get()
-    assert (stored.email, stored.first_name, stored.list_ids) == ("reader@example.com", "Ann", [LIST_ID])
+    assert (stored.email, stored.first_name, stored.list_ids) == ("reader@example.com", "Ann", [])
     assert stored.source_url == "https://x.example/p"
     assert stored.consent_given_at is not None
 
