@@ -615,14 +615,30 @@ def test_contact_lists_paginate(make_sandbox):
     assert "_links" not in everything and "lists_count" not in everything
 
 
-def test_contact_lists_limit_must_be_from_1_to_500(sb):
+def test_contact_lists_limit_is_1_to_1000_as_the_spec_schema_says(sb):
     token = sb.issue_tokens()["access_token"]
-    for limit in (0, 501, "ten"):
+    for limit in (0, 1001, "ten"):
         response = lists_page(sb, token, limit=limit)
         assert response.status_code == 400
         assert response.json()[0]["error_key"] == "contacts.api.validation.error"
-    assert lists_page(sb, token, limit=500).status_code == 200
+    # getAllLists' schema: `maximum: 1000` (its prose says 500; the schema is the contract).
+    assert lists_page(sb, token, limit=501).status_code == 200
+    assert lists_page(sb, token, limit=1000).status_code == 200
     assert lists_page(sb, token, cursor="garbage!").status_code == 400
+
+
+def test_contact_lists_status_takes_comma_separated_values(sb):
+    token = sb.issue_tokens()["access_token"]
+    sb.delete_list(LIST_B)
+    names = lambda **params: [item["list_id"] for item in lists_page(sb, token, **params).json()["lists"]]  # noqa: E731
+    active = [LIST_A, DEFAULT_LISTS[2]["list_id"]]
+    assert names() == active
+    assert names(status="deleted") == [LIST_B]
+    assert names(status="active,deleted") == [LIST_A, LIST_B, DEFAULT_LISTS[2]["list_id"]]
+    assert names(status="all") == names(status="active,deleted")
+    [deleted] = lists_page(sb, token, status="deleted").json()["lists"]
+    assert deleted["deleted_at"].endswith("Z")
+    assert lists_page(sb, token, status="active,gone").status_code == 400
 
 
 def test_contact_lists_membership_count(sb):
@@ -728,7 +744,6 @@ EMAIL_50 = "a" * 38 + "@example.com"
             {"custom_fields": [{"custom_field_id": "x", "value": "v"}]},
             "'custom_fields[0].custom_field_id' must be a custom field id.",
         ),
-        ({"permission_to_send": "explicit"}, "'permission_to_send' is not a recognized field."),
     ],
 )
 def test_sign_up_form_validates_cc_field_limits(sb, change, message):
@@ -759,9 +774,9 @@ def test_sign_up_form_accepts_values_at_the_limits(sb):
     }
     response = sign_up(sb, token, body)
     assert response.status_code == 201, response.text
-    [contact] = sb.contacts()
-    assert contact["phone_number"] == "1" * 25
-    assert contact["street_address"]["city"] == "Boston"
+    contact = sb.contact(EMAIL_50)
+    assert [phone["phone_number"] for phone in contact["phone_numbers"]] == ["1" * 25]
+    assert [address["city"] for address in contact["street_addresses"]] == ["Boston"]
     assert len(contact["list_memberships"]) == 3
 
 
@@ -1233,3 +1248,692 @@ def test_pytest_plugin_fixtures(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+
+
+# -- spec conformance helpers ----------------------------------------------------------------------
+
+SPEC_PATH = ROOT.parent / "shared" / "reference" / "cc-v3-openapi.yaml"
+LIST_C = DEFAULT_LISTS[2]["list_id"]
+FIELD_ID = "1618ae62-4752-11e9-9c8a-fa163e6b01c1"
+PINNED = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture(scope="module")
+def spec_schema():
+    """``check(body, schema_name)`` validates a body against a schema of CC's spec (build 3.0.161)."""
+    if not SPEC_PATH.exists():
+        pytest.skip(f"CC's OpenAPI file is not at {SPEC_PATH}")
+    import yaml
+    from openapi_schema_validator import OAS30Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    spec = yaml.load(SPEC_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    registry = Registry().with_resource("spec", Resource.from_contents(spec, default_specification=DRAFT4))
+
+    def check(body, name):
+        schema = {"$ref": f"spec#/components/schemas/{name}"}
+        validator = OAS30Validator(schema, registry=registry, format_checker=OAS30Validator.FORMAT_CHECKER)
+        errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(body)]
+        assert errors == [], errors
+        return body
+
+    return check
+
+
+def api(sandbox, token, method, path, **kwargs):
+    return requests.request(method, sandbox.api_url + path, headers=bearer(token), **kwargs)
+
+
+def find(sandbox, token, email, **params):
+    return api(sandbox, token, "GET", "/contacts", params={"email": email, **params})
+
+
+def poll_until_done(sandbox, token, activity):
+    for _ in range(10):
+        body = api(sandbox, token, "GET", f"/activities/{activity['activity_id']}").json()
+        if body["state"] == "completed":
+            return body
+    raise AssertionError(body)
+
+
+# -- GET /v3/contacts and GET /v3/contacts/{contact_id} ---------------------------------------------
+
+
+def test_get_contacts_by_email_answers_in_the_spec_shape(sb, spec_schema):
+    token = sb.issue_tokens()["access_token"]
+    sb.add_contact(
+        "Ann@Example.com", first_name="Ann", list_memberships=[LIST_A], permission_to_send="implicit"
+    )
+    body = spec_schema(
+        find(sb, token, "ann@example.COM", status="all", include="list_memberships").json(),
+        "getAllContacts_200_response",
+    )
+    [contact] = body["contacts"]
+    assert contact["email_address"]["address"] == "Ann@Example.com"
+    assert contact["email_address"]["permission_to_send"] == "implicit"
+    assert contact["first_name"] == "Ann"
+    assert contact["list_memberships"] == [LIST_A]
+    assert "custom_fields" not in contact and "_links" in body
+    assert find(sb, token, "nobody@example.com").json()["contacts"] == []
+    everything = api(sb, token, "GET", "/contacts", params={"include": ",".join(
+        ["custom_fields", "list_memberships", "phone_numbers", "street_addresses", "taggings", "notes"]
+    )}).json()  # fmt: skip
+    assert set(everything["contacts"][0]) >= {"custom_fields", "phone_numbers", "notes", "taggings"}
+    by_id = api(
+        sb, token, "GET", f"/contacts/{contact['contact_id']}", params={"include": "list_memberships"}
+    )
+    assert spec_schema(by_id.json(), "getContactById_200_response") == contact
+    missing = api(sb, token, "GET", f"/contacts/{uuid.uuid4()}")
+    assert missing.status_code == 404 and missing.json()[0]["error_key"] == "contacts.api.not_found"
+
+
+def test_deleted_contacts_are_returned_only_with_status_all_or_deleted(sb):
+    token = sb.issue_tokens()["access_token"]
+    sb.add_contact("gone@example.com", deleted=True)
+    sb.add_contact("here@example.com")
+    emails = lambda **params: [  # noqa: E731
+        c["email_address"]["address"]
+        for c in api(sb, token, "GET", "/contacts", params=params).json()["contacts"]
+    ]
+    assert emails() == ["here@example.com"]
+    assert emails(status="all") == ["gone@example.com", "here@example.com"]
+    assert emails(status="deleted") == ["gone@example.com"]
+    [gone] = find(sb, token, "gone@example.com", status="all").json()["contacts"]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", gone["deleted_at"])  # the spec's `format: date`
+    assert find(sb, token, "gone@example.com").json()["contacts"] == []
+
+
+def test_get_contacts_status_takes_comma_separated_permission_states(sb):
+    token = sb.issue_tokens()["access_token"]
+    for permission in (
+        "explicit",
+        "implicit",
+        "not_set",
+        "pending_confirmation",
+        "temp_hold",
+        "unsubscribed",
+    ):
+        sb.add_contact(f"{permission}@example.com", permission_to_send=permission)
+
+    def permissions(status):
+        answer = api(sb, token, "GET", "/contacts", params={"status": status})
+        assert answer.status_code == 200, answer.text
+        return sorted(c["email_address"]["permission_to_send"] for c in answer.json()["contacts"])
+
+    assert permissions("unsubscribed") == ["unsubscribed"]
+    assert permissions("temp_hold,pending_confirmation") == ["pending_confirmation", "temp_hold"]
+    assert permissions("active") == ["explicit", "implicit"]
+    assert permissions("not_set,unsubscribed") == ["not_set", "unsubscribed"]
+    assert api(sb, token, "GET", "/contacts", params={"status": "active,bogus"}).status_code == 400
+
+
+def test_get_contacts_validates_limit_include_and_pages(sb):
+    token = sb.issue_tokens()["access_token"]
+    for n in range(5):
+        sb.add_contact(f"p{n}@example.com", list_memberships=[LIST_A] if n % 2 else [LIST_B])
+    for params in ({"limit": 0}, {"limit": 501}, {"include": "everything"}, {"segment_id": "1"}):
+        answer = api(sb, token, "GET", "/contacts", params=params)
+        assert answer.status_code == 400, params
+        assert answer.json()[0]["error_key"] == "contacts.api.validation.error"
+    assert api(sb, token, "GET", "/contacts", params={"limit": 500}).status_code == 200
+    first = api(sb, token, "GET", "/contacts", params={"limit": 2, "include_count": "true"}).json()
+    assert first["contacts_count"] == 5 and len(first["contacts"]) == 2
+    second = requests.get(sb.base_url + first["_links"]["next"]["href"], headers=bearer(token)).json()
+    assert [c["email_address"]["address"] for c in second["contacts"]] == ["p2@example.com", "p3@example.com"]
+    on_a = api(sb, token, "GET", "/contacts", params={"lists": LIST_A}).json()["contacts"]
+    assert [c["email_address"]["address"] for c in on_a] == ["p1@example.com", "p3@example.com"]
+
+
+# -- POST /v3/contacts -------------------------------------------------------------------------------
+
+
+def new_contact(**changes):
+    body = {
+        "email_address": {"address": "ann@example.com", "permission_to_send": "explicit"},
+        "first_name": "Ann",
+        "create_source": "Contact",
+        "list_memberships": [LIST_A],
+        **changes,
+    }
+    return {name: value for name, value in body.items() if value is not None}
+
+
+def test_post_contacts_creates_a_contact_and_answers_201_with_it(sb, spec_schema):
+    token = sb.issue_tokens()["access_token"]
+    body = new_contact(
+        custom_fields=[{"custom_field_id": FIELD_ID, "value": "Tesla"}],
+        phone_numbers=[{"phone_number": "555-0100", "kind": "mobile"}],
+        street_addresses=[{"kind": "home", "city": "Boston"}],
+    )
+    answer = api(sb, token, "POST", "/contacts", json=body)
+    assert answer.status_code == 201, answer.text
+    contact = spec_schema(answer.json(), "getContactById_200_response")
+    assert contact["email_address"]["permission_to_send"] == "explicit"
+    assert contact["email_address"]["opt_in_source"] == "Contact"
+    assert contact["create_source"] == "Contact"
+    assert contact["list_memberships"] == [LIST_A]
+    assert contact["custom_fields"] == [{"custom_field_id": FIELD_ID, "value": "Tesla"}]
+    assert contact["phone_numbers"][0]["kind"] == "mobile"
+    assert sb.contact("ANN@example.com") == contact
+
+
+def test_post_contacts_without_permission_stores_implicit(sb):
+    token = sb.issue_tokens()["access_token"]
+    body = new_contact(email_address={"address": "ann@example.com"}, create_source="Account")
+    contact = api(sb, token, "POST", "/contacts", json=body).json()
+    assert contact["email_address"]["permission_to_send"] == "implicit"
+    assert contact["email_address"]["opt_in_source"] == "Account"
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [{}, {"permission_to_send": "unsubscribed"}, {"deleted": True}],
+    ids=["active", "unsubscribed", "deleted"],
+)
+def test_post_contacts_answers_409_for_an_existing_email(sb, seed):
+    token = sb.issue_tokens()["access_token"]
+    existing = sb.add_contact("ann@example.com", first_name="Old", **seed)
+    answer = api(
+        sb, token, "POST", "/contacts", json=new_contact(email_address={"address": "ANN@example.com"})
+    )
+    assert answer.status_code == 409
+    [error] = answer.json()
+    assert error["error_key"] == "contacts.api.conflict" and existing["contact_id"] in error["error_message"]
+    assert sb.contact("ann@example.com") == existing
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"create_source": None}, "'create_source' is required and must be Contact or Account."),
+        ({"create_source": "Website"}, "'create_source' is required and must be Contact or Account."),
+        (
+            {"email_address": None, "first_name": None},
+            "At least one of first_name, last_name, email_address or sms_channel is required.",
+        ),
+        (
+            {"email_address": {"address": "a" * 69 + "@example.com"}},
+            "'email_address.address' must be at most 80 characters.",
+        ),
+        (
+            {"email_address": {"address": "ann@example.com", "permission_to_send": "yes"}},
+            "'email_address.permission_to_send' must be one of explicit, implicit, not_set, "
+            "pending_confirmation, temp_hold, unsubscribed.",
+        ),
+        ({"first_name": "x" * 51}, "'first_name' must be a string of at most 50 characters."),
+        (
+            {"custom_fields": [{"custom_field_id": str(uuid.uuid4())} for _ in range(26)]},
+            "'custom_fields' must contain at most 25 items.",
+        ),
+        (
+            {"custom_fields": [{"custom_field_id": "shoe_size", "value": "9"}]},
+            "'custom_fields[0].custom_field_id' must be a custom field id.",
+        ),
+        (
+            {"phone_numbers": [{"phone_number": "1"}] * 4},
+            "'phone_numbers' must contain at most 3 items.",
+        ),
+        (
+            {"street_addresses": [{"kind": "home"}] * 4},
+            "'street_addresses' must contain at most 3 items.",
+        ),
+        (
+            {"list_memberships": [str(uuid.uuid4()) for _ in range(51)]},
+            "'list_memberships' must contain at most 50 ids.",
+        ),
+        ({"list_memberships": ["newsletter"]}, "'list_memberships[0]' is not a valid id."),
+    ],
+)
+def test_post_contacts_validates_the_spec_limits(sb, change, message):
+    token = sb.issue_tokens()["access_token"]
+    answer = api(sb, token, "POST", "/contacts", json=new_contact(**change))
+    assert answer.status_code == 400
+    assert {"error_key": "contacts.api.validation.error", "error_message": message} in answer.json()
+    assert sb.contacts() == []
+
+
+def test_post_contacts_needs_json_and_known_lists(sb):
+    token = sb.issue_tokens()["access_token"]
+    body = json.dumps(new_contact())
+    headers = {**bearer(token), "Content-Type": "text/plain"}
+    wrong = requests.post(sb.api_url + "/contacts", data=body, headers=headers)
+    assert wrong.status_code == 415
+    missing = str(uuid.uuid4())
+    answer = api(sb, token, "POST", "/contacts", json=new_contact(list_memberships=[LIST_A, missing]))
+    assert answer.status_code == 404 and missing in answer.json()[0]["error_message"]
+    assert sb.contacts() == []
+
+
+# -- PUT /v3/contacts/{contact_id} -------------------------------------------------------------------
+
+
+def test_put_contact_overwrites_properties_keeps_subresources_and_revives(sb, spec_schema):
+    token = sb.issue_tokens()["access_token"]
+    seeded = sb.add_contact(
+        "ann@example.com",
+        first_name="Ann",
+        last_name="Lee",
+        job_title="Pilot",
+        list_memberships=[LIST_A],
+        custom_fields=[{"custom_field_id": FIELD_ID, "value": "kept"}],
+        deleted=True,
+    )
+    body = {"update_source": "Account", "first_name": "Anna", "list_memberships": [LIST_B]}
+    answer = api(sb, token, "PUT", f"/contacts/{seeded['contact_id']}", json=body)
+    assert answer.status_code == 200, answer.text
+    contact = spec_schema(answer.json(), "getContactById_200_response")
+    assert contact["first_name"] == "Anna"
+    assert "last_name" not in contact and "job_title" not in contact  # overwritten with null
+    assert contact["list_memberships"] == [LIST_B]  # sent: replaced
+    assert contact["custom_fields"] == [{"custom_field_id": FIELD_ID, "value": "kept"}]  # not sent: kept
+    assert contact["email_address"]["address"] == "ann@example.com"
+    assert "deleted_at" not in contact and contact["update_source"] == "Account"
+    assert find(sb, token, "ann@example.com").json()["contacts"][0]["contact_id"] == seeded["contact_id"]
+
+
+def test_put_contact_needs_update_source_and_account_to_revive(sb):
+    token = sb.issue_tokens()["access_token"]
+    seeded = sb.add_contact("ann@example.com", deleted=True)
+    path = f"/contacts/{seeded['contact_id']}"
+    assert api(sb, token, "PUT", path, json={"first_name": "A"}).json()[0]["error_message"] == (
+        "'update_source' is required and must be Contact or Account."
+    )
+    refused = api(sb, token, "PUT", path, json={"update_source": "Contact"})
+    assert refused.status_code == 400 and sb.contact("ann@example.com")["deleted_at"]
+    assert (
+        api(sb, token, "PUT", f"/contacts/{uuid.uuid4()}", json={"update_source": "Account"}).status_code
+        == 404
+    )
+    other = sb.add_contact("bob@example.com")
+    taken = {"update_source": "Account", "email_address": {"address": "bob@example.com"}}
+    conflict = api(sb, token, "PUT", path, json=taken)
+    assert conflict.status_code == 409 and other["contact_id"] in conflict.json()[0]["error_message"]
+
+
+# -- POST /v3/contacts/sign_up_form: CC's documented semantics ---------------------------------------
+
+
+def test_sign_up_form_new_contact_is_explicit_with_opt_in_source_contact(sb):
+    token = sb.issue_tokens()["access_token"]
+    assert sign_up(sb, token).status_code == 201
+    email = sb.contact("ann@example.com")["email_address"]
+    assert (email["permission_to_send"], email["opt_in_source"]) == ("explicit", "Contact")
+
+
+def test_sign_up_form_with_confirmed_opt_in_makes_new_contacts_pending(make_sandbox):
+    sandbox = make_sandbox(confirmed_opt_in=True)
+    token = sandbox.issue_tokens()["access_token"]
+    assert sign_up(sandbox, token).status_code == 201
+    email = sandbox.contact("ann@example.com")["email_address"]
+    assert (email["permission_to_send"], email["confirm_status"]) == ("pending_confirmation", "pending")
+    sandbox.add_contact("old@example.com", permission_to_send="unsubscribed")
+    # "Updated contacts have their permission_to_send property set as explicit" - COI or not.
+    assert (
+        sign_up(
+            sandbox, token, {"email_address": "old@example.com", "list_memberships": [LIST_A]}
+        ).status_code
+        == 200
+    )
+    assert sandbox.contact("old@example.com")["email_address"]["permission_to_send"] == "explicit"
+    assert Sandbox().config()["confirmed_opt_in"] is False
+
+
+@pytest.mark.parametrize(
+    "seed", [{"permission_to_send": "unsubscribed"}, {"deleted": True}], ids=["unsubscribed", "deleted"]
+)
+def test_sign_up_form_reopts_in_and_restores_an_existing_contact_with_a_partial_update(sb, seed):
+    token = sb.issue_tokens()["access_token"]
+    seeded = sb.add_contact(
+        "ann@example.com",
+        first_name="Ann",
+        last_name="Lee",
+        list_memberships=[LIST_A],
+        custom_fields=[{"custom_field_id": FIELD_ID, "value": "old"}],
+        **seed,
+    )
+    other_field = str(uuid.uuid4())
+    body = {
+        "email_address": "ann@example.com",
+        "first_name": "Eve",
+        "list_memberships": [LIST_B],
+        "custom_fields": [{"custom_field_id": other_field, "value": "new"}],
+    }
+    answer = sign_up(sb, token, body)
+    assert answer.status_code == 200
+    assert answer.json() == {"contact_id": seeded["contact_id"], "action": "updated"}
+    contact = sb.contact("ann@example.com")
+    assert contact["email_address"]["permission_to_send"] == "explicit"
+    assert "opt_out_date" not in contact["email_address"] and "deleted_at" not in contact
+    assert (contact["first_name"], contact["last_name"]) == ("Eve", "Lee")  # only what was sent changes
+    assert contact["list_memberships"] == [LIST_A, LIST_B]  # appended
+    assert {f["custom_field_id"]: f["value"] for f in contact["custom_fields"]} == {
+        FIELD_ID: "old",
+        other_field: "new",
+    }
+
+
+def test_sign_up_form_accepts_sms_only_contacts_and_custom_fields_without_value(sb, spec_schema):
+    token = sb.issue_tokens()["access_token"]
+    consent = {
+        "sms_consent_permission": "explicit",
+        "consent_type": "promotional_sms",
+        "consent_medium_type": "website",
+        "consent_medium_url": "https://example.org/signup",
+        "consent_medium_details": "checkbox",
+    }
+    body = {
+        "sms_channel": {
+            "sms_address": "5551230000",
+            "dial_code": "1",
+            "country_code": "US",
+            "sms_channel_consents": [consent],
+        },
+        "list_memberships": [LIST_A],
+        "custom_fields": [{"custom_field_id": FIELD_ID}],
+    }
+    spec_schema(body, "createOrUpdateContact_request")
+    created = sign_up(sb, token, body)
+    assert created.status_code == 201, created.text
+    again = sign_up(sb, token, {**body, "first_name": "Sam"})
+    assert again.json() == {"contact_id": created.json()["contact_id"], "action": "updated"}
+    [stored] = sb.contacts()
+    assert stored["email_address"] is None and stored["first_name"] == "Sam"
+    contact = api(
+        sb, token, "GET", f"/contacts/{stored['contact_id']}", params={"include": "custom_fields"}
+    ).json()
+    spec_schema(contact, "getContactById_200_response")
+    assert contact["sms_channel"]["sms_address"] == "5551230000" and "email_address" not in contact
+    assert contact["custom_fields"] == [{"custom_field_id": FIELD_ID}]
+    broken = sign_up(sb, token, {"sms_channel": {"sms_address": "1"}, "list_memberships": [LIST_A]})
+    assert broken.status_code == 400
+
+
+def test_sign_up_form_ignores_fields_the_spec_does_not_define(sb):
+    token = sb.issue_tokens()["access_token"]
+    body = {
+        "email_address": "ann@example.com",
+        "list_memberships": [LIST_A],
+        "permission_to_send": "unsubscribed",
+        "favourite_colour": "green",
+        "street_address": {"kind": "home", "city": "Boston", "planet": "Mars"},
+    }
+    assert sign_up(sb, token, body).status_code == 201
+    [stored] = sb.contacts()
+    assert "favourite_colour" not in stored and stored["permission_to_send"] == "explicit"
+    assert "planet" not in json.dumps(sb.contact("ann@example.com"))
+
+
+def test_sign_up_form_to_a_deleted_list_is_404(sb):
+    token = sb.issue_tokens()["access_token"]
+    sb.add_contact("ann@example.com", list_memberships=[LIST_B])
+    deleted = sb.delete_list(LIST_B)
+    assert deleted["deleted_at"]
+    assert sb.contact("ann@example.com")["list_memberships"] == []
+    answer = sign_up(sb, token, {"email_address": "ann@example.com", "list_memberships": [LIST_B]})
+    assert answer.status_code == 404 and LIST_B in answer.json()[0]["error_message"]
+    assert api(sb, token, "POST", "/contacts", json=new_contact(list_memberships=[LIST_B])).status_code == 404
+    with pytest.raises(LookupError):
+        sb.delete_list(LIST_B)
+
+
+# -- seeding -----------------------------------------------------------------------------------------
+
+
+def test_add_contact_seeds_a_contact_as_get_returns_it(sb, spec_schema):
+    token = sb.issue_tokens()["access_token"]
+    seeded = sb.add_contact(
+        "ann@example.com",
+        first_name="Ann",
+        last_name="Lee",
+        permission_to_send="unsubscribed",
+        list_memberships=[LIST_A],
+        job_title="Pilot",
+        opt_out_reason="Too many emails",
+    )
+    spec_schema(seeded, "getContactById_200_response")
+    assert seeded["email_address"]["opt_out_reason"] == "Too many emails"
+    assert seeded["create_source"] == "Account" and seeded["job_title"] == "Pilot"
+    include = "custom_fields,list_memberships,phone_numbers,street_addresses,taggings,notes"
+    assert (
+        api(sb, token, "GET", f"/contacts/{seeded['contact_id']}", params={"include": include}).json()
+        == seeded
+    )
+    assert sb.contact("nobody@example.com") is None
+    # Seeding is not an API request: only the GET was logged.
+    assert [entry["path"] for entry in sb.requests()] == [f"/v3/contacts/{seeded['contact_id']}"]
+    for bad in (
+        {"permission_to_send": "maybe"},
+        {"list_memberships": [str(uuid.uuid4())]},
+        {"first_name": "x" * 51},
+    ):
+        with pytest.raises(ValueError):
+            sb.add_contact("bob@example.com", **bad)
+    with pytest.raises(ValueError, match="exists already"):
+        sb.add_contact("ANN@example.com")
+
+
+def test_control_endpoints_seed_contacts_and_delete_lists(sb):
+    control = sb.base_url + "/_sandbox/"
+    answer = requests.post(
+        control + "add_contact",
+        json={"email": "ann@example.com", "first_name": "Ann", "list_memberships": [LIST_A], "deleted": True},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == sb.contact("ann@example.com") and answer.json()["deleted_at"]
+    assert requests.post(control + "add_contact", json={"first_name": "Ann"}).status_code == 400
+    assert requests.post(control + "add_contact", json={"email": "ann@example.com"}).status_code == 400
+    assert requests.post(control + "delete_list", json={"list_id": LIST_A}).json()["list_id"] == LIST_A
+    assert requests.post(control + "delete_list", json={"list_id": LIST_A}).status_code == 404
+    assert [item["list_id"] for item in sb.lists() if item["deleted_at"]] == [LIST_A]
+
+
+# -- POST /v3/activities/add_list_memberships --------------------------------------------------------
+
+
+def test_add_list_memberships_adds_only_lists_when_the_activity_completes(sb, spec_schema):
+    token = sb.issue_tokens()["access_token"]
+    ann = sb.add_contact(
+        "ann@example.com", first_name="Ann", permission_to_send="unsubscribed", list_memberships=[LIST_A]
+    )
+    bob = sb.add_contact("bob@example.com", list_memberships=[LIST_A])
+    body = {"source": {"contact_ids": [ann["contact_id"]]}, "list_ids": [LIST_B, LIST_C]}
+    spec_schema(body, "createListAddActivity_request")
+    answer = api(sb, token, "POST", "/activities/add_list_memberships", json=body)
+    assert answer.status_code == 201, answer.text
+    activity = spec_schema(answer.json(), "createListRemoveActivity_201_response")
+    assert activity["state"] == "initialized" and activity["status"]["list_count"] == 2
+    assert sb.contact("ann@example.com")["list_memberships"] == [LIST_A]  # nothing until CC's job runs
+    done = spec_schema(poll_until_done(sb, token, activity), "getActivityById_200_response")
+    assert done["status"]["items_total_count"] == done["status"]["items_completed_count"] == 1
+    after = sb.contact("ann@example.com")
+    assert after["list_memberships"] == [LIST_A, LIST_B, LIST_C]
+    assert after["email_address"]["permission_to_send"] == "unsubscribed" and after["first_name"] == "Ann"
+    assert sb.contact("bob@example.com") == bob
+    by_list = {
+        "source": {"list_ids": [LIST_A]},
+        "exclude": {"contact_ids": [bob["contact_id"]]},
+        "list_ids": [LIST_C],
+    }
+    second = api(sb, token, "POST", "/activities/add_list_memberships", json=by_list).json()
+    assert poll_until_done(sb, token, second)["status"]["items_total_count"] == 1
+
+
+def test_add_list_memberships_refuses_unknown_lists_and_bad_bodies(sb):
+    token = sb.issue_tokens()["access_token"]
+    ann = sb.add_contact("ann@example.com")
+    missing = str(uuid.uuid4())
+    post = lambda body: api(sb, token, "POST", "/activities/add_list_memberships", json=body)  # noqa: E731
+    gone = post({"source": {"contact_ids": [ann["contact_id"]]}, "list_ids": [missing]})
+    assert gone.status_code == 404 and missing in gone.json()[0]["error_message"]
+    for body in (
+        {"source": {"contact_ids": [ann["contact_id"]]}, "list_ids": []},
+        {"source": {"contact_ids": [ann["contact_id"]], "all_active_contacts": True}, "list_ids": [LIST_A]},
+        {"source": {"contact_ids": ["ann"]}, "list_ids": [LIST_A]},
+        {"list_ids": [LIST_A]},
+    ):
+        assert post(body).status_code == 400, body
+    assert sb.activities() == []
+
+
+def test_requests_are_logged_with_method_path_and_email_for_each_contact_call(sb):
+    token = sb.issue_tokens()["access_token"]
+    api(sb, token, "POST", "/contacts", json=new_contact())
+    find(sb, token, "ann@example.com", status="all", include="list_memberships")
+    contact_id = sb.contact("ann@example.com")["contact_id"]
+    api(
+        sb,
+        token,
+        "POST",
+        "/activities/add_list_memberships",
+        json={"source": {"contact_ids": [contact_id]}, "list_ids": [LIST_B]},
+    )
+    api(
+        sb,
+        token,
+        "PUT",
+        f"/contacts/{contact_id}",
+        json={"update_source": "Contact", "email_address": {"address": "ann@example.com"}},
+    )
+    sign_up(sb, token)
+    log = [(e["method"], e["path"], e["status"], e["email"]) for e in sb.requests()]
+    assert log == [
+        ("POST", "/v3/contacts", 201, "ann@example.com"),
+        ("GET", "/v3/contacts", 200, "ann@example.com"),
+        ("POST", "/v3/activities/add_list_memberships", 201, None),
+        ("PUT", f"/v3/contacts/{contact_id}", 200, "ann@example.com"),
+        ("POST", "/v3/contacts/sign_up_form", 200, "ann@example.com"),
+    ]
+    assert sb.requests()[2]["detail"] == "1 contact_ids -> 1 lists"
+
+
+# -- bulk activities: the import keys, the 4 MB cut, the queue limit ---------------------------------
+
+
+def post_import(sandbox, token, body, **kwargs):
+    return api(sandbox, token, "POST", "/activities/contacts_json_import", json=body, **kwargs)
+
+
+def test_import_accepts_every_key_the_spec_defines(sb, spec_schema):
+    token = sb.issue_tokens()["access_token"]
+    item = {
+        "email": "ann@example.com",
+        "first_name": "Ann",
+        "phone": "1" * 50,
+        "home_phone": "555-0101",
+        "work_phone": "555-0102",
+        "home_street": "1 Home St",
+        "home_street2": "Apt 2",
+        "home_city": "Boston",
+        "home country": "US",
+        "work_street": "2 Work Rd",
+        "work_zip": "02110",
+        "other_city": "Paris",
+        "other_country": "France",
+        "birthday_month": 11,
+        "birthday_day": 24,
+        "anniversary": "2006-11-15",
+        "cf:shoe_size": "9",
+    }
+    body = {
+        "import_data": [item, {"sms_number": "5081231235", "sms_consent_date": "07-03-2024"}],
+        "list_ids": [LIST_A],
+        "sms_permission_to_send": "explicit",
+    }
+    spec_schema(body, "createImportJSONActivity_request")
+    activity = post_import(sb, token, body).json()
+    done = poll_until_done(sb, token, activity)
+    assert done["activity_errors"] == [] and done["status"]["error_count"] == 0
+    contact = sb.contact("ann@example.com")
+    assert {p["kind"]: p["phone_number"] for p in contact["phone_numbers"]} == {
+        "other": "1" * 50,
+        "home": "555-0101",
+        "work": "555-0102",
+    }
+    addresses = {a["kind"]: a for a in contact["street_addresses"]}
+    assert addresses["home"]["street"] == "1 Home St Apt 2" and addresses["home"]["country"] == "US"
+    assert addresses["work"]["postal_code"] == "02110" and addresses["other"]["city"] == "Paris"
+    assert (contact["birthday_month"], contact["anniversary"]) == (11, "2006-11-15")
+    assert contact["email_address"]["permission_to_send"] == "implicit"
+    [sms_only] = [c for c in sb.contacts() if c["email_address"] is None]
+    assert sms_only["sms_channel"]["sms_channel_consents"][0]["sms_consent_permission"] == "explicit"
+
+
+def test_import_over_4_mb_imports_only_the_contacts_inside_the_first_4_mb(sb):
+    token = sb.issue_tokens()["access_token"]
+    items = [{"email": f"p{n:05}@example.com", "cf:notes": "x" * 200} for n in range(20_000)]
+    body = {"import_data": items, "list_ids": [LIST_A]}
+    raw = json.dumps(body).encode()
+    assert len(raw) > 4_000_000
+    answer = post_import(sb, token, body)
+    assert answer.status_code == 201, answer.text[:300]
+    inside = sum(raw.index(json.dumps(item).encode()) + len(json.dumps(item)) <= 4_000_000 for item in items)
+    assert answer.json()["status"]["person_count"] == inside < len(items)
+    done = poll_until_done(sb, token, answer.json())
+    assert len(sb.contacts()) == inside
+    assert done["activity_errors"] == [
+        f"The request body exceeded 4 MB: {len(items) - inside} contacts after the first 4 MB were not imported."
+    ]
+
+
+def test_bulk_activity_posts_answer_429_when_the_queue_is_full(make_sandbox):
+    sandbox = make_sandbox(activity_queue_limit=2)
+    token = sandbox.issue_tokens()["access_token"]
+    body = {"import_data": [{"email": "a@example.com"}], "list_ids": [LIST_A]}
+    first, second = post_import(sandbox, token, body).json(), post_import(sandbox, token, body).json()
+    full = post_import(sandbox, token, body)
+    assert full.status_code == 429
+    assert full.json() == {
+        "error_key": "too_many_requests",
+        "error_message": "Too many requests. You exceeded 1,000 queued activities for this user account.",
+    }
+    ann = sandbox.add_contact("ann@example.com")
+    adding = {"source": {"contact_ids": [ann["contact_id"]]}, "list_ids": [LIST_B]}
+    assert api(sandbox, token, "POST", "/activities/add_list_memberships", json=adding).status_code == 429
+    assert len(sandbox.activities()) == 2
+    poll_until_done(sandbox, token, first)
+    assert post_import(sandbox, token, body).status_code == 201
+    assert api(sandbox, token, "GET", f"/activities/{second['activity_id']}").status_code == 200
+    assert Sandbox().config()["activity_queue_limit"] == 1000
+
+
+# -- daily quota: error key, reset hour, injectable clock --------------------------------------------
+
+
+def test_quota_error_key_is_a_setting_and_none_looks_like_throttling(make_sandbox):
+    sandbox = make_sandbox(daily_quota=1, quota_error_key=None)
+    token = sandbox.issue_tokens()["access_token"]
+    assert lists_page(sandbox, token).status_code == 200
+    over = lists_page(sandbox, token)
+    assert (over.status_code, over.json()) == (429, THROTTLED)
+    sandbox.configure(quota_error_key="daily_limit")
+    assert lists_page(sandbox, token).json() == {
+        "error_key": "daily_limit",
+        "error_message": "Limit Exceeded",
+    }
+    with pytest.raises(ValueError):
+        sandbox.configure(quota_error_key="")
+
+
+def test_quota_day_rolls_over_at_quota_reset_hour_utc_on_the_sandbox_clock(make_sandbox):
+    now = [PINNED + 23.5 * 3600]  # 2026-01-01 23:30 UTC
+    sandbox = make_sandbox(daily_quota=1, quota_reset_hour_utc=7, clock=lambda: now[0])
+    token = sandbox.issue_tokens()["access_token"]
+    assert lists_page(sandbox, token).status_code == 200
+    assert lists_page(sandbox, token).status_code == 429
+    now[0] = PINNED + 24.5 * 3600  # 00:30 UTC: CC's documented reset, not this account's
+    assert lists_page(sandbox, token).status_code == 429
+    now[0] = PINNED + 31 * 3600  # 07:00 UTC
+    assert lists_page(sandbox, token).status_code == 200
+    assert sandbox.state()["quota"] == {CLIENT_ID: 1}
+    with pytest.raises(ValueError):
+        sandbox.configure(quota_reset_hour_utc=24)
+
+
+def test_timestamps_come_from_the_injected_clock(make_sandbox):
+    sandbox = make_sandbox(clock=lambda: PINNED)
+    token = sandbox.issue_tokens()["access_token"]
+    sign_up(sandbox, token)
+    contact = sandbox.contact("ann@example.com")
+    assert contact["created_at"] == contact["email_address"]["opt_in_date"] == "2026-01-01T00:00:00.000Z"
+    assert sandbox.now() == PINNED
