@@ -164,6 +164,7 @@ def test_custom_fields_and_street_address_reach_cc(connection, cc_api, published
         ({"street_address": {"kind": "home", "address_line1": "x"}}, "no 'address_line1'"),
         ({"custom_fields": {CUSTOM_FIELD_ID: "a\x00b"}}, "control characters"),
         ({"list_ids": ["Newsletter"]}, "'Newsletter' is not a Constant Contact list id"),
+        ({"list_ids": [f"{VIP_LIST[:-2]}{n:02x}" for n in range(51)]}, "at most 50 lists"),
     ],
     ids=[
         "value-too-long",
@@ -176,6 +177,7 @@ def test_custom_fields_and_street_address_reach_cc(connection, cc_api, published
         "other-unknown-key",
         "control-char",
         "list-name-as-id",
+        "51-lists",
     ],
 )
 def test_extra_fields_beyond_ccs_limits_are_refused_saying_what_to_fix(db, extra, message):
