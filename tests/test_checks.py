@@ -9,16 +9,20 @@ from django.core.exceptions import ImproperlyConfigured
 
 from cc_sync import checks, conf
 from cc_sync.exceptions import CCSyncConfigurationError
+from cc_sync.models import Connection
+from tests.conftest import LIST_ID, make_connection
 
 
 def ids(messages) -> list[str]:
     return [message.id for message in messages]
 
 
-def test_test_settings_pass_every_check(cc_settings, settings):
+def test_test_settings_pass_every_check(cc_settings, settings, db):
     settings.DEBUG = False
     assert ids(checks.check_settings()) == []
     assert ids(checks.check_installed_apps()) == []
+    assert ids(checks.check_https()) == []
+    assert ids(checks.check_stored_tokens()) == []
 
 
 @pytest.mark.parametrize("value", [None, ""])
@@ -82,8 +86,8 @@ def test_unknown_key_is_e005_and_named(cc_settings):
     assert "CLIENT_SECERT" in messages[0].msg
 
 
-@pytest.mark.parametrize("value", [0, -1, "fast", None])
-def test_non_positive_api_rate_is_e006(cc_settings, value):
+@pytest.mark.parametrize("value", [0, -1, "fast", "4", None, True, float("nan")])
+def test_non_positive_or_non_numeric_api_rate_is_e006(cc_settings, value):
     cc_settings["API_RATE"] = value
     messages = checks.check_settings()
     assert ids(messages) == ["cc_sync.E006"]
@@ -98,47 +102,68 @@ def test_other_non_positive_numbers_are_e006(cc_settings, name):
     assert name in messages[0].msg
 
 
-def test_http_redirect_uri_without_debug_is_w001(cc_settings, settings):
-    settings.DEBUG = False
+NUMERIC = [
+    name
+    for name in (
+        *checks.POSITIVE_NUMBERS,
+        *checks.NON_NEGATIVE_NUMBERS,
+        *checks.OPTIONAL_NUMBERS,
+        "IPV6_PREFIX",
+    )
+    if name in conf.DEFAULTS
+]
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+def test_a_non_numeric_value_of_any_numeric_setting_is_e006_with_a_hint(cc_settings, name):
+    cc_settings[name] = "ten"
+    messages = checks.check_settings()
+    assert ids(messages) == ["cc_sync.E006"]
+    assert name in messages[0].msg
+    assert "not a string" in messages[0].hint
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+def test_every_numeric_default_passes(cc_settings, name):
+    cc_settings[name] = conf.DEFAULTS[name]
+    assert ids(checks.check_numbers()) == []
+
+
+def test_retention_days_may_be_none_and_zero_leeway_is_fine(cc_settings):
+    cc_settings.update(RETENTION_DAYS=None, FAILED_RETENTION_DAYS=None, TOKEN_LEEWAY=0, MAX_COUNTDOWN=0)
+    assert ids(checks.check_numbers()) == []
+    cc_settings["RETENTION_DAYS"] = -1
+    assert ids(checks.check_numbers()) == ["cc_sync.E006"]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_http_redirect_uri_is_w001_whatever_debug_says(cc_settings, settings, debug):
+    settings.DEBUG = debug
     cc_settings["REDIRECT_URI"] = "http://site.example/admin/cc_sync/connection/callback/"
-    assert ids(checks.check_settings()) == ["cc_sync.W001"]
+    assert ids(checks.check_https()) == ["cc_sync.W001"]
 
 
-def test_http_redirect_uri_with_debug_is_fine(cc_settings, settings):
-    settings.DEBUG = True
-    cc_settings["REDIRECT_URI"] = "http://localhost:8000/admin/cc_sync/connection/callback/"
-    assert ids(checks.check_settings()) == []
-
-
-def test_http_api_url_without_debug_is_w002(cc_settings, settings):
-    settings.DEBUG = False
-    cc_settings["API_URL"] = "http://api.cc.test/v3"
-    messages = checks.check_settings()
+@pytest.mark.parametrize("name", ["API_URL", "TOKEN_URL"])
+def test_http_endpoint_is_w002_and_named(cc_settings, name):
+    cc_settings[name] = "http://cc.test/v3"
+    messages = checks.check_https()
     assert ids(messages) == ["cc_sync.W002"]
-    assert "API_URL" in messages[0].msg
+    assert name in messages[0].msg
 
 
-def test_http_token_url_without_debug_is_w002(cc_settings, settings):
-    settings.DEBUG = False
-    cc_settings["TOKEN_URL"] = "http://authz.cc.test/token"
-    messages = checks.check_settings()
-    assert ids(messages) == ["cc_sync.W002"]
-    assert "TOKEN_URL" in messages[0].msg
-
-
-def test_http_api_url_with_debug_is_fine(cc_settings, settings):
-    settings.DEBUG = True
-    cc_settings["API_URL"] = "http://127.0.0.1:8001/v3"
-    assert ids(checks.check_settings()) == []
+def test_https_warnings_are_deploy_checks_not_everyday_ones(cc_settings, settings):
+    settings.DEBUG = True  # the sandbox on a laptop: `manage.py check` stays quiet ...
+    cc_settings["API_URL"] = "http://127.0.0.1:8765/v3"
+    assert "cc_sync.W002" not in ids(run_checks())
+    # ... and `manage.py check --deploy` says it, DEBUG or not.
+    assert "cc_sync.W002" in ids(run_checks(include_deployment_checks=True))
 
 
 def test_several_problems_are_all_reported(cc_settings, settings):
-    settings.DEBUG = False
     del cc_settings["CLIENT_ID"]
     del cc_settings["CLIENT_SECRET"]
     cc_settings["API_RATE"] = 0
-    cc_settings["API_URL"] = "http://api.cc.test/v3"
-    assert ids(checks.check_settings()) == ["cc_sync.E001", "cc_sync.E002", "cc_sync.E006", "cc_sync.W002"]
+    assert ids(checks.check_settings()) == ["cc_sync.E001", "cc_sync.E002", "cc_sync.E006"]
 
 
 def test_no_cc_sync_settings_at_all_report_client_id_secret_and_keys(settings):
@@ -210,3 +235,196 @@ def test_configuration_error_is_improperly_configured():
 def test_encryption_key_given_as_bytes_is_reported_or_accepted_not_a_crash(cc_settings):
     cc_settings["ENCRYPTION_KEYS"] = [Fernet.generate_key()]
     assert ids(checks.check_settings()) in ([], ["cc_sync.E003"])
+
+
+# -- stored tokens the keys cannot read (cc_sync.E007) -------------------------------------------------
+
+OTHER_KEY = "Zm9yZWlnbi1rZXktbm90LXVzZWQtYnktdGhpcy1zaXQ="
+
+
+def test_stored_tokens_the_keys_cannot_decrypt_are_e007_with_what_to_do(db, cc_settings):
+    make_connection()
+    cc_settings["ENCRYPTION_KEYS"] = [OTHER_KEY]  # a rotation that dropped the old key
+    messages = [m for m in run_checks() if m.id and m.id.startswith("cc_sync.")]
+    assert ids(messages) == ["cc_sync.E007"]
+    assert "access_token and refresh_token" in messages[0].msg
+    assert "Restore the old key" in messages[0].hint and "Reconnect" in messages[0].hint
+    assert OTHER_KEY not in f"{messages[0].msg} {messages[0].hint}"
+
+
+def test_readable_tokens_and_no_connection_row_pass_e007(db):
+    assert ids(checks.check_stored_tokens()) == []
+    make_connection()
+    assert ids(checks.check_stored_tokens()) == []
+    make_connection(access_token="", refresh_token="", status=Connection.Status.DISCONNECTED)
+    assert ids(checks.check_stored_tokens()) == []
+
+
+def test_stored_tokens_check_without_the_table_says_nothing(db, monkeypatch):
+    # Before `migrate` (which runs the checks first) there is no table to read.
+    monkeypatch.setattr(Connection._meta, "db_table", "cc_sync_no_such_table")
+    assert ids(checks.check_stored_tokens()) == []
+
+
+def test_stored_tokens_check_without_a_database_says_nothing(settings):
+    # No `db` fixture: every query raises here, as with an unreachable database.
+    assert ids(checks.check_stored_tokens()) == []
+
+
+def test_missing_keys_are_e003_only_not_e007(db, cc_settings):
+    make_connection()
+    del cc_settings["ENCRYPTION_KEYS"]
+    assert ids(checks.check_stored_tokens()) == []
+    assert ids(checks.check_encryption_keys()) == ["cc_sync.E003"]
+
+
+# -- CAPTCHA (E008, E009) -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"provider": "hcaptcha", "site_key": "k", "secret": "s"},
+        {"provider": "Turnstile", "site_key": "k", "secret": "s"},
+        {"site_key": "k", "secret": "s"},
+        "turnstile",
+    ],
+    ids=["unknown", "wrong-case", "no-provider", "not-a-dict"],
+)
+def test_unknown_captcha_provider_is_e008_naming_the_known_ones(cc_settings, config):
+    cc_settings["CAPTCHA"] = config
+    messages = checks.check_settings()
+    assert ids(messages) == ["cc_sync.E008"]
+    assert "'turnstile'" in messages[0].hint and "'recaptcha'" in messages[0].hint
+
+
+@pytest.mark.parametrize("missing", ["site_key", "secret"])
+def test_captcha_without_site_key_or_secret_is_e009(cc_settings, missing):
+    config = {"provider": "recaptcha", "site_key": "site", "secret": "secret"}
+    config[missing] = ""
+    cc_settings["CAPTCHA"] = config
+    messages = checks.check_settings()
+    assert ids(messages) == ["cc_sync.E009"]
+    assert missing in messages[0].msg
+    del config[missing]
+    assert ids(checks.check_captcha()) == ["cc_sync.E009"]
+
+
+def test_a_complete_captcha_passes(cc_settings):
+    cc_settings["CAPTCHA"] = {"provider": "turnstile", "site_key": "site", "secret": "secret"}
+    assert ids(checks.check_settings()) == []
+
+
+# -- LIST_CHOOSER (E010) --------------------------------------------------------------------------------
+
+NOT_CALLABLE = 42
+
+
+def choose_lists(request, cleaned_data):
+    return [LIST_ID]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "tests.test_checks.no_such_function",
+        "no_such_module.choose",
+        "nodots",
+        "tests.test_checks.NOT_CALLABLE",
+    ],
+)
+def test_bad_list_chooser_is_e010(cc_settings, path):
+    cc_settings["LIST_CHOOSER"] = path
+    messages = checks.check_settings()
+    assert ids(messages) == ["cc_sync.E010"]
+    assert path in messages[0].msg
+    assert "dotted path of a function" in messages[0].hint
+
+
+def test_importable_list_chooser_passes(cc_settings):
+    cc_settings["LIST_CHOOSER"] = "tests.test_checks.choose_lists"
+    assert ids(checks.check_settings()) == []
+
+
+# -- CUSTOM_FIELDS (E011) -------------------------------------------------------------------------------
+
+FIELD_ID = "4f3c9a2e-1b2d-4c5e-8f90-123456789abc"
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        {"favourite_colour": "Favourite colour"},  # keyed the way the bulk import names its columns
+        {FIELD_ID: "favourite_colour"},  # the map turned round
+        {"favourite_colour": 7},
+        [("favourite_colour", FIELD_ID)],
+    ],
+    ids=["name-not-id", "inverted", "not-a-string", "not-a-dict"],
+)
+def test_malformed_custom_fields_are_e011(cc_settings, mapping):
+    cc_settings["CUSTOM_FIELDS"] = mapping
+    messages = checks.check_settings()
+    assert ids(messages) and set(ids(messages)) == {"cc_sync.E011"}
+    assert "custom_field_id" in messages[0].hint
+
+
+def test_custom_fields_mapping_form_fields_to_uuids_passes(cc_settings):
+    cc_settings["CUSTOM_FIELDS"] = {"favourite_colour": FIELD_ID, "shoe_size": FIELD_ID.upper()}
+    assert ids(checks.check_settings()) == []
+
+
+# -- LIMIT_* (E012) -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", [5, (5,), (5, 60, 1), (0, 60), (5, -1), ("5", "60"), (5.5, 60), (True, 60), "5/60", []]
+)
+@pytest.mark.parametrize("name", ["LIMIT_PER_IP", "LIMIT_PER_EMAIL"])
+def test_malformed_limits_are_e012(cc_settings, name, value):
+    cc_settings[name] = value
+    messages = checks.check_limits()
+    assert ids(messages) == ["cc_sync.E012"]
+    assert name in messages[0].msg
+    assert "None" in messages[0].hint
+
+
+@pytest.mark.parametrize("value", [None, (5, 60), [1, 3600]])
+def test_limits_that_are_none_or_a_pair_pass(cc_settings, value):
+    cc_settings["LIMIT_PER_IP"] = value
+    assert ids(checks.check_limits()) == []
+
+
+# -- LIST_IDS (E013) ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["Newsletter"],
+        [LIST_ID, "12345"],
+        f"{LIST_ID},not-a-uuid",
+        [f"{i:08x}-662a-11eb-af0a-fa163e56c9b0" for i in range(51)],
+    ],
+    ids=["a-name", "one-bad", "comma-string", "51-lists"],
+)
+def test_bad_list_ids_are_e013_with_what_to_fix(cc_settings, value):
+    cc_settings["LIST_IDS"] = value
+    messages = checks.check_settings()
+    assert ids(messages) == ["cc_sync.E013"]
+    assert "UUID" in messages[0].hint and "connection page" in messages[0].hint
+
+
+@pytest.mark.parametrize("value", [[], "", [LIST_ID], f"{LIST_ID}, {LIST_ID.upper()}"])
+def test_empty_or_valid_list_ids_pass(cc_settings, value):
+    cc_settings["LIST_IDS"] = value
+    assert ids(checks.check_settings()) == []
+
+
+def test_each_concern_is_its_own_registered_check(cc_settings):
+    from django.core.checks.registry import registry
+
+    registered = registry.get_checks(include_deployment_checks=True)
+    for check in (*checks.SETTINGS_CHECKS, checks.check_https, checks.check_stored_tokens):
+        assert check in registered
+    assert checks.check_https in registry.get_checks(include_deployment_checks=True)
+    assert checks.check_https not in registry.get_checks()
