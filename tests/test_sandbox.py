@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import io
@@ -1937,3 +1938,32 @@ def test_timestamps_come_from_the_injected_clock(make_sandbox):
     contact = sandbox.contact("ann@example.com")
     assert contact["created_at"] == contact["email_address"]["opt_in_date"] == "2026-01-01T00:00:00.000Z"
     assert sandbox.now() == PINNED
+
+
+def test_index_page_shows_permission_deleted_contacts_and_lists_and_sms_only_contacts(sb):
+    sb.add_contact("gone@example.com", permission_to_send="unsubscribed", deleted=True)
+    sb.delete_list(LIST_C)
+    token = sb.issue_tokens()["access_token"]
+    channel = {
+        "sms_address": "5551230000",
+        "dial_code": "1",
+        "country_code": "US",
+        "sms_channel_consents": [],
+    }
+    assert sign_up(sb, token, {"sms_channel": channel, "list_memberships": [LIST_A]}).status_code == 201
+    page = requests.get(sb.base_url + "/").text
+    assert "unsubscribed (deleted)" in page and "Events (deleted)" in page and "5551230000" in page
+
+
+def test_command_line_sets_confirmed_opt_in_queue_limit_and_quota_reset_hour():
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    argv = ["--confirmed-opt-in", "--activity-queue-limit", "5", "--quota-reset-hour", "8"]
+    config = cli.sandbox_from_options(vars(parser.parse_args(argv))).config()
+    assert (config["confirmed_opt_in"], config["activity_queue_limit"], config["quota_reset_hour_utc"]) == (
+        True,
+        5,
+        8,
+    )
+    defaults = cli.sandbox_from_options(vars(parser.parse_args([]))).config()
+    assert (defaults["confirmed_opt_in"], defaults["activity_queue_limit"]) == (False, 1000)

@@ -24,6 +24,8 @@ _SETTINGS = (
     "daily_quota",
     "delay",
     "seed",
+    "activity_queue_limit",
+    "quota_reset_hour_utc",
 )
 
 
@@ -68,6 +70,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--delay", type=float, metavar="SECONDS", help="Extra latency on every /v3 answer.")
     parser.add_argument("--seed", type=int, help="Seed of the fault RNG (default 0).")
+    parser.add_argument(
+        "--confirmed-opt-in",
+        action="store_true",
+        help="The account has Confirmed Opt-In on: sign_up_form makes new contacts pending_confirmation.",
+    )
+    parser.add_argument(
+        "--activity-queue-limit",
+        type=int,
+        metavar="N",
+        help="Queued bulk activities before POST /v3/activities/... answers 429 (default 1000).",
+    )
+    parser.add_argument(
+        "--quota-reset-hour",
+        dest="quota_reset_hour_utc",
+        type=int,
+        metavar="HOUR",
+        help="UTC hour at which the daily quota resets (default 0).",
+    )
     parser.add_argument("--quiet", action="store_true", help="Do not print a log line per request.")
 
 
@@ -87,6 +107,8 @@ def sandbox_from_options(options: Mapping[str, Any]) -> Sandbox:
     config: dict[str, Any] = {name: options[name] for name in _SETTINGS if options.get(name) is not None}
     if options.get("faults"):
         config["faults"] = _faults(options["faults"])
+    if options.get("confirmed_opt_in"):
+        config["confirmed_opt_in"] = True
     return Sandbox(
         host=options.get("host") or "127.0.0.1",
         port=DEFAULT_PORT if options.get("port") is None else int(options["port"]),

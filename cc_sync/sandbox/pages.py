@@ -153,7 +153,7 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
         ["Name", "List id", "Members"],
         (
             (
-                item["name"],
+                item["name"] + (" (deleted)" if item.get("deleted_at") else ""),
                 item["list_id"],
                 sum(item["list_id"] in c["list_memberships"] for c in state["contacts"]),
             )
@@ -162,12 +162,13 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
         "No lists.",
     )
     contacts = _table(
-        ["Email", "First name", "Last name", "Lists", "Created", "Updated"],
+        ["Email", "First name", "Last name", "Permission", "Lists", "Created", "Updated"],
         (
             (
-                c["email_address"],
+                c["email_address"] or (c.get("sms_channel") or {}).get("sms_address") or "-",
                 c.get("first_name"),
                 c.get("last_name"),
+                (c.get("permission_to_send") or "-") + (" (deleted)" if c.get("deleted_at") else ""),
                 ", ".join(list_names.get(list_id, list_id) for list_id in c["list_memberships"]),
                 c["created_at"],
                 c["updated_at"],

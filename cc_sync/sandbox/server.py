@@ -11,15 +11,19 @@ What it emulates (paths are CC's own):
   and the device-code grant; parameters from the form body or the query string; 1 request/s limit.
 * ``POST /oauth2/default/v1/device/authorize`` and ``GET|POST /device`` - the device flow.
 * ``GET /v3/account/summary``, ``GET /v3/contact_lists`` (cursor paging), ``POST /v3/contacts/sign_up_form``
-  (validated upsert keyed on the email) - Bearer tokens, 4 requests/s, 10,000 requests per UTC day.
-* ``POST /v3/activities/contacts_json_import`` (bulk upsert; new contacts get *implicit* permission) and
-  ``GET /v3/activities/{activity_id}`` (initialized, processing, completed over ``import_polls`` polls).
+  (validated upsert keyed on the email or SMS number, with CC's permission rules), ``GET|POST /v3/contacts``
+  and ``GET|PUT /v3/contacts/{contact_id}`` (see :mod:`cc_sync.sandbox.contacts`) - Bearer tokens,
+  4 requests/s, 10,000 requests per quota day.
+* ``POST /v3/activities/contacts_json_import`` (bulk upsert; new contacts get *implicit* permission),
+  ``POST /v3/activities/add_list_memberships`` and ``GET /v3/activities/{activity_id}`` (initialized,
+  processing, completed over ``import_polls`` polls); 429 past ``activity_queue_limit`` queued activities.
 * Fault injection (5xx, timeouts, dropped connections, throttling, broken 200 bodies) with a seeded RNG.
 * ``/_sandbox/...`` JSON control endpoints and ``GET /`` (an auto-refreshing HTML overview).
 
-Behaviour follows CC's documentation where it exists; where CC documents nothing (error bodies of
-the token endpoint, device-flow poll errors) it follows RFC 6749 / RFC 8628 and Okta, which runs CC's
-authorization server.
+Behaviour follows CC's documentation where it exists - for the V3 API its published OpenAPI contract,
+Swagger build 3.0.161 (docs/testing.md lists where the sandbox deliberately differs); where CC documents
+nothing (error bodies of the token endpoint, device-flow poll errors) it follows RFC 6749 / RFC 8628 and
+Okta, which runs CC's authorization server.
 """
 
 from __future__ import annotations
@@ -82,8 +86,9 @@ DEVICE_PAGE_PATH = "/device"
 API_PREFIX = "/v3"
 IMPORT_PATH = "/v3/activities/contacts_json_import"
 ACTIVITY_PREFIX = "/v3/activities/"
-# CC: the JSON payload "must be less than 4 megabytes" (import_contacts.html). CC itself imports the first
-# 4 MB and drops the rest; the sandbox refuses instead, so that a client sending too much is caught in tests.
+# CC: "If the request body exceeds 4 MB, this method only imports the first 4 MB and drops the remaining
+# data" (createImportJSONActivity). Whether CC's megabyte is 10^6 or 2^20 bytes is not documented: the
+# sandbox cuts at the smaller.
 IMPORT_MAX_BYTES = 4_000_000
 LISTS_MAX_LIMIT = 1000
 CONTROL_PREFIX = "/_sandbox/"
@@ -452,7 +457,7 @@ class Sandbox(ContactsMixin):
       Fractions of a second are allowed for fast tests; ``expires_in`` is rounded up.
     * ``token_rate`` (1/s on the token endpoint, all clients together), ``api_rate`` (4/s on ``/v3``
       per client_id, sliding one-second window), ``daily_quota`` (10,000 accepted ``/v3`` requests
-      per client_id per UTC day). None or 0 switches a rate off; None switches the quota off.
+      per client_id per quota day). None or 0 switches a rate off; None switches the quota off.
     * ``lists`` (``{"list_id": uuid, "name"}`` dicts, default :data:`DEFAULT_LISTS`) and ``account``
       (the ``GET /v3/account/summary`` body, default :data:`DEFAULT_ACCOUNT`).
     * ``faults`` / ``token_faults`` - ``{name: probability}`` for ``/v3`` and the token endpoint; see
@@ -463,8 +468,19 @@ class Sandbox(ContactsMixin):
       token rotated), only the answer is lost or garbled, so a retrying client must rely on the
       upsert. ``timeout`` answers normally after sleeping ``timeout_seconds`` (30).
     * ``delay`` - extra seconds before every ``/v3`` answer, to emulate CC's latency.
-    * ``import_polls`` (2) - a bulk import is *processing* until its activity has been polled this many
-      times, then it runs and is *completed*: contacts appear only then, as with CC's background jobs.
+    * ``import_polls`` (2) - a bulk activity (import, add_list_memberships) is *processing* until it has
+      been polled this many times, then it runs and is *completed*: contacts change only then, as with
+      CC's background jobs.
+    * ``activity_queue_limit`` (1000) - at most this many activities queued (not completed) at once; the
+      next ``POST /v3/activities/...`` answers 429 (CC's Activities429ErrorResponse). None: no limit.
+    * ``confirmed_opt_in`` (False) - the account's Confirmed Opt-In setting: when on, ``sign_up_form``
+      gives *new* contacts ``pending_confirmation`` instead of ``explicit``.
+    * ``quota_error_key`` (``"quota_exceeded"``) - the ``error_key`` of the daily-quota 429, which no CC
+      source confirms; None answers exactly like throttling (``throttled``).
+    * ``quota_reset_hour_utc`` (0) - the UTC hour at which the quota day rolls over.
+
+    ``clock`` (constructor only) - a callable returning POSIX seconds, the sandbox's "now" for timestamps
+    and the quota day (default :func:`time.time`); see :meth:`now`.
 
     All mutable state lives on this object and is guarded by one lock; handler threads only sleep
     (``delay``, ``timeout`` fault) after releasing it.
@@ -760,7 +776,7 @@ class Sandbox(ContactsMixin):
             self._clear()
 
     def reset_quota(self) -> None:
-        """Start a new quota day now (CC resets at 00:00 UTC, which the sandbox also does)."""
+        """Start a new quota day now (the day also rolls over at ``quota_reset_hour_utc``, default 00:00 UTC)."""
         with self._lock:
             self._quota.clear()
 
