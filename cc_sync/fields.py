@@ -89,3 +89,8 @@ def unreadable_fields(instance: models.Model) -> list[str]:
         for field in instance._meta.concrete_fields
         if isinstance(field, EncryptedTextField) and not crypto.is_readable(field.raw_value(instance))
     ]
+
+
+def is_set(instance: models.Model, name: str) -> bool:
+    """True if the encrypted field ``name`` holds a token, readable or not (never raises)."""
+    return bool(instance._meta.get_field(name).raw_value(instance))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
-from . import ratelimit
+from . import crypto, ratelimit
 from .conf import get_setting, list_setting
-from .models import Connection, Signup
+from .fields import unreadable_fields
+from .models import Connection, RateLimitState, Signup
 
 
 @dataclass
@@ -19,6 +21,8 @@ class Report:
     pending: int = 0
     syncing: int = 0
     waiting_reconnect: int = 0
+    waiting_list: int = 0
+    awaiting_confirmation: int = 0
     failed: int = 0
     synced_last_24h: int = 0
     oldest_pending_at: datetime | None = None
@@ -28,6 +32,20 @@ class Report:
     list_ids: list[str] = field(default_factory=list)
     lists_from_settings: bool = False
     missing_list_ids: list[str] = field(default_factory=list)
+    #: Encrypted fields of the connection that the configured keys cannot decrypt.
+    unreadable_tokens: list[str] = field(default_factory=list)
+    #: While CC's daily quota is believed spent: when cc_sync sends its next (probe) request.
+    quota_blocked_until: datetime | None = None
+
+    @property
+    def quota_line(self) -> str:
+        """What the admin page and the status command say while the daily quota is spent ("" otherwise)."""
+        if self.quota_blocked_until is None:
+            return ""
+        return (
+            "Constant Contact's daily quota is spent; cc_sync waits until "
+            f"{self.quota_blocked_until.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC and probes sparingly."
+        )
 
     @property
     def oldest_pending_age(self) -> timedelta | None:
@@ -37,21 +55,27 @@ class Report:
     def problems(self) -> list[str]:
         """What needs someone's attention, in words."""
         found = []
+        if self.unreadable_tokens:
+            found.append(crypto.UNREADABLE_MESSAGE)
         if self.connection.status != Connection.Status.CONNECTED:
             found.append(f"Constant Contact is {self.connection.get_status_display().lower()}.")
         if not self.list_ids:
             found.append("No Constant Contact list is chosen.")
-        if self.missing_list_ids:
-            found.append(f"Lists no longer in the account: {', '.join(self.missing_list_ids)}.")
+        for list_id in self.missing_list_ids:
+            found.append(f"List {list_id} no longer exists at Constant Contact; choose another.")
         if self.failed:
             found.append(f"{self.failed} signups failed.")
         if self.waiting_reconnect:
             found.append(f"{self.waiting_reconnect} signups are held until Constant Contact is reconnected.")
+        if self.waiting_list:
+            found.append(f"{self.waiting_list} signups are held until a list is chosen.")
+        if self.quota_line:
+            found.append(self.quota_line)
         return found
 
 
 def report() -> Report:
-    """Counts, ages and list checks in three queries."""
+    """Counts, ages, list checks and the quota block in four queries."""
     connection = Connection.load()
     now = timezone.now()
     S = Signup.Status
@@ -59,6 +83,8 @@ def report() -> Report:
         pending=Count("pk", filter=Q(status=S.PENDING)),
         syncing=Count("pk", filter=Q(status=S.SYNCING)),
         waiting_reconnect=Count("pk", filter=Q(status=S.WAITING_RECONNECT)),
+        waiting_list=Count("pk", filter=Q(status=S.WAITING_LIST)),
+        awaiting_confirmation=Count("pk", filter=Q(status=S.AWAITING_CONFIRMATION)),
         failed=Count("pk", filter=Q(status=S.FAILED)),
         synced_last_24h=Count("pk", filter=Q(status=S.SYNCED, synced_at__gte=now - timedelta(hours=24))),
         oldest_pending_at=Min("created_at", filter=Q(status__in=[S.PENDING, S.SYNCING])),
@@ -67,7 +93,14 @@ def report() -> Report:
     configured = list_setting("LIST_IDS")
     list_ids = configured or list(connection.list_ids)
     known = connection.list_names()
-    missing = [list_id for list_id in list_ids if connection.lists_checked_at and list_id not in known]
+    # Lists CC answered 404 for (recorded by the sync), and chosen lists gone from the last fetch.
+    missing = list(connection.missing_list_ids or [])
+    missing += [
+        list_id
+        for list_id in list_ids
+        if connection.lists_checked_at and list_id not in known and list_id not in missing
+    ]
+    quota = RateLimitState.objects.filter(name="api").values_list("blocked_until", flat=True).first()
     return Report(
         connection=connection,
         requests_today=ratelimit.requests_today("api"),
@@ -75,5 +108,7 @@ def report() -> Report:
         list_ids=list_ids,
         lists_from_settings=bool(configured),
         missing_list_ids=missing,
+        unreadable_tokens=unreadable_fields(connection),
+        quota_blocked_until=quota if quota is not None and quota > now else None,
         **counts,
     )

@@ -21,7 +21,7 @@ from responses import matchers
 from cc_sync import oauth
 from cc_sync.client import DEVICE_GRANT
 from cc_sync.exceptions import AuthorizationFailed
-from cc_sync.models import Connection, Signup
+from cc_sync.models import Connection, RateLimitState, Signup
 from tests.conftest import (
     ACCESS_TOKEN,
     API_URL,
@@ -347,6 +347,56 @@ def test_status_exit_code_from_command_line_is_one(db):
     with pytest.raises(SystemExit) as raised:
         utility.execute()
     assert raised.value.code == 1
+
+
+def test_status_counts_every_status_including_the_new_holds(connection):
+    for status, count in ((Signup.Status.AWAITING_CONFIRMATION, 2), (Signup.Status.WAITING_LIST, 3)):
+        for i in range(count):
+            Signup.objects.create(email=f"{status}{i}@example.com", status=status)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="3 signups are held until a list is chosen"):
+        call_command("cc_sync_status", stdout=out)
+    lines = out.getvalue().splitlines()
+    for line in ("pending: 0", "syncing: 0", "waiting for reconnect: 0", "failed: 0"):
+        assert line in lines
+    assert "awaiting confirmation: 2" in lines
+    assert "waiting for a list: 3" in lines
+
+
+QUOTA_NOW = timezone.make_aware(timezone.datetime(2031, 3, 4, 22, 30))
+
+
+def test_status_says_when_the_daily_quota_is_spent_and_until_when(connection, monkeypatch):
+    monkeypatch.setattr(timezone, "now", lambda: QUOTA_NOW)
+    RateLimitState.objects.update_or_create(
+        name="api", defaults={"blocked_until": QUOTA_NOW + timedelta(hours=2, minutes=5)}
+    )
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("cc_sync_status", stdout=out)
+    assert (
+        "Constant Contact's daily quota is spent; cc_sync waits until 2031-03-05 00:35 UTC and probes "
+        "sparingly." in out.getvalue().splitlines()
+    )
+    RateLimitState.objects.filter(name="api").update(blocked_until=QUOTA_NOW - timedelta(seconds=1))
+    out = io.StringIO()
+    call_command("cc_sync_status", stdout=out)
+    assert "daily quota" not in out.getvalue()
+
+
+def test_status_names_a_list_that_no_longer_exists(db, cc_settings):
+    cc_settings["LIST_IDS"] = []
+    make_connection(list_ids=[LIST_ID], missing_list_ids=[LIST_ID])
+    with pytest.raises(
+        CommandError, match=f"List {LIST_ID} no longer exists at Constant Contact; choose another"
+    ):
+        call_command("cc_sync_status", stdout=io.StringIO())
+
+
+def test_status_reports_tokens_the_keys_cannot_read_instead_of_crashing(connection, cc_settings):
+    cc_settings["ENCRYPTION_KEYS"] = ["Zm9yZWlnbi1rZXktbm90LXVzZWQtYnktdGhpcy1zaXQ="]
+    with pytest.raises(CommandError, match="cannot be read with the configured ENCRYPTION_KEYS"):
+        call_command("cc_sync_status", stdout=io.StringIO())
 
 
 # -- cc_sync_generate_key ---------------------------------------------------------------------------------

@@ -6,12 +6,13 @@ from typing import Any
 
 from django import template
 
+from ..fields import unreadable_fields
 from ..models import Connection
 
 register = template.Library()
 
 
-@register.inclusion_tag("cc_sync/admin/banner.html", takes_context=True)
+@register.inclusion_tag("admin/cc_sync/banner.html", takes_context=True)
 def cc_sync_banner(context: dict[str, Any]) -> dict[str, Any]:
     request = context.get("request")
     user = getattr(request, "user", None)
@@ -19,10 +20,13 @@ def cc_sync_banner(context: dict[str, Any]) -> dict[str, Any]:
         return {"show": False}
     connection = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
     status = connection.status if connection else Connection.Status.DISCONNECTED
+    # Tokens the configured keys cannot read are as good as none, whatever the status says.
+    unreadable = bool(connection and unreadable_fields(connection))
     return {
-        "show": status != Connection.Status.CONNECTED,
+        "show": status != Connection.Status.CONNECTED or unreadable,
         "status": status,
         "needs_reconnect": status == Connection.Status.NEEDS_RECONNECT,
+        "tokens_unreadable": unreadable,
         "last_error": connection.last_error if connection else "",
         "csrf_token": context.get("csrf_token"),
     }

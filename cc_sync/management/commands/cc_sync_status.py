@@ -3,6 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from cc_sync import status
+from cc_sync.models import Signup
 
 
 class Command(BaseCommand):
@@ -13,16 +14,27 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         report = status.report()
         connection = report.connection
+        labels = dict(Signup.Status.choices)
+        counts = [
+            (Signup.Status.PENDING, report.pending),
+            (Signup.Status.SYNCING, report.syncing),
+            (Signup.Status.WAITING_RECONNECT, report.waiting_reconnect),
+            (Signup.Status.WAITING_LIST, report.waiting_list),
+            (Signup.Status.AWAITING_CONFIRMATION, report.awaiting_confirmation),
+            (Signup.Status.FAILED, report.failed),
+        ]
         lines = [
             f"connection: {connection.status} ({connection.account_name or '-'})",
             f"access token expires: {connection.expires_at or '-'}",
             f"last refresh: {connection.last_refreshed_at or '-'}",
             f"lists: {', '.join(report.list_ids) or '-'}",
-            f"pending: {report.pending}  syncing: {report.syncing}  waiting for reconnect: {report.waiting_reconnect}"
-            f"  failed: {report.failed}  synced (24 h): {report.synced_last_24h}",
+            *(f"{str(labels[value]).lower()}: {count}" for value, count in counts),
+            f"synced (24 h): {report.synced_last_24h}",
             f"oldest pending: {report.oldest_pending_age or '-'}",
             f"API requests today (UTC): {report.requests_today} / {report.daily_limit}",
         ]
+        if report.quota_line:
+            lines.append(report.quota_line)
         self.stdout.write("\n".join(lines))
         if report.problems:
             raise CommandError("needs attention: " + " ".join(report.problems), returncode=1)
