@@ -3,26 +3,57 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
+from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
-from . import oauth, status, sync
+from . import fields, oauth, status, sync
 from .conf import get_setting
 from .exceptions import AuthorizationFailed, CCSyncError
-from .models import BackfillBatch, BackfillRun, Connection, Signup, Suppression
+from .models import BackfillBatch, BackfillRun, Connection, Signup, Suppression, SuppressionLift
+from .validators import validate_list_ids
 
 logger = logging.getLogger("cc_sync.admin")
+
+
+class TokenViewReporterFilter(SafeExceptionReporterFilter):
+    """Hides sensitive variables even with ``DEBUG`` on: Django's own filter only works with it off."""
+
+    def is_active(self, request: HttpRequest | None) -> bool:
+        return True
+
+
+def handles_tokens(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """For an admin view that handles tokens, codes or verifiers: keep them out of error pages and mails.
+
+    Every local variable of the view and of whatever it calls (the token refresh, the list fetch) is
+    replaced by stars in Django's debug page and error reports, with ``DEBUG`` on too, and so are the POST
+    parameters (``sensitive_variables`` and ``sensitive_post_parameters``, set on the request).
+    """
+    hidden = sensitive_variables()(view)
+
+    @wraps(view)
+    def wrapper(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        request.exception_reporter_filter = TokenViewReporterFilter()
+        request.sensitive_post_parameters = "__ALL__"
+        return hidden(self, request, *args, **kwargs)
+
+    return wrapper
 
 
 @admin.register(Connection)
@@ -60,6 +91,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         callback = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_callback")
         return get_setting("REDIRECT_URI") or request.build_absolute_uri(callback)
 
+    @handles_tokens
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -68,12 +100,20 @@ class ConnectionAdmin(admin.ModelAdmin):
         snapshot = status.report()
         connection = snapshot.connection
         chosen = set(snapshot.list_ids)
+        names = connection.list_names()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": _("Constant Contact connection"),
             "connection": connection,
             "report": snapshot,
+            # The page reads token fields only through these: a token the keys cannot read never raises.
+            "tokens_unreadable": bool(snapshot.unreadable_tokens),
+            "has_access_token": fields.is_set(connection, "access_token"),
+            "has_refresh_token": fields.is_set(connection, "refresh_token"),
+            "missing_lists": [
+                {"list_id": list_id, "name": names.get(list_id, "")} for list_id in snapshot.missing_list_ids
+            ],
             "can_change": self.has_change_permission(request),
             "redirect_uri": self.redirect_uri(request),
             "lists": [{**item, "chosen": item["list_id"] in chosen} for item in connection.available_lists],
@@ -87,6 +127,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         return self._page()
 
     @method_decorator(require_POST)
+    @handles_tokens
     def connect_view(self, request: HttpRequest) -> HttpResponse:
         """Start the authorization-code flow (also used to reconnect)."""
         self._require_change_permission(request)
@@ -101,7 +142,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         oauth.remember_state(request.session, record)
         return HttpResponseRedirect(url)
 
-    @method_decorator(sensitive_variables())
+    @handles_tokens
     def callback_view(self, request: HttpRequest) -> HttpResponse:
         """Where CC sends the admin back with ``code`` and ``state`` (or ``error``)."""
         self._require_change_permission(request)
@@ -122,12 +163,13 @@ class ConnectionAdmin(admin.ModelAdmin):
         return self._page()
 
     @method_decorator(require_POST)
+    @handles_tokens
     def refresh_view(self, request: HttpRequest) -> HttpResponse:
-        """Refresh the access token now."""
+        """Refresh the access token now, and fetch the lists with the new one."""
         self._require_change_permission(request)
         try:
-            oauth.refresh_now()
-            oauth.refresh_lists(Connection.load())
+            access_token = oauth.refresh_now()
+            oauth.refresh_lists(Connection.load(), access_token)
         except CCSyncError as err:
             messages.error(request, _("Refreshing failed: %(error)s") % {"error": err})
         else:
@@ -135,6 +177,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         return self._page()
 
     @method_decorator(require_POST)
+    @handles_tokens
     def disconnect_view(self, request: HttpRequest) -> HttpResponse:
         """Forget the tokens; new signups are held until the next connect."""
         self._require_change_permission(request)
@@ -143,16 +186,21 @@ class ConnectionAdmin(admin.ModelAdmin):
         return self._page()
 
     @method_decorator(require_POST)
+    @handles_tokens
     def lists_view(self, request: HttpRequest) -> HttpResponse:
-        """Save the default lists chosen among the account's lists."""
+        """Save the default lists chosen among the account's lists; release signups held for a list."""
         self._require_change_permission(request)
         connection = Connection.load()
         known = connection.list_names()
-        chosen = [list_id for list_id in request.POST.getlist("list_ids") if list_id in known]
-        if not chosen:
-            messages.error(request, _("Choose at least one list."))
+        chosen = list(dict.fromkeys(i for i in request.POST.getlist("list_ids") if i in known))
+        try:
+            # CC's list_memberships: 1 to 50 UUIDs; any other choice would be refused for every signup.
+            validate_list_ids(chosen)
+        except ValidationError as err:
+            messages.error(request, " ".join(err.messages) + " " + _("Nothing was saved."))
             return self._page()
-        Connection.objects.filter(pk=connection.pk).update(list_ids=chosen)
+        # A new choice replaces the lists CC said were gone: signups held for them go to the new lists.
+        Connection.objects.filter(pk=connection.pk).update(list_ids=chosen, missing_list_ids=[])
         if connection.status == Connection.Status.CONNECTED:
             sync.release_held_signups()
         messages.success(
@@ -174,7 +222,8 @@ class SignupAdmin(admin.ModelAdmin):
         "synced_at",
         "next_attempt_at",
     )
-    list_filter = ("status", "created_at", "synced_at")
+    # The status filter offers every status, the holds included (waiting for a list, awaiting confirmation).
+    list_filter = ("status", "verified", "created_at", "synced_at")
     search_fields = ("email",)
     date_hierarchy = "created_at"
     actions = ("retry_now", "mark_failed")
@@ -198,17 +247,69 @@ class SignupAdmin(admin.ModelAdmin):
     def last_error_short(self, obj: Signup) -> str:
         return obj.last_error[:120]
 
+    def _confirm(
+        self, request: HttpRequest, queryset: QuerySet[Signup], action: str, question: str
+    ) -> TemplateResponse:
+        """The intermediate page of a bulk action, as Django's "Delete selected" has: nothing changes yet."""
+        now = timezone.now()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Are you sure?"),
+            "opts": self.opts,
+            "question": question,
+            "action": action,
+            "queryset": queryset,
+            "in_flight": queryset.filter(sync.in_flight(now)).count(),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/cc_sync/signup/action_confirmation.html", context)
+
+    def _report(self, request: HttpRequest, done_message: str, skipped: int) -> None:
+        self.message_user(request, done_message, messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d signup was skipped: a worker is sending it right now (status syncing). "
+                    "Look again once its attempt has finished.",
+                    "%(count)d signups were skipped: a worker is sending them right now (status syncing). "
+                    "Look again once their attempts have finished.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
+
     @admin.action(description=gettext_lazy("Retry now"), permissions=["change"])
-    def retry_now(self, request: HttpRequest, queryset: QuerySet[Signup]) -> None:
-        count = sync.retry_now(queryset)
-        self.message_user(request, _("%(count)d signups queued again.") % {"count": count}, messages.SUCCESS)
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Signup]) -> TemplateResponse | None:
+        if request.POST.get("post") != "yes":
+            return self._confirm(
+                request,
+                queryset,
+                "retry_now",
+                _("Send these signups to Constant Contact again now, with a fresh deadline?"),
+            )
+        done, skipped = sync.retry_now(queryset)
+        self._report(request, _("%(count)d signups queued again.") % {"count": done}, skipped)
+        return None
 
     @admin.action(description=gettext_lazy("Mark as failed"), permissions=["change"])
-    def mark_failed(self, request: HttpRequest, queryset: QuerySet[Signup]) -> None:
-        count = sync.mark_failed(queryset, _("Marked as failed by %(user)s.") % {"user": request.user})
-        self.message_user(
-            request, _("%(count)d signups marked as failed.") % {"count": count}, messages.SUCCESS
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[Signup]) -> TemplateResponse | None:
+        if request.POST.get("post") != "yes":
+            return self._confirm(
+                request,
+                queryset,
+                "mark_failed",
+                _(
+                    "Stop trying to send these signups? They are marked as failed (synced ones stay as they are)."
+                ),
+            )
+        done, skipped = sync.mark_failed(
+            queryset, _("Marked as failed by %(user)s.") % {"user": request.user}
         )
+        self._report(request, _("%(count)d signups marked as failed.") % {"count": done}, skipped)
+        return None
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -223,11 +324,31 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Suppression)
 class SuppressionAdmin(ReadOnlyAdmin):
-    """Entries are added by ``cc_sync_erase`` or :func:`cc_sync.privacy.suppress`."""
+    """Entries are added by ``cc_sync_erase`` or :func:`cc_sync.privacy.suppress`.
+
+    Never deleted here: lifting one lets that address reach CC again, so it takes
+    ``manage.py cc_sync_unsuppress EMAIL --reason ...``, which leaves a record (a lifted suppression).
+    """
 
     list_display = ("email_hash", "reason", "created_at")
     list_filter = ("reason",)
     readonly_fields = ("email_hash", "reason", "created_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SuppressionLift)
+class SuppressionLiftAdmin(ReadOnlyAdmin):
+    """The records ``cc_sync_unsuppress`` leaves: who lifted which suppression, when and why."""
+
+    list_display = ("email_hash", "original_reason", "lifted_by", "lifted_at", "reason")
+    list_filter = ("original_reason",)
+    search_fields = ("email_hash", "lifted_by")
+    readonly_fields = ("email_hash", "original_reason", "reason", "lifted_by", "lifted_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class BackfillBatchInline(admin.TabularInline):

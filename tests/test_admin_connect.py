@@ -1,4 +1,4 @@
-"""The admin connection page: connect (authorization code and PKCE), callback, refresh, disconnect, lists."""
+"""The admin: the connection page (connect, PKCE, callback, refresh, disconnect, lists), signups, suppressions."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from django.utils import timezone
 from responses import matchers
 
 from cc_sync import oauth
-from cc_sync.models import Connection, Signup
+from cc_sync.client import ConstantContactClient
+from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift
 from tests.conftest import (
     ACCESS_TOKEN,
     API_URL,
@@ -647,7 +648,9 @@ def test_choosing_only_unknown_lists_saves_nothing(admin_client, cc_api, publish
     make_connection(available_lists=[{"list_id": LIST_ID, "name": "Newsletter"}], list_ids=[LIST_ID])
     held = Signup.objects.create(email="held@example.com", status=Signup.Status.WAITING_RECONNECT)
     response = admin_client.post(LISTS, {"list_ids": ["forged-id"]})
-    assert messages_of(response) == [("error", "Choose at least one list.")]
+    assert messages_of(response) == [
+        ("error", "Choose at least one Constant Contact list. Nothing was saved.")
+    ]
     assert Connection.load().list_ids == [LIST_ID]
     held.refresh_from_db()
     assert held.status == Signup.Status.WAITING_RECONNECT
@@ -697,3 +700,305 @@ def test_connect_with_a_device_flow_application_explains_the_command_instead_of_
     assert level == "error"
     assert "cc_sync_connect --device" in text
     assert oauth.SESSION_KEY not in admin_client.session
+
+
+# -- tokens the configured keys cannot read -------------------------------------------------------------
+
+OTHER_KEY = "Zm9yZWlnbi1rZXktbm90LXVzZWQtYnktdGhpcy1zaXQ="
+
+
+@pytest.fixture
+def unreadable(db, cc_settings):
+    """A connection whose tokens were written under a key that is no longer configured."""
+    make_connection()
+    cc_settings["ENCRYPTION_KEYS"] = [OTHER_KEY]
+
+
+def test_connection_page_says_the_tokens_cannot_be_read_and_what_to_do(admin_client, unreadable):
+    response = admin_client.get(PAGE)
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "The stored tokens cannot be read with the configured ENCRYPTION_KEYS" in content
+    assert "Restore the old key" in content and "or reconnect" in content
+    assert "cc-sync-status-connected" in content
+    assert ">Stored tokens cannot be read</span>" in content  # not shown as connected
+    assert 'value="Reconnect"' in content
+    assert 'value="Disconnect"' in content
+    assert 'value="Refresh now"' not in content
+    assert "stored, cannot be decrypted with the configured keys" in content
+
+
+def test_every_admin_page_works_when_the_tokens_cannot_be_read(admin_client, unreadable):
+    Signup.objects.create(email="kept@example.com")
+    index = admin_client.get("/admin/")
+    assert index.status_code == 200
+    assert "cannot be read with the configured ENCRYPTION_KEYS: restore the old key or reconnect" in (
+        index.content.decode()
+    )
+    assert "Reconnect</button>" in index.content.decode()
+    assert admin_client.get("/admin/cc_sync/signup/").status_code == 200
+    assert admin_client.get("/admin/cc_sync/suppression/").status_code == 200
+
+
+def test_disconnect_works_when_the_tokens_cannot_be_read(admin_client, unreadable, cc_api):
+    response = admin_client.post(DISCONNECT)
+    assert response.status_code == 302
+    stored = Connection.load()
+    assert stored.status == Connection.Status.DISCONNECTED
+    assert (stored.access_token, stored.refresh_token) == ("", "")
+    assert 'value="Connect Constant Contact"' in admin_client.get(PAGE).content.decode()
+
+
+def test_reconnect_works_when_the_tokens_cannot_be_read(admin_client, unreadable, cc_api):
+    state = start_connect(admin_client)["state"]
+    expect_code_exchange(cc_api, "new-code")
+    expect_account_and_lists(cc_api)
+    callback(admin_client, code="new-code", state=state)
+    stored = Connection.load()
+    assert stored.status == Connection.Status.CONNECTED
+    assert (stored.access_token, stored.refresh_token) == (NEW_ACCESS, NEW_REFRESH)
+    assert "cannot be read" not in admin_client.get(PAGE).content.decode()
+
+
+# -- the list choice -----------------------------------------------------------------------------------
+
+MISSING_LIST_ID = "5c1c6a3e-0000-4000-8000-00000000dead"
+
+
+def many_lists(count: int) -> list[dict[str, str]]:
+    return [{"list_id": f"{i:08x}-662a-11eb-af0a-fa163e56c9b0", "name": f"List {i}"} for i in range(count)]
+
+
+def test_choosing_more_than_50_lists_is_refused_with_a_message(admin_client, cc_api, published):
+    lists = many_lists(51)
+    make_connection(available_lists=lists, list_ids=[LIST_ID])
+    response = admin_client.post(LISTS, {"list_ids": [item["list_id"] for item in lists]})
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "at most 50 lists" in text and "Nothing was saved." in text
+    assert Connection.load().list_ids == [LIST_ID]
+
+
+def test_a_list_id_that_is_not_a_uuid_is_refused_with_a_message(admin_client, cc_api, published):
+    make_connection(available_lists=[{"list_id": "newsletter", "name": "Newsletter"}], list_ids=[LIST_ID])
+    response = admin_client.post(LISTS, {"list_ids": ["newsletter"]})
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert "'newsletter' is not a Constant Contact list id" in text
+    assert Connection.load().list_ids == [LIST_ID]
+
+
+def test_a_valid_choice_clears_missing_lists_and_releases_signups_held_for_a_list(
+    admin_client, cc_api, cc_settings, published, django_capture_on_commit_callbacks
+):
+    cc_settings["LIST_IDS"] = []
+    make_connection(
+        available_lists=[{"list_id": OTHER_LIST_ID, "name": "Events"}],
+        list_ids=[MISSING_LIST_ID],
+        missing_list_ids=[MISSING_LIST_ID],
+    )
+    held = Signup.objects.create(email="held@example.com", status=Signup.Status.WAITING_LIST)
+    page = admin_client.get(PAGE).content.decode()
+    assert f"List {MISSING_LIST_ID} no longer exists at Constant Contact; choose another." in page
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(LISTS, {"list_ids": [OTHER_LIST_ID]})
+    stored = Connection.load()
+    assert (stored.list_ids, stored.missing_list_ids) == ([OTHER_LIST_ID], [])
+    held.refresh_from_db()
+    assert held.status == Signup.Status.PENDING
+    assert "no longer exists" not in admin_client.get(PAGE).content.decode()
+
+
+# -- what the page counts and says ----------------------------------------------------------------------
+
+
+def test_connection_page_counts_signups_awaiting_confirmation_and_waiting_for_a_list(
+    admin_client, connection
+):
+    Signup.objects.create(email="a@example.com", status=Signup.Status.AWAITING_CONFIRMATION)
+    Signup.objects.create(email="b@example.com", status=Signup.Status.AWAITING_CONFIRMATION)
+    Signup.objects.create(email="c@example.com", status=Signup.Status.WAITING_LIST)
+    content = admin_client.get(PAGE).content.decode()
+    assert "<th>Awaiting confirmation</th><td>2</td>" in content
+    assert "<th>Waiting for a list</th><td>1</td>" in content
+
+
+NOW = timezone.make_aware(timezone.datetime(2031, 3, 4, 10, 0))
+
+
+@pytest.fixture
+def pinned_admin(client, admin_user, monkeypatch):
+    """An admin logged in at a pinned time (``timezone.now()`` is NOW, the session too)."""
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    client.force_login(admin_user)
+    return client
+
+
+def test_connection_page_says_when_the_daily_quota_is_spent(pinned_admin, connection):
+    admin_client = pinned_admin
+    RateLimitState.objects.update_or_create(name="api", defaults={"blocked_until": NOW + timedelta(hours=3)})
+    content = admin_client.get(PAGE).content.decode()
+    assert (
+        "Constant Contact's daily quota is spent; cc_sync waits until 2031-03-04 13:00 UTC and probes "
+        "sparingly." in content
+    )
+    RateLimitState.objects.filter(name="api").update(blocked_until=NOW - timedelta(minutes=1))
+    assert "daily quota is spent" not in admin_client.get(PAGE).content.decode()
+
+
+# -- tokens stay out of error pages ---------------------------------------------------------------------
+
+
+def debug_page_client(settings, admin_client) -> Client:
+    settings.DEBUG = True
+    client = Client(raise_request_exception=False)
+    client.cookies = admin_client.cookies
+    return client
+
+
+def test_an_error_while_connecting_shows_no_verifier_or_state_on_the_debug_page(
+    admin_client, settings, cc_settings, cc_api, monkeypatch
+):
+    cc_settings.update(OAUTH_FLOW="pkce", CLIENT_SECRET="")
+    monkeypatch.setattr(oauth, "pkce_pair", lambda: ("VERIFIER-which-must-stay-secret", "challenge"))
+    monkeypatch.setattr(oauth.secrets, "token_urlsafe", lambda n: "STATE-which-must-stay-secret")
+    monkeypatch.setattr("cc_sync.admin.HttpResponseRedirect", dict)  # fails inside the view itself
+    response = debug_page_client(settings, admin_client).post(CONNECT)
+    assert response.status_code == 500
+    content = response.content.decode()
+    assert "ValueError" in content  # Django's debug page, with the view's frame
+    assert "VERIFIER-which-must-stay-secret" not in content
+    assert "STATE-which-must-stay-secret" not in content
+
+
+def test_an_error_inside_the_list_fetch_of_refresh_now_shows_no_token_on_the_debug_page(
+    admin_client, settings, connection, cc_api, monkeypatch
+):
+    cc_api.post(TOKEN_URL, json=token_body())
+
+    def failing_fetch(self, access_token):
+        raise RuntimeError("the list fetch broke")
+
+    monkeypatch.setattr(ConstantContactClient, "contact_lists", failing_fetch)
+    response = debug_page_client(settings, admin_client).post(REFRESH)
+    assert response.status_code == 500
+    content = response.content.decode()
+    assert "the list fetch broke" in content
+    for token in (NEW_ACCESS, NEW_REFRESH, ACCESS_TOKEN, REFRESH_TOKEN):
+        assert token not in content
+
+
+# -- signups: held statuses, bulk actions ----------------------------------------------------------------
+
+SIGNUPS = "/admin/cc_sync/signup/"
+
+
+@pytest.mark.parametrize("status", [Signup.Status.AWAITING_CONFIRMATION, Signup.Status.WAITING_LIST])
+def test_signups_in_the_new_holds_are_listed_and_filterable(admin_client, db, status):
+    Signup.objects.create(email="held@example.com", status=status)
+    Signup.objects.create(email="other@example.com", status=Signup.Status.SYNCED)
+    content = admin_client.get(f"{SIGNUPS}?status__exact={status.value}").content.decode()
+    assert "held@example.com" in content
+    assert "other@example.com" not in content
+    assert (
+        f"?status__exact={status.value}" in admin_client.get(SIGNUPS).content.decode()
+    )  # offered in the filter
+
+
+@pytest.mark.parametrize("action", ["retry_now", "mark_failed"])
+def test_bulk_actions_ask_for_confirmation_first_and_change_nothing(admin_client, db, published, action):
+    failed = Signup.objects.create(email="f@example.com", status=Signup.Status.FAILED)
+    pending = Signup.objects.create(email="p@example.com")
+    response = admin_client.post(SIGNUPS, {"action": action, "_selected_action": [failed.pk, pending.pk]})
+    assert response.status_code == 200
+    assert "admin/cc_sync/signup/action_confirmation.html" in [t.name for t in response.templates]
+    content = response.content.decode()
+    assert "Are you sure?" in content
+    assert f'name="_selected_action" value="{failed.pk}"' in content
+    assert 'name="post" value="yes"' in content
+    failed.refresh_from_db()
+    pending.refresh_from_db()
+    assert (failed.status, pending.status) == (Signup.Status.FAILED, Signup.Status.PENDING)
+    assert published == []
+
+
+def in_flight_and_stale(now):
+    live = Signup.objects.create(
+        email="live@example.com", status=Signup.Status.SYNCING, lease_expires_at=now + timedelta(seconds=60)
+    )
+    dead = Signup.objects.create(
+        email="dead@example.com", status=Signup.Status.SYNCING, lease_expires_at=now - timedelta(seconds=1)
+    )
+    failed = Signup.objects.create(email="f@example.com", status=Signup.Status.FAILED)
+    return live, dead, failed
+
+
+def test_retry_skips_rows_a_worker_holds_and_says_so(
+    pinned_admin, published, django_capture_on_commit_callbacks
+):
+    admin_client = pinned_admin
+    live, dead, failed = in_flight_and_stale(NOW)
+    page = admin_client.post(
+        SIGNUPS, {"action": "retry_now", "_selected_action": [live.pk, dead.pk, failed.pk]}
+    )
+    assert "1 of them is being sent by a worker right now and will be skipped." in page.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            SIGNUPS, {"action": "retry_now", "_selected_action": [live.pk, dead.pk, failed.pk], "post": "yes"}
+        )
+    assert response.status_code == 302
+    assert messages_of(response) == [
+        ("success", "2 signups queued again."),
+        (
+            "warning",
+            "1 signup was skipped: a worker is sending it right now (status syncing). "
+            "Look again once its attempt has finished.",
+        ),
+    ]
+    for signup in (live, dead, failed):
+        signup.refresh_from_db()
+    assert live.status == Signup.Status.SYNCING
+    assert (dead.status, failed.status) == (Signup.Status.PENDING, Signup.Status.PENDING)
+
+
+def test_mark_failed_skips_rows_a_worker_holds_and_says_so(pinned_admin):
+    admin_client = pinned_admin
+    live, dead, _failed = in_flight_and_stale(NOW)
+    response = admin_client.post(
+        SIGNUPS, {"action": "mark_failed", "_selected_action": [live.pk, dead.pk], "post": "yes"}
+    )
+    assert messages_of(response)[0] == ("success", "1 signups marked as failed.")
+    assert messages_of(response)[1][0] == "warning"
+    live.refresh_from_db()
+    dead.refresh_from_db()
+    assert (live.status, dead.status) == (Signup.Status.SYNCING, Signup.Status.FAILED)
+
+
+# -- suppressions -------------------------------------------------------------------------------------------
+
+
+def test_suppressions_cannot_be_added_edited_or_deleted_in_the_admin(admin_client, db):
+    entry = Suppression.objects.create(email_hash="a" * 64, reason=Suppression.Reason.ERASED)
+    listing = admin_client.get("/admin/cc_sync/suppression/").content.decode()
+    assert "delete_selected" not in listing
+    assert admin_client.get(f"/admin/cc_sync/suppression/{entry.pk}/delete/").status_code == 403
+    assert (
+        admin_client.post(f"/admin/cc_sync/suppression/{entry.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert admin_client.get("/admin/cc_sync/suppression/add/").status_code == 403
+    admin_client.post(f"/admin/cc_sync/suppression/{entry.pk}/change/", {"reason": "unsubscribed"})
+    entry.refresh_from_db()
+    assert entry.reason == Suppression.Reason.ERASED
+    assert Suppression.objects.filter(pk=entry.pk).exists()
+
+
+def test_lifted_suppressions_are_shown_read_only(admin_client, db):
+    lift = SuppressionLift.objects.create(
+        email_hash="b" * 64, original_reason="erased", reason="asked again by phone", lifted_by="ops"
+    )
+    listing = admin_client.get("/admin/cc_sync/suppressionlift/").content.decode()
+    assert "asked again by phone" in listing
+    assert "delete_selected" not in listing
+    assert admin_client.get(f"/admin/cc_sync/suppressionlift/{lift.pk}/delete/").status_code == 403
+    assert admin_client.get("/admin/cc_sync/suppressionlift/add/").status_code == 403
