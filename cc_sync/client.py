@@ -7,12 +7,16 @@ to do next (:mod:`cc_sync.exceptions`). Nothing here logs or raises a token, sec
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import logging
 import os
+import re
 import threading
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urljoin, urlsplit
 
 import requests
 from django.views.decorators.debug import sensitive_variables
@@ -44,6 +48,13 @@ _SECRET_KEYS = {
     "client_secret",
     "device_code",
 }
+_MIN_SECRET_LENGTH = 4  # shorter values are no real secret, and masking them would garble the message
+_SCRUB_CHARS = 20_000  # of an error body, scrubbed before the first 200 are kept
+_KEYS = "|".join(sorted(_SECRET_KEYS, key=len, reverse=True))
+_FORM_SECRET = re.compile(rf"(?i)\b({_KEYS})=[A-Za-z0-9%._~+/=-]{{4,}}")
+_JSON_SECRET = re.compile(rf'(?i)"({_KEYS})"\s*:\s*"[^"]{{4,}}"')
+# Basic credentials are scrubbed by value (request_secrets); a generic "Basic <word>" would hit prose.
+_CREDENTIALS = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{16,}")
 
 
 def create_session() -> requests.Session:
@@ -62,21 +73,79 @@ def redact(value: Any) -> Any:
     return value
 
 
-def describe_error(response: requests.Response) -> tuple[str, str, list[dict[str, Any]]]:
+@sensitive_variables()
+def request_secrets(request: requests.PreparedRequest | None) -> set[str]:
+    """Every secret value a request carried: token-endpoint form fields and the Authorization credentials."""
+    found: set[str] = set()
+    if request is None:
+        return found
+    body = request.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and not body.lstrip().startswith(("{", "[")):
+        found.update(value for key, value in parse_qsl(body) if key in _SECRET_KEYS)
+    scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
+    if credentials.strip():
+        found.add(credentials.strip())
+        if scheme.lower() == "basic":  # "client_id:client_secret"; the id is not secret, the rest is
+            try:
+                found.add(base64.b64decode(credentials.strip()).decode("utf-8").partition(":")[2])
+            except ValueError:
+                pass
+    return {value for value in found if len(value) >= _MIN_SECRET_LENGTH}
+
+
+@sensitive_variables()
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with each secret masked by value (raw, URL-encoded, JSON- or HTML-escaped), and any
+    credential-looking parameter (``refresh_token=...``, ``"code": "..."``, ``Bearer ...``) masked too.
+
+    A proxy or gateway that echoes the request into its error page must not carry the live refresh token,
+    code, verifier or client secret into ``last_error``, the logs or the admins' mail.
+    """
+    variants: set[str] = set()
+    for secret in secrets:
+        if len(secret) >= _MIN_SECRET_LENGTH:
+            variants |= {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+            variants.add(html.escape(secret))
+    for variant in sorted(variants, key=len, reverse=True):
+        text = text.replace(variant, "***")
+    text = _FORM_SECRET.sub(r"\1=***", text)
+    text = _JSON_SECRET.sub(r'"\1": "***"', text)
+    return _CREDENTIALS.sub(r"\1 ***", text)
+
+
+def _scrub_json(value: Any, secrets: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): _scrub_json(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_json(v, secrets) for v in value]
+    return scrub(value, secrets) if isinstance(value, str) else value
+
+
+@sensitive_variables()
+def describe_error(
+    response: requests.Response, secrets: Iterable[str] = ()
+) -> tuple[str, str, list[dict[str, Any]]]:
     """``(error_key, message, errors)`` from a CC error response, whatever its shape.
 
     CC documents error bodies as a JSON array of ``{error_key, error_message}``
     (https://developer.constantcontact.com/api_guide/glossary_responses.html), but 429s are a single
     object, the token endpoint uses OAuth's ``{error, error_description}``, and gateways answer HTML.
+    Every secret the request carried (see :func:`request_secrets`), and ``secrets``, are scrubbed from
+    the text before anything is cut or described.
     """
+    hidden = request_secrets(getattr(response, "request", None)) | set(secrets)
     try:
         body = response.json()
     except ValueError:
-        snippet = " ".join(response.text[:200].split())
+        text = scrub(response.text[:_SCRUB_CHARS], hidden)
+        snippet = " ".join(text.split())[:200]
         content_type = response.headers.get("Content-Type", "no content type")
         return "", f"HTTP {response.status_code} ({content_type}): {snippet or 'empty body'}", []
+    body = _scrub_json(redact(body), hidden)
     items = body if isinstance(body, list) else [body]
-    errors = [redact(item) for item in items if isinstance(item, dict)]
+    errors = [item for item in items if isinstance(item, dict)]
     for item in errors:
         if "error" in item:  # OAuth shape
             item.setdefault("error_key", item["error"])
@@ -88,7 +157,7 @@ def describe_error(response: requests.Response) -> tuple[str, str, list[dict[str
         for e in errors
         if e.get("error_message") or e.get("error_key")
     ]
-    message = "; ".join(described) or json.dumps(redact(body))[:200]
+    message = "; ".join(described) or json.dumps(body)[:200]
     return error_key, message, errors
 
 
@@ -134,6 +203,7 @@ class ConstantContactClient:
         """One poll of the device grant; pending states raise :class:`ReconnectRequired` with their error key."""
         return self._token_request({"grant_type": DEVICE_GRANT, "device_code": device_code}, public=True)
 
+    @sensitive_variables()
     def start_device_authorization(self, scopes: str) -> dict[str, Any]:
         """Start CC's device flow: ``device_code``, ``user_code``, ``verification_uri(_complete)``, ``interval``."""
         data = {"client_id": get_setting("CLIENT_ID"), "scope": scopes}
@@ -153,9 +223,14 @@ class ConstantContactClient:
         response = self._send(
             "token", "POST", get_setting("TOKEN_URL"), slot_reserved=slot_reserved, data=data, auth=auth
         )
-        return self._token_payload(response, required="access_token")
+        # Named here as well as read back from response.request: a custom session may not keep the request.
+        sent = [value for key, value in data.items() if key in _SECRET_KEYS]
+        return self._token_payload(response, required="access_token", secrets=[*sent, *(auth or ())[1:]])
 
-    def _token_payload(self, response: requests.Response, required: str) -> dict[str, Any]:
+    @sensitive_variables()
+    def _token_payload(
+        self, response: requests.Response, required: str, secrets: Iterable[str] = ()
+    ) -> dict[str, Any]:
         status = response.status_code
         if status == 429:
             raise Throttled(
@@ -167,7 +242,7 @@ class ConstantContactClient:
         if status >= 500 or status == 408:
             raise RetryLater("The token endpoint is unavailable.", status_code=status)
         if status >= 400:
-            error_key, message, errors = describe_error(response)
+            error_key, message, errors = describe_error(response, secrets)
             cls = (
                 ReconnectRequired if error_key in _REFUSED_GRANT_ERRORS or status in (401, 403) else Rejected
             )
@@ -187,10 +262,12 @@ class ConstantContactClient:
 
     # -- API ------------------------------------------------------------------------------------
 
+    @sensitive_variables("access_token")
     def account_summary(self, access_token: str) -> dict[str, Any]:
         """``GET /account/summary`` (needs the ``account_read`` scope)."""
         return self._api_json("GET", "/account/summary", access_token)
 
+    @sensitive_variables("access_token")
     def contact_lists(self, access_token: str) -> list[dict[str, Any]]:
         """Every contact list in the account, following ``_links.next`` pagination."""
         lists: list[dict[str, Any]] = []
@@ -203,6 +280,7 @@ class ConstantContactClient:
             params = None  # the next link carries its own query
         return lists
 
+    @sensitive_variables("access_token")
     def sign_up_form(self, access_token: str, payload: dict[str, Any]) -> tuple[str, bool]:
         """``POST /contacts/sign_up_form``: create or update a contact; return ``(contact_id, created)``.
 
@@ -276,6 +354,7 @@ class ConstantContactClient:
             json_body={"source": {"contact_ids": [contact_id]}, "list_ids": list_ids},
         )
 
+    @sensitive_variables("access_token")
     def _api_json(self, method: str, path: str, access_token: str, **kwargs: Any) -> dict[str, Any]:
         response = self._api(method, path, access_token, **kwargs)
         try:
@@ -313,7 +392,7 @@ class ConstantContactClient:
             ratelimit.record_accepted()  # CC answered this one: its daily quota is not spent
         if status < 300:
             return response
-        error_key, message, errors = describe_error(response)
+        error_key, message, errors = describe_error(response, [access_token])
         context = {"status_code": status, "error_key": error_key, "errors": errors}
         if status == 401:
             raise AccessTokenRejected(f"Constant Contact refused the access token: {message}", **context)
@@ -373,6 +452,7 @@ class ConstantContactClient:
 
     # -- bulk activities (manage.py cc_sync_backfill) ----------------------------------------------
 
+    @sensitive_variables("access_token")
     def import_contacts_json(
         self, access_token: str, contacts: list[dict[str, Any]], list_ids: list[str]
     ) -> dict[str, Any]:
@@ -391,6 +471,7 @@ class ConstantContactClient:
             raise RetryLater("Constant Contact accepted the import without an activity id.")
         return body
 
+    @sensitive_variables("access_token")
     def activity(self, access_token: str, activity_id: str) -> dict[str, Any]:
         """``GET /activities/{activity_id}``: the state, ``percent_done`` and errors of a bulk activity."""
         if not activity_id.replace("-", "").isalnum():  # CC's ids are UUIDs; never build a path from junk
