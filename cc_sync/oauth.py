@@ -46,6 +46,7 @@ TOKEN_WAIT_POLL = 0.1
 # -- the authorization request ------------------------------------------------------------------
 
 
+@sensitive_variables()
 def pkce_pair() -> tuple[str, str]:
     """A PKCE ``(code_verifier, code_challenge)`` pair for ``code_challenge_method=S256`` (RFC 7636)."""
     verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-]
@@ -53,6 +54,7 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+@sensitive_variables()
 def authorization_request(redirect_uri: str) -> tuple[str, dict[str, Any]]:
     """The authorize URL to send the admin to, and the record to keep until the callback.
 
@@ -91,12 +93,14 @@ def _same(a: str, b: str) -> bool:
     return secrets.compare_digest(a.encode(), b.encode())
 
 
+@sensitive_variables()
 def remember_state(session: MutableMapping[str, Any], record: dict[str, Any]) -> None:
     """Keep ``record`` in the admin's session (at most a few, oldest dropped)."""
     fresh = [r for r in session.get(SESSION_KEY, []) if time.time() - r["created"] < STATE_MAX_AGE]
     session[SESSION_KEY] = [*fresh[-(STATES_KEPT - 1) :], record]
 
 
+@sensitive_variables()
 def pop_state(session: MutableMapping[str, Any], state: str | None) -> dict[str, Any]:
     """Remove and return the record for ``state``; refuse a missing, unknown, reused or expired one."""
     if not state:
@@ -178,6 +182,7 @@ def connect_with_code(
 # -- the device flow ----------------------------------------------------------------------------
 
 
+@sensitive_variables()
 def start_device_flow() -> dict[str, Any]:
     """Start CC's device flow; show the returned ``verification_uri`` and ``user_code`` to a person."""
     try:
@@ -222,6 +227,7 @@ def finish_device_flow(
 # -- storing and refreshing ---------------------------------------------------------------------
 
 
+@sensitive_variables()
 def _apply_tokens(connection: Connection, tokens: dict[str, Any]) -> None:
     now = timezone.now()
     connection.access_token = tokens["access_token"]
@@ -307,6 +313,7 @@ def refresh_tokens_if(should_refresh: Callable[[Connection], bool]) -> str:
     raise failure
 
 
+@sensitive_variables()
 def _await_token_slot(should_refresh: Callable[[Connection], bool]) -> str | None:
     """Reserve a token-endpoint slot in its own committed transaction and wait for it.
 
@@ -326,6 +333,7 @@ def _await_token_slot(should_refresh: Callable[[Connection], bool]) -> str | Non
     return None
 
 
+@sensitive_variables()
 def get_access_token() -> str:
     """A valid access token, refreshed first if it expires within ``TOKEN_LEEWAY`` seconds."""
     leeway = float(get_setting("TOKEN_LEEWAY"))
@@ -343,11 +351,13 @@ def replace_rejected_token(rejected_token: str) -> str:
     return refresh_tokens_if(lambda c: c.access_token == rejected_token)
 
 
+@sensitive_variables()
 def refresh_now() -> str:
     """Refresh unconditionally (the admin's "Refresh now")."""
     return refresh_tokens_if(lambda c: True)
 
 
+@sensitive_variables()
 def keep_alive() -> None:
     """Refresh when the token is stale or no refresh happened for ``KEEPALIVE_INTERVAL``; re-check the lists.
 
@@ -368,6 +378,7 @@ def keep_alive() -> None:
         refresh_lists(connection)
 
 
+@sensitive_variables()
 def refresh_lists(connection: Connection, access_token: str | None = None) -> list[dict[str, str]]:
     """Fetch the account's lists (all pages) and store ``{list_id, name}`` for each."""
     lists = get_client().contact_lists(access_token or get_access_token())
@@ -410,6 +421,7 @@ def _notify_needs_reconnect(connection: Connection, reason: str) -> None:
     connection_needs_reconnect.send(sender=Connection, connection=connection, reason=reason)
 
 
+@sensitive_variables()
 def disconnect() -> None:
     """Forget the stored tokens; signups are held until the next connect."""
     with transaction.atomic():
