@@ -18,10 +18,10 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from responses import matchers
 
-from cc_sync import oauth
+from cc_sync import oauth, privacy
 from cc_sync.client import DEVICE_GRANT
 from cc_sync.exceptions import AuthorizationFailed
-from cc_sync.models import Connection, RateLimitState, Signup
+from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift
 from tests.conftest import (
     ACCESS_TOKEN,
     API_URL,
@@ -397,6 +397,55 @@ def test_status_reports_tokens_the_keys_cannot_read_instead_of_crashing(connecti
     cc_settings["ENCRYPTION_KEYS"] = ["Zm9yZWlnbi1rZXktbm90LXVzZWQtYnktdGhpcy1zaXQ="]
     with pytest.raises(CommandError, match="cannot be read with the configured ENCRYPTION_KEYS"):
         call_command("cc_sync_status", stdout=io.StringIO())
+
+
+# -- cc_sync_unsuppress -------------------------------------------------------------------------------------
+
+
+def test_unsuppress_deletes_the_suppression_and_leaves_a_record(db, monkeypatch):
+    privacy.erase("Anna@Example.com")
+    out = io.StringIO()
+    call_command(
+        "cc_sync_unsuppress",
+        "anna@example.com",
+        "--reason",
+        "asked to subscribe again, ticket 42",
+        "--by",
+        "ops",
+        stdout=out,
+    )
+    assert not privacy.is_suppressed("anna@example.com")
+    [lift] = SuppressionLift.objects.all()
+    assert lift.email_hash == privacy.email_hash("anna@example.com")
+    assert lift.original_reason == Suppression.Reason.ERASED
+    assert lift.reason == "asked to subscribe again, ticket 42"
+    assert lift.lifted_by == "ops"
+    assert lift.lifted_at is not None
+    assert "suppression lifted (was: Erased on request)" in out.getvalue()
+    assert "anna" not in out.getvalue().lower()
+
+
+def test_unsuppress_records_the_operating_system_user_by_default(db, monkeypatch):
+    monkeypatch.setattr("getpass.getuser", lambda: "deploy")
+    privacy.suppress("b@example.com")
+    call_command("cc_sync_unsuppress", "b@example.com", "--reason", "re-opted in", stdout=io.StringIO())
+    assert SuppressionLift.objects.get().lifted_by == "deploy"
+
+
+def test_unsuppress_needs_a_reason(db):
+    privacy.suppress("c@example.com")
+    with pytest.raises(CommandError, match="--reason"):
+        call_command("cc_sync_unsuppress", "c@example.com", "--reason", "  ", stdout=io.StringIO())
+    with pytest.raises(CommandError):
+        call_command("cc_sync_unsuppress", "c@example.com", stdout=io.StringIO())
+    assert privacy.is_suppressed("c@example.com")
+    assert not SuppressionLift.objects.exists()
+
+
+def test_unsuppress_of_an_address_not_suppressed_changes_nothing(db):
+    with pytest.raises(CommandError, match="not on the suppression list"):
+        call_command("cc_sync_unsuppress", "d@example.com", "--reason", "x", stdout=io.StringIO())
+    assert not SuppressionLift.objects.exists()
 
 
 # -- cc_sync_generate_key ---------------------------------------------------------------------------------
