@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, MutableMapping
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -39,6 +41,10 @@ SESSION_KEY = "cc_sync_oauth_states"
 STATE_MAX_AGE = 600
 STATES_KEPT = 5
 LIST_CHECK_INTERVAL = 24 * 3600
+# expires_in above this (ten years of seconds) is an epoch time, not a lifetime; above the second one, in ms.
+EPOCH_THRESHOLD = 10 * 365 * 24 * 3600
+EPOCH_MS_THRESHOLD = 10**11
+FALLBACK_LIFETIME = 3600
 # How often a process waiting for its token slot looks whether another process has refreshed meanwhile.
 TOKEN_WAIT_POLL = 0.1
 
@@ -227,13 +233,43 @@ def finish_device_flow(
 # -- storing and refreshing ---------------------------------------------------------------------
 
 
+def token_expiry(expires_in: Any, now: datetime) -> datetime:
+    """When an access token expires, from the token response's ``expires_in`` received at ``now``.
+
+    RFC 6749 (section 5.1) and CC's staff make ``expires_in`` a lifetime in seconds (CC's access tokens:
+    86400); CC's own spec (``TokenResponse``, build 3.0.161) calls it a "timestamp that the token will expire
+    in seconds after the UNIX epoch". Both are accepted: no lifetime is ten years long, so a larger value is
+    the expiry time itself (in milliseconds when it is larger still). A missing, unreadable or past value
+    gets an hour: a token that seems expired at once would be refreshed before every request, and a 401
+    refreshes it anyway if it expires sooner.
+    """
+    try:
+        value = float(expires_in)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        logger.warning("The token response has no usable expires_in (%r); assuming an hour.", expires_in)
+        return now + timedelta(seconds=FALLBACK_LIFETIME)
+    if value <= EPOCH_THRESHOLD:
+        return now + timedelta(seconds=value)
+    if value > EPOCH_MS_THRESHOLD:
+        value /= 1000
+    expiry = datetime.fromtimestamp(value, tz=dt_timezone.utc)
+    if expiry <= now:
+        logger.warning(
+            "The token response's expires_in (%r) is a time already past; assuming an hour.", expires_in
+        )
+        return now + timedelta(seconds=FALLBACK_LIFETIME)
+    return expiry
+
+
 @sensitive_variables()
 def _apply_tokens(connection: Connection, tokens: dict[str, Any]) -> None:
     now = timezone.now()
     connection.access_token = tokens["access_token"]
     # Long-lived refresh tokens may come back unchanged or not at all: keep the one we have.
     connection.refresh_token = tokens.get("refresh_token") or connection.refresh_token
-    connection.expires_at = now + timedelta(seconds=int(tokens.get("expires_in") or 0))
+    connection.expires_at = token_expiry(tokens.get("expires_in"), now)
     connection.scopes = tokens.get("scope", connection.scopes) or ""
     connection.last_refreshed_at = now
     connection.last_error = ""

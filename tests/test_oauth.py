@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core import mail
@@ -312,3 +313,35 @@ def test_disconnect_forgets_tokens(connection):
         "",
         "",
     )
+
+
+# -- expires_in: a lifetime (RFC 6749, CC's staff) or an epoch time (CC's spec) -----------------------
+
+PINNED = datetime(2028, 2, 29, 23, 59, 30, tzinfo=dt_timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "expected"),
+    [
+        (86400, PINNED + timedelta(days=1)),  # a lifetime, as CC answers today
+        ("86400", PINNED + timedelta(days=1)),
+        (int((PINNED + timedelta(hours=23)).timestamp()), PINNED + timedelta(hours=23)),  # the spec's epoch
+        (int((PINNED + timedelta(hours=23)).timestamp()) * 1000, PINNED + timedelta(hours=23)),  # in ms
+        (int((PINNED - timedelta(hours=1)).timestamp()), PINNED + timedelta(hours=1)),  # past: an hour
+        (None, PINNED + timedelta(hours=1)),  # missing: an hour, not a refresh before every request
+    ],
+    ids=["lifetime", "lifetime-as-text", "epoch", "epoch-ms", "epoch-in-the-past", "missing"],
+)
+def test_expires_in_is_read_as_a_lifetime_or_an_epoch_time(db, cc_api, monkeypatch, expires_in, expected):
+    monkeypatch.setattr(timezone, "now", lambda: PINNED)
+    make_connection(expires_in=-10)
+    body = {
+        "access_token": "new-access-token-xyz",
+        "refresh_token": "new-refresh-token-xyz",
+        "token_type": "Bearer",
+    }
+    if expires_in is not None:
+        body["expires_in"] = expires_in
+    expect_refresh(cc_api, body=body)
+    assert oauth.get_access_token() == "new-access-token-xyz"
+    assert Connection.load().expires_at == expected
