@@ -1,4 +1,7 @@
-"""A property-based fuzz of the public form: 10,000 hostile submissions, no 500, nothing invalid kept."""
+"""A property-based fuzz of the public form: 10,000 hostile submissions, no 500, nothing invalid kept.
+
+And the properties of the email key: one key per address however it is typed, never an exception.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cc_sync.models import Signup
+from cc_sync import privacy
+from cc_sync.models import EMAIL_MAX_LENGTH, Signup
+from cc_sync.validators import canonical_email, normalize_email
 
 BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
@@ -126,9 +131,52 @@ def test_hostile_submissions_never_500_and_never_store_anything_invalid(
         assert len(stored) <= 1  # 0 for the honeypot
         assert all(acceptable(signup) for signup in stored), [s.__dict__ for s in stored]
         assert all(signup.status == Signup.Status.PENDING and signup.contact_id == "" for signup in stored)
+        # Stored, limited and erased under one key: the hash of what was typed is the hash of what is stored.
+        assert all(
+            signup.email_hash == privacy.email_hash(email) == privacy.email_hash(signup.email)
+            for signup in stored
+        )
         assert [call["args"] for call in published] == [(signup.pk,) for signup in stored]
     else:
         assert stored == []
         assert published == []
         if response.status_code == 200:
             assert response.context["form"].errors
+
+
+FAST = settings(
+    max_examples=int(os.environ.get("CC_SYNC_FUZZ_EXAMPLES", 10_000)) // 5, deadline=None, derandomize=True
+)
+full_width = st.text(alphabet=st.characters(min_codepoint=0xFF01, max_codepoint=0xFF5E), max_size=20)
+
+
+@FAST
+@given(text=st.one_of(st.text(max_size=300), emails, full_width))
+def test_the_email_key_never_raises_and_is_stable(text):
+    key = canonical_email(text)
+    assert key == key.lower()
+    assert canonical_email(key) == key
+
+
+@FAST
+@given(text=st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=120))
+def test_the_key_of_ascii_text_is_what_earlier_versions_hashed(text):
+    # Existing hashes (signups, suppression entries) were of strip().lower(); ASCII keys must not move.
+    assert canonical_email(text) == text.strip().lower()
+
+
+@FAST
+@given(email=emails, pad=st.sampled_from(["", " ", "\u3000"]), upper=st.booleans())
+def test_every_stored_spelling_has_the_key_of_what_was_typed(email, pad, upper):
+    typed = f"{pad}{email.upper() if upper else email}{pad}"
+    try:
+        stored = normalize_email(typed, EMAIL_MAX_LENGTH)
+    except Exception as err:  # refused input: only ValidationError may come out
+        from django.core.exceptions import ValidationError
+
+        assert isinstance(err, ValidationError), repr(err)
+        return
+    assert canonical_email(stored) == canonical_email(typed)
+    if not upper:  # ("ß".upper() is "SS": another address)
+        assert canonical_email(typed) == canonical_email(email)
+    assert stored.isascii()
