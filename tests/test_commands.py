@@ -448,6 +448,68 @@ def test_unsuppress_of_an_address_not_suppressed_changes_nothing(db):
     assert not SuppressionLift.objects.exists()
 
 
+# -- cc_sync_backfill --report ------------------------------------------------------------------------------
+
+
+def test_backfill_report_neutralises_spreadsheet_formulas(db, tmp_path):
+    import csv
+
+    source = tmp_path / "people.csv"
+    source.write_text(
+        "email,first_name,consent\n"
+        '"=HYPERLINK(""http://evil.example"",""x"")",A,yes\n'
+        "+1+2,B,yes\n"
+        "-3-4,C,yes\n"
+        "@SUM(A1),D,yes\n"
+        "plain-not-an-email,F,yes\n",
+        encoding="utf-8",
+    )
+    report = tmp_path / "report.csv"
+    with pytest.raises(CommandError):  # invalid rows: exit 1
+        call_command(
+            "cc_sync_backfill",
+            "--csv",
+            str(source),
+            "--dry-run",
+            "--report",
+            str(report),
+            stdout=io.StringIO(),
+        )
+    with report.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    emails = [row["email"] for row in rows]
+    assert emails == [
+        '\'=HYPERLINK("http://evil.example","x")',
+        "'+1+2",
+        "'-3-4",
+        "'@SUM(A1)",
+        "plain-not-an-email",
+    ]
+    for row in rows:
+        for cell in row.values():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@x", "'@x"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("a=b", "a=b"),
+        ("", ""),
+        (7, 7),
+    ],
+)
+def test_report_cells_that_a_spreadsheet_would_run_get_a_quote(value, written):
+    from cc_sync.management.commands.cc_sync_backfill import safe_cell
+
+    assert safe_cell(value) == written
+
+
 # -- cc_sync_generate_key ---------------------------------------------------------------------------------
 
 

@@ -1,3 +1,5 @@
+import csv
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,6 +14,28 @@ from cc_sync.models import Connection
 EXIT_PROBLEMS = 1  # finished, but some rows were invalid, refused by CC, or in a failed batch (see --report)
 EXIT_USAGE = 2  # bad source or options: nothing was sent
 EXIT_STOPPED = 3  # stopped before the end (connection, quota, CC unavailable, Ctrl-C): run it again to resume
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP): the report
+# holds whatever a source row carried, so such a cell is written with a leading quote, as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """``value`` for a CSV cell, prefixed with ``'`` when a spreadsheet would run it as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_report(path: str | Path, source: backfill.Source, run: Any) -> int:
+    """Write :func:`cc_sync.backfill.report_rows` as a CSV file that is safe to open in a spreadsheet."""
+    lines = backfill.report_rows(source, run)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(backfill.REPORT_HEADER)
+        writer.writerows([safe_cell(cell) for cell in line] for line in lines)
+    return len(lines)
 
 
 def default_list_ids() -> list[str]:
@@ -130,7 +154,7 @@ class Command(BaseCommand):
         self._describe_run(run, how)
         summary = backfill.summarize(run)
         if options["report"]:
-            written = backfill.write_report(options["report"], source, run)
+            written = write_report(options["report"], source, run)
             self.stdout.write(
                 _("Report: %(count)d rows written to %(path)s.")
                 % {"count": written, "path": options["report"]}
@@ -183,7 +207,7 @@ class Command(BaseCommand):
             % {"batches": len(batches), "lists": ", ".join(list_ids)}
         )
         if report:
-            written = backfill.write_report(report, source, None)
+            written = write_report(report, source, None)
             self.stdout.write(
                 _("Report: %(count)d rows written to %(path)s.") % {"count": written, "path": report}
             )
