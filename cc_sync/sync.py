@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -90,7 +91,8 @@ def enqueue_signup(
     except ValidationError as err:
         raise ValidationError({"list_ids": err.messages}) from None
     signup = Signup(
-        email=email,
+        # Compatibility forms first (full-width letters): Django's email check runs before Signup.clean().
+        email=unicodedata.normalize("NFKC", email),
         first_name=first_name.strip(),
         last_name=last_name.strip(),
         phone_number=phone_number.strip(),

@@ -5,61 +5,95 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cc_sync', '0002_backfill'),
+        ("cc_sync", "0002_backfill"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SuppressionLift',
+            name="SuppressionLift",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email_hash', models.CharField(db_index=True, max_length=64, verbose_name='email hash')),
-                ('original_reason', models.CharField(choices=[('erased', 'Erased on request'), ('unsubscribed', 'Unsubscribed'), ('blocked', 'Blocked by an admin')], max_length=20, verbose_name='suppressed because')),
-                ('reason', models.TextField(verbose_name='why it was lifted')),
-                ('lifted_by', models.CharField(max_length=150, verbose_name='lifted by')),
-                ('lifted_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='lifted at')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("email_hash", models.CharField(db_index=True, max_length=64, verbose_name="email hash")),
+                (
+                    "original_reason",
+                    models.CharField(
+                        choices=[
+                            ("erased", "Erased on request"),
+                            ("unsubscribed", "Unsubscribed"),
+                            ("blocked", "Blocked by an admin"),
+                        ],
+                        max_length=20,
+                        verbose_name="suppressed because",
+                    ),
+                ),
+                ("reason", models.TextField(verbose_name="why it was lifted")),
+                ("lifted_by", models.CharField(max_length=150, verbose_name="lifted by")),
+                (
+                    "lifted_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="lifted at"),
+                ),
             ],
             options={
-                'verbose_name': 'lifted suppression',
-                'verbose_name_plural': 'lifted suppressions',
-                'ordering': ['-lifted_at'],
+                "verbose_name": "lifted suppression",
+                "verbose_name_plural": "lifted suppressions",
+                "ordering": ["-lifted_at"],
             },
         ),
         migrations.AddField(
-            model_name='connection',
-            name='missing_list_ids',
-            field=models.JSONField(blank=True, default=list, editable=False, verbose_name='lists missing at CC'),
+            model_name="connection",
+            name="missing_list_ids",
+            field=models.JSONField(
+                blank=True, default=list, editable=False, verbose_name="lists missing at CC"
+            ),
         ),
         migrations.AddField(
-            model_name='ratelimitstate',
-            name='blocked_until',
+            model_name="ratelimitstate",
+            name="blocked_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='ratelimitstate',
-            name='quota_429s',
+            model_name="ratelimitstate",
+            name="quota_429s",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='signup',
-            name='confirmation_sent_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='confirmation sent at'),
+            model_name="signup",
+            name="confirmation_sent_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="confirmation sent at"),
         ),
         migrations.AddField(
-            model_name='signup',
-            name='confirmed_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='confirmed by the person at'),
+            model_name="signup",
+            name="confirmed_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="confirmed by the person at"),
         ),
         migrations.AddField(
-            model_name='signup',
-            name='verified',
-            field=models.BooleanField(default=False, verbose_name='submitted by the person'),
+            model_name="signup",
+            name="verified",
+            field=models.BooleanField(default=False, verbose_name="submitted by the person"),
         ),
         migrations.AlterField(
-            model_name='signup',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Pending'), ('syncing', 'Syncing'), ('synced', 'Synced'), ('failed', 'Failed'), ('waiting_reconnect', 'Waiting for reconnect'), ('waiting_list', 'Waiting for a list'), ('awaiting_confirmation', 'Awaiting confirmation')], db_index=True, default='pending', max_length=30, verbose_name='status'),
+            model_name="signup",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending"),
+                    ("syncing", "Syncing"),
+                    ("synced", "Synced"),
+                    ("failed", "Failed"),
+                    ("waiting_reconnect", "Waiting for reconnect"),
+                    ("waiting_list", "Waiting for a list"),
+                    ("awaiting_confirmation", "Awaiting confirmation"),
+                ],
+                db_index=True,
+                default="pending",
+                max_length=30,
+                verbose_name="status",
+            ),
         ),
     ]
