@@ -372,3 +372,8 @@ def test_admin_actions_leave_rows_a_worker_holds_alone(db):
     assert sync.mark_failed(Signup.objects.all(), "by hand") == (1, 1)
     held.refresh_from_db()
     assert held.status == S.SYNCING
+
+
+def test_enqueue_signup_stores_a_full_width_address_as_the_form_does(db):
+    signup = sync.enqueue_signup("ａｎｎａ@ｅｘａｍｐｌｅ.com")
+    assert signup.email == "anna@example.com"
