@@ -1967,3 +1967,19 @@ def test_command_line_sets_confirmed_opt_in_queue_limit_and_quota_reset_hour():
     )
     defaults = cli.sandbox_from_options(vars(parser.parse_args([]))).config()
     assert (defaults["confirmed_opt_in"], defaults["activity_queue_limit"]) == (False, 1000)
+
+
+def test_an_imported_sms_number_matches_the_sign_up_form_contact_with_that_number(sb):
+    token = sb.issue_tokens()["access_token"]
+    channel = {
+        "sms_address": "5081231235",
+        "dial_code": "1",
+        "country_code": "US",
+        "sms_channel_consents": [],
+    }
+    created = sign_up(sb, token, {"sms_channel": channel, "list_memberships": [LIST_A]}).json()
+    body = {"import_data": [{"sms_number": "508-123-1235", "first_name": "Sam"}], "list_ids": [LIST_B]}
+    poll_until_done(sb, token, post_import(sb, token, body).json())
+    [contact] = sb.contacts()
+    assert contact["contact_id"] == created["contact_id"]
+    assert (contact["first_name"], contact["list_memberships"]) == ("Sam", [LIST_A, LIST_B])

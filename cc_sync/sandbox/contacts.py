@@ -844,8 +844,11 @@ class ContactsMixin:
     ) -> bool:
         """Import one contact; False when it could not be added to the lists (unsubscribed)."""
         email = item.get("email") or None
+        # The import's sms_number is a US number without its dial code (1231231234 or 123-123-1234).
+        digits = _sms_key(item.get("sms_number"))
+        sms_full = f"1{digits}" if digits and len(digits) == 10 else digits
         contact = self._find(email) if email else None
-        contact = contact or (self._find(sms=item.get("sms_number")) if item.get("sms_number") else None)
+        contact = contact or (self._find(sms=sms_full) if sms_full else None)
         if contact is None:
             contact = self._new_contact(create_source="Account", now=now)
             if email:
@@ -873,11 +876,14 @@ class ContactsMixin:
             self._put_by_kind(contact["street_addresses"], self._address(fields, now), MAX_STREET_ADDRESSES)
         if item.get("sms_number"):
             consent = {"sms_consent_permission": sms_permission, "consent_type": "promotional_sms"}
-            self._set_sms(
-                contact,
-                {"full_sms_address": item["sms_number"], "sms_channel_consents": [consent]},
-                "Account",
-            )
+            channel = {
+                "full_sms_address": sms_full,
+                "sms_address": item["sms_number"],
+                "dial_code": "1",
+                "country_code": "US",
+                "sms_channel_consents": [consent],
+            }
+            self._set_sms(contact, channel, "Account")
             if item.get("sms_consent_date"):
                 contact["sms_consent_date"] = item["sms_consent_date"]
         custom = {name[3:]: value for name, value in item.items() if str(name).startswith("cf:")}
