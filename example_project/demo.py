@@ -2,7 +2,8 @@
 
 ``python -m example_project.demo`` (``scripts/demo`` sets up the environment first) migrates the SQLite
 database, creates an admin login, and starts: the CC sandbox (unless real CC credentials are configured),
-a Celery worker with beat on a folder broker, and Django's development server.
+a Celery worker with beat on a folder broker, and Django's development server. It runs with ``DEBUG`` on,
+which the example project otherwise leaves off.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
     os.environ.setdefault("CC_SANDBOX_URL", f"http://{HOST}:{SANDBOX_PORT}")
+    # The example project defaults to DEBUG off; the demo, on this machine only, wants its conveniences (the
+    # sandbox, demo keys when no real CC application is configured). Its processes inherit this.
+    os.environ["DEBUG"] = "true"
     import django
 
     django.setup()

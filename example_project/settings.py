@@ -1,8 +1,10 @@
 """Settings of the example site, read from the environment (see .env.example)."""
 
 from pathlib import Path
+from typing import NoReturn
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from cc_sync.schedules import beat_schedule
 from example_project.tuning import TUNABLE_SETTINGS
@@ -12,10 +14,33 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DEBUG", default=True)
-# The fallbacks below only exist so the demo runs with no setup; with DEBUG off they must be set.
+# Off unless asked for: the demo (example_project/demo.py) turns it on explicitly.
+DEBUG = env.bool("DEBUG", default=False)
+
+# The local CC sandbox's application (cc_sync.sandbox); any other CC_CLIENT_ID is a real CC application.
+SANDBOX_CLIENT_ID = "sandbox-client-id"
+_CLIENT_ID = env("CC_CLIENT_ID", default="")
+REAL_CC = bool(_CLIENT_ID) and _CLIENT_ID != SANDBOX_CLIENT_ID
+# The fallbacks below only exist so the demo runs with no setup: never with DEBUG off, never with real
+# CC credentials (real tokens must not be encrypted with a key printed in this file).
 _DEMO_ONLY = "demo-only-" + "insecure-key-change-me"
-SECRET_KEY = env("SECRET_KEY", default=_DEMO_ONLY if DEBUG else environ.Env.NOTSET)
+_DEMO_ENCRYPTION_KEY = "ZGVtby1vbmx5LWtleS1kby1ub3QtdXNlLWluLXByb2Q="
+DEMO_FALLBACKS = DEBUG and not REAL_CC
+
+
+def _required(name: str, what: str) -> NoReturn:
+    why = "with real Constant Contact credentials (CC_CLIENT_ID)" if REAL_CC else "with DEBUG off"
+    raise ImproperlyConfigured(f"Set {name} in the environment or .env {why}: {what}")
+
+
+SECRET_KEY = env("SECRET_KEY", default="") or (
+    _DEMO_ONLY if DEMO_FALLBACKS else _required("SECRET_KEY", "a long random string, kept secret.")
+)
+if REAL_CC and SECRET_KEY == _DEMO_ONLY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the demo's published key, and CC_CLIENT_ID is a real Constant Contact application: "
+        "set a SECRET_KEY of your own."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 ADMINS = [("Admin", email) for email in env.list("ADMINS", default=[])]
 
@@ -102,11 +127,18 @@ CC_SYNC = {
     "DEVICE_AUTHORIZE_URL": env("CC_DEVICE_AUTHORIZE_URL", default=f"{_CC_AUTH}/device/authorize"),
     "API_URL": env("CC_API_URL", default=_CC_API),
     # Fernet keys, newest first (`python manage.py cc_sync_generate_key`).
-    "ENCRYPTION_KEYS": env.list(
-        "CC_SYNC_ENCRYPTION_KEYS",
-        default=["ZGVtby1vbmx5LWtleS1kby1ub3QtdXNlLWluLXByb2Q="] if DEBUG else environ.Env.NOTSET,
+    "ENCRYPTION_KEYS": env.list("CC_SYNC_ENCRYPTION_KEYS", default=[])
+    or (
+        [_DEMO_ENCRYPTION_KEY]
+        if DEMO_FALLBACKS
+        else _required("CC_SYNC_ENCRYPTION_KEYS", "make a key with `python manage.py cc_sync_generate_key`.")
     ),
 }
+if REAL_CC and _DEMO_ENCRYPTION_KEY in CC_SYNC["ENCRYPTION_KEYS"]:
+    raise ImproperlyConfigured(
+        "CC_SYNC_ENCRYPTION_KEYS holds the demo's published key, and CC_CLIENT_ID is a real Constant Contact "
+        "application: make a key with `python manage.py cc_sync_generate_key` and use only your own."
+    )
 # Optional overrides of cc_sync's timing settings, e.g. for scaled-down test runs.
 for _name in TUNABLE_SETTINGS:
     if env.str(f"CC_SYNC_{_name}", default=""):

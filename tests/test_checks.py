@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import runpy
+from pathlib import Path
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core.checks import run_checks
@@ -428,3 +432,71 @@ def test_each_concern_is_its_own_registered_check(cc_settings):
         assert check in registered
     assert checks.check_https in registry.get_checks(include_deployment_checks=True)
     assert checks.check_https not in registry.get_checks()
+
+
+# -- the example project's settings ---------------------------------------------------------------------
+
+EXAMPLE_SETTINGS = Path(__file__).resolve().parent.parent / "example_project" / "settings.py"
+DEMO_SECRET_KEY = "demo-only-" + "insecure-key-change-me"
+DEMO_ENCRYPTION_KEY = "ZGVtby1vbmx5LWtleS1kby1ub3QtdXNlLWluLXByb2Q="
+OWN_KEY = "pRmgMa8T0INjEAfksaq2aafzoZXEuwKI7wDe4c1F8AY="
+
+
+def example_settings(monkeypatch, tmp_path, **environment: str) -> dict:
+    """Run example_project/settings.py with exactly this environment (no .env file is read)."""
+    import environ
+
+    for name in list(os.environ):
+        if name.startswith(("CC_", "CELERY_", "DEBUG", "SECRET_KEY", "DATABASE_URL")):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(environ.Env, "read_env", classmethod(lambda cls, *args, **kwargs: None))
+    monkeypatch.setenv("CELERY_BROKER_URL", "memory://")
+    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(EXAMPLE_SETTINGS))
+
+
+def test_example_project_defaults_to_debug_off_and_then_needs_its_own_keys(monkeypatch, tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="Set SECRET_KEY .* with DEBUG off"):
+        example_settings(monkeypatch, tmp_path)
+    with pytest.raises(ImproperlyConfigured, match="Set CC_SYNC_ENCRYPTION_KEYS .* with DEBUG off"):
+        example_settings(monkeypatch, tmp_path, SECRET_KEY="own-secret")
+    configured = example_settings(
+        monkeypatch, tmp_path, SECRET_KEY="own-secret", CC_SYNC_ENCRYPTION_KEYS=OWN_KEY
+    )
+    assert configured["DEBUG"] is False
+    assert configured["CC_SYNC"]["ENCRYPTION_KEYS"] == [OWN_KEY]
+
+
+def test_example_project_with_debug_and_the_sandbox_runs_on_demo_keys(monkeypatch, tmp_path):
+    configured = example_settings(monkeypatch, tmp_path, DEBUG="true")
+    assert configured["USING_SANDBOX"] is True
+    assert configured["SECRET_KEY"] == DEMO_SECRET_KEY
+    assert configured["CC_SYNC"]["ENCRYPTION_KEYS"] == [DEMO_ENCRYPTION_KEY]
+
+
+@pytest.mark.parametrize("debug", ["true", "false"])
+def test_example_project_with_real_cc_credentials_never_uses_the_demo_keys(monkeypatch, tmp_path, debug):
+    real = {"DEBUG": debug, "CC_CLIENT_ID": "a-real-cc-api-key", "CC_CLIENT_SECRET": "real-secret"}
+    with pytest.raises(ImproperlyConfigured, match="Set SECRET_KEY .* real Constant Contact credentials"):
+        example_settings(monkeypatch, tmp_path, **real)
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY is the demo's published key"):
+        example_settings(
+            monkeypatch, tmp_path, **real, SECRET_KEY=DEMO_SECRET_KEY, CC_SYNC_ENCRYPTION_KEYS=OWN_KEY
+        )
+    with pytest.raises(ImproperlyConfigured, match="Set CC_SYNC_ENCRYPTION_KEYS .* real Constant Contact"):
+        example_settings(monkeypatch, tmp_path, **real, SECRET_KEY="own-secret")
+    with pytest.raises(ImproperlyConfigured, match="holds the demo's published key"):
+        example_settings(
+            monkeypatch,
+            tmp_path,
+            **real,
+            SECRET_KEY="own",
+            CC_SYNC_ENCRYPTION_KEYS=f"{OWN_KEY},{DEMO_ENCRYPTION_KEY}",
+        )
+    configured = example_settings(
+        monkeypatch, tmp_path, **real, SECRET_KEY="own-secret", CC_SYNC_ENCRYPTION_KEYS=OWN_KEY
+    )
+    assert configured["USING_SANDBOX"] is False
+    assert configured["CC_SYNC"]["API_URL"] == "https://api.cc.email/v3"
