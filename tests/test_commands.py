@@ -524,3 +524,24 @@ def test_generate_key_prints_a_valid_fernet_key():
     again = io.StringIO()
     call_command("cc_sync_generate_key", stdout=again)
     assert again.getvalue().strip() != key
+
+
+# -- commands with tokens the keys cannot read ----------------------------------------------------------------
+
+
+def test_cc_sync_commands_run_despite_e007_which_still_stops_other_commands(db, cc_settings):
+    from django.core.management.base import SystemCheckError
+
+    make_connection()
+    cc_settings["ENCRYPTION_KEYS"] = ["Zm9yZWlnbi1rZXktbm90LXVzZWQtYnktdGhpcy1zaXQ="]
+    # The status command reports the problem itself instead of being stopped by the system check.
+    with pytest.raises(CommandError, match="cannot be read with the configured ENCRYPTION_KEYS"):
+        call_command("cc_sync_status", skip_checks=False, stdout=io.StringIO())
+    # Erasing a person does not wait for the key.
+    call_command("cc_sync_erase", "x@example.com", skip_checks=False, stdout=io.StringIO())
+    assert privacy.is_suppressed("x@example.com")
+    # Django's own commands, and those that need the tokens, stop on it.
+    with pytest.raises(SystemCheckError, match="cc_sync.E007"):
+        call_command("check")
+    with pytest.raises(SystemCheckError, match="cc_sync.E007"):
+        call_command("cc_sync_backfill", "--csv", "nothing.csv", skip_checks=False)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from cc_sync import oauth
 from cc_sync.conf import get_setting
 from cc_sync.exceptions import AuthorizationFailed
+from cc_sync.management.commands._base import CCSyncCommand
 
 
-class Command(BaseCommand):
+class Command(CCSyncCommand):
     help = (
         "Connect Constant Contact without the admin: open the printed URL in any browser, approve, and paste "
         "the URL you are sent to (or just its code). With --device, use CC's device flow instead."

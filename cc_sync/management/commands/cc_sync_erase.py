@@ -1,11 +1,10 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from cc_sync import privacy
+from cc_sync.management.commands._base import CCSyncCommand
 
 
-class Command(BaseCommand):
+class Command(CCSyncCommand):
     help = (
         "Erase people locally: delete their signups and put their email on the suppression list, so no later "
         "submission reaches Constant Contact. CC keeps its own contact: delete it there (a soft delete) or ask "

@@ -1,15 +1,16 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from cc_sync import crypto
 from cc_sync.db import lock_row
 from cc_sync.fields import unreadable_fields
+from cc_sync.management.commands._base import CCSyncCommand
 from cc_sync.models import Connection
 
 
-class Command(BaseCommand):
+class Command(CCSyncCommand):
     help = "Re-encrypt the stored tokens with the newest key in CC_SYNC['ENCRYPTION_KEYS']."
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from cc_sync.management.commands._base import CCSyncCommand
 from cc_sync.sandbox import cli
 
 
-class Command(BaseCommand):
+class Command(CCSyncCommand):
     help = (
         "Run a local Constant Contact emulator (OAuth2 consent, tokens, lists, sign_up_form) and print "
         "the CC_SYNC settings that point this site at it."

@@ -1,12 +1,13 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from cc_sync import status
+from cc_sync.management.commands._base import CCSyncCommand
 from cc_sync.models import Signup
 
 
-class Command(BaseCommand):
+class Command(CCSyncCommand):
     help = (
         "Print the connection and outbox state; exit 1 when something needs attention (for cron or probes)."
     )

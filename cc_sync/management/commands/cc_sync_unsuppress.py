@@ -1,14 +1,15 @@
 import getpass
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from cc_sync import privacy
+from cc_sync.management.commands._base import CCSyncCommand
 from cc_sync.models import Suppression, SuppressionLift
 
 
-class Command(BaseCommand):
+class Command(CCSyncCommand):
     help = (
         "Lift the suppression of an email, so that its later signups reach Constant Contact again. Leaves a "
         "record (who, when, why, and why it was suppressed), shown in the admin as a lifted suppression. Only "
