@@ -88,11 +88,12 @@ def test_throttled_waits_at_least_a_second_even_with_a_shorter_retry_after(db, c
     assert excinfo.value.retry_after == 1.0
 
 
-def test_quota_exceeded_retries_after_midnight_utc(db, cc_api):
+def test_quota_exceeded_retries_after_midnight_utc(db, cc_api, monkeypatch):
+    Clock(monkeypatch, "2028-02-29 23:59:30")  # the clock is pinned: midnight must not pass mid-test
     cc_api.get(f"{API}/account/summary", status=429, json={"error_key": "quota_exceeded"})
     with pytest.raises(QuotaExceeded) as excinfo:
         ConstantContactClient().account_summary("tok")
-    assert excinfo.value.retry_after > ratelimit.seconds_until_utc_midnight()
+    assert excinfo.value.retry_after == ratelimit.seconds_until_utc_midnight() + ratelimit.RESET_MARGIN == 90
 
 
 def test_a_429_on_a_bulk_activity_post_means_a_full_activity_queue_not_throttling(db, cc_api):
@@ -110,7 +111,8 @@ def test_a_429_while_polling_an_activity_is_ordinary_throttling(db, cc_api):
         ConstantContactClient().activity("tok", "a-1")
 
 
-def test_the_local_daily_budget_stops_requests_before_cc_does(db, cc_api, cc_settings):
+def test_the_local_daily_budget_stops_requests_before_cc_does(db, cc_api, cc_settings, monkeypatch):
+    Clock(monkeypatch, "2028-02-29 23:59:59")  # a day that ends mid-test would reset the count
     cc_settings["DAILY_LIMIT"] = 2
     cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
     cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
@@ -342,7 +344,10 @@ def test_a_worker_that_finds_the_quota_blocked_waits_for_the_next_probe_without_
     Clock(monkeypatch, "2028-02-29 10:00:00")
     make_connection()
     RateLimitState.objects.create(name="api", blocked_until=at("2028-02-29 11:00:00"), quota_429s=5)
-    signup = Signup.objects.create(email="jdodge@example.com", list_ids=[LIST_ID])
+    # Due now by the pinned clock (the field's default reads the clock before the pin takes effect).
+    signup = Signup.objects.create(
+        email="jdodge@example.com", list_ids=[LIST_ID], next_attempt_at=at("2028-02-29 10:00:00")
+    )
     with django_capture_on_commit_callbacks(execute=True):
         sync.process_signup(signup.pk)
     signup.refresh_from_db()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
@@ -145,6 +146,8 @@ def test_the_token_slot_of_a_refresh_stays_counted_when_the_refresh_transaction_
 ):
     # A process killed after CC answered loses its transaction; the slot for the call CC saw must not go
     # with it, or the next refresh could break CC's 1 request/s token limit.
+    pinned = PINNED.timestamp()
+    monkeypatch.setattr(time, "time", lambda: pinned)  # requests_today() must count the same UTC day
     make_connection(expires_in=-10)
     expect_refresh(cc_api)
 
