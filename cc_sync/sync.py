@@ -379,7 +379,8 @@ def process_signup(signup_id: int) -> None:
     except Rejected as err:
         _give_up(signup, str(err), err.error_key)
     except ReconnectRequired as err:
-        if err.status_code == 403:
+        if err.status_code == 403 or err.error_key == "tokens_unreadable":
+            # Nothing works until someone acts: say so on the connection, once, instead of re-holding forever.
             oauth.mark_needs_reconnect(str(err))
         _finish(
             signup, status=Status.WAITING_RECONNECT, last_error=str(err)[:2000], last_error_key=err.error_key

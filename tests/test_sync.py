@@ -392,3 +392,18 @@ def test_mark_failed_leaves_synced_rows_alone(connection):
     Signup.objects.create(email="b@example.com", status=S.PENDING)
     assert sync.mark_failed(Signup.objects.all(), "by hand") == (1, 0)
     assert Signup.objects.filter(status=S.FAILED).count() == 1
+
+
+def test_tokens_the_keys_cannot_read_hold_signups_and_ask_for_a_reconnect(connection, cc_api, signup, run):
+    from cryptography.fernet import Fernet
+    from django.db import connection as db
+
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"a-token-under-a-dropped-key").decode()
+    with db.cursor() as cursor:
+        cursor.execute(
+            "UPDATE cc_sync_connection SET access_token = %s, refresh_token = %s", [foreign, foreign]
+        )
+    signup = run(signup)  # cc_api fails the test on any request
+    assert signup.status == S.WAITING_RECONNECT
+    assert signup.last_error_key == "tokens_unreadable"
+    assert Connection.objects.get().status == Connection.Status.NEEDS_RECONNECT
