@@ -235,7 +235,9 @@ class SuppressionLift(models.Model):
     """The record left when an admin lifts a suppression (``manage.py cc_sync_unsuppress``)."""
 
     email_hash = models.CharField(_("email hash"), max_length=64, db_index=True)
-    original_reason = models.CharField(_("suppressed because"), max_length=20, choices=Suppression.Reason.choices)
+    original_reason = models.CharField(
+        _("suppressed because"), max_length=20, choices=Suppression.Reason.choices
+    )
     reason = models.TextField(_("why it was lifted"))
     lifted_by = models.CharField(_("lifted by"), max_length=150)
     lifted_at = models.DateTimeField(_("lifted at"), default=timezone.now)
