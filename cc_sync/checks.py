@@ -361,6 +361,58 @@ def check_list_ids(app_configs: Any = None, **kwargs: Any) -> Messages:
     return []
 
 
+#: The extra of cc-sync that installs the client library of a broker transport (kombu's URL schemes).
+BROKER_EXTRAS = {
+    "redis": "cc-sync[redis]",
+    "rediss": "cc-sync[redis]",
+    "sentinel": "cc-sync[redis]",
+    "amqp": "cc-sync[rabbitmq]",
+    "amqps": "cc-sync[rabbitmq]",
+    "pyamqp": "cc-sync[rabbitmq]",
+    "sqs": "cc-sync[sqs]",
+}
+
+
+def broker_url() -> str:
+    """The project's Celery broker URL (``CELERY_BROKER_URL``, the documented ``namespace="CELERY"``), or ''."""
+    url = getattr(settings, "CELERY_BROKER_URL", None) or getattr(settings, "BROKER_URL", None) or ""
+    if isinstance(url, (list, tuple)):  # failover brokers: the first one is used first
+        url = url[0] if url else ""
+    return str(url).split(";")[0].strip()
+
+
+@register()
+def check_broker_transport(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """E014: the client library of the configured broker is not installed.
+
+    Celery installs no broker client: with ``redis://`` and no ``redis`` package the worker dies at start
+    with ``No module named 'packaging'`` (kombu's Redis transport), and web processes cannot publish, while
+    everything else looks fine. Loading the transport the way the worker does finds that out here.
+    """
+    url = broker_url()
+    if not url:
+        return []
+    from kombu import Connection
+
+    scheme = urlsplit(url).scheme.split("+")[0].lower() or url.split(":", 1)[0].lower()
+    try:
+        _ = Connection(url).transport  # imports the transport module and checks for its client library
+    except ImportError as err:
+        extra = BROKER_EXTRAS.get(scheme)
+        install = f'pip install "{extra}"' if extra else f"install the Celery extra for {scheme}:// brokers"
+        return [
+            Error(
+                f"The client library of the Celery broker in CELERY_BROKER_URL ({scheme}://) is not installed "
+                f"({err}).",
+                hint=f"Install its client library: {install}. Without it no worker starts and no signup is sent.",
+                id="cc_sync.E014",
+            )
+        ]
+    except Exception:  # an unknown scheme or a malformed URL: Celery's own error says more
+        return []
+    return []
+
+
 @register(deploy=True)
 def check_https(app_configs: Any = None, **kwargs: Any) -> Messages:
     """W001 (``REDIRECT_URI``) and W002 (CC's endpoints): http where tokens or codes travel.
@@ -446,6 +498,7 @@ SETTINGS_CHECKS: tuple[Callable[..., Messages], ...] = (
     check_limits,
     check_list_ids,
     check_limit_cache,
+    check_broker_transport,
 )
 
 

@@ -500,3 +500,64 @@ def test_example_project_with_real_cc_credentials_never_uses_the_demo_keys(monke
     )
     assert configured["USING_SANDBOX"] is False
     assert configured["CC_SYNC"]["API_URL"] == "https://api.cc.email/v3"
+
+
+# -- E014: the broker's client library ---------------------------------------------------------------
+
+
+def test_a_redis_broker_without_its_client_library_is_e014_naming_the_extra(settings, monkeypatch):
+    """Celery installs no broker client; the worker would die with "No module named 'packaging'"."""
+    import sys
+
+    import kombu.transport
+
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    assert ids(checks.check_broker_transport()) == []
+    monkeypatch.setattr(kombu.transport, "_transport_cache", {})
+    monkeypatch.setitem(sys.modules, "kombu.transport.redis", None)  # as if `packaging`/`redis` were missing
+    [message] = checks.check_broker_transport()
+    assert message.id == "cc_sync.E014"
+    assert "redis://" in message.msg
+    assert 'pip install "cc-sync[redis]"' in message.hint
+    assert "cc_sync.E014" in ids(checks.check_settings())
+
+
+def test_a_broker_transport_without_its_library_is_e014_too(settings, monkeypatch):
+    import kombu.transport.redis
+
+    settings.CELERY_BROKER_URL = "rediss://cache.example:6380/0"
+    monkeypatch.setattr(kombu.transport.redis, "redis", None)  # the module loads, the library is missing
+    [message] = checks.check_broker_transport()
+    assert message.id == "cc_sync.E014"
+    assert "Missing redis library" in message.msg and "cc-sync[redis]" in message.hint
+
+
+@pytest.mark.parametrize(
+    "url", ["", "memory://", "filesystem://", "amqp://guest@127.0.0.1//", "pyamqp://h//;amqp://h2//"]
+)
+def test_brokers_whose_client_is_installed_pass_e014(settings, url):
+    settings.CELERY_BROKER_URL = url
+    assert ids(checks.check_broker_transport()) == []
+
+
+def test_rabbitmq_brokers_name_the_rabbitmq_extra(settings, monkeypatch):
+    import sys
+
+    import kombu.transport
+
+    settings.CELERY_BROKER_URL = "amqp://guest@127.0.0.1//"
+    monkeypatch.setattr(kombu.transport, "_transport_cache", {})
+    monkeypatch.setitem(sys.modules, "kombu.transport.pyamqp", None)
+    [message] = checks.check_broker_transport()
+    assert 'pip install "cc-sync[rabbitmq]"' in message.hint
+
+
+def test_the_broker_extras_exist_in_the_package_metadata():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    extras = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())[
+        "project"
+    ]["optional-dependencies"]
+    for extra in set(checks.BROKER_EXTRAS.values()):
+        assert extra.removeprefix("cc-sync[").removesuffix("]") in extras, extra
+    assert any(dep.startswith("celery[redis]") for dep in extras["redis"])
