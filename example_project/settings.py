@@ -126,13 +126,13 @@ CC_SYNC = {
     "TOKEN_URL": env("CC_TOKEN_URL", default=f"{_CC_AUTH}/token"),
     "DEVICE_AUTHORIZE_URL": env("CC_DEVICE_AUTHORIZE_URL", default=f"{_CC_AUTH}/device/authorize"),
     "API_URL": env("CC_API_URL", default=_CC_API),
-    # Fernet keys, newest first (`python manage.py cc_sync_generate_key`).
+    # Fernet keys, newest first (`python manage.py cc_sync_generate_key --env` makes them and HASH_KEY).
+    # Left empty rather than refused here, so that the command that makes them runs; the system check
+    # cc_sync.E003 then stops runserver and migrate until they are set.
     "ENCRYPTION_KEYS": env.list("CC_SYNC_ENCRYPTION_KEYS", default=[])
-    or (
-        [_DEMO_ENCRYPTION_KEY]
-        if DEMO_FALLBACKS
-        else _required("CC_SYNC_ENCRYPTION_KEYS", "make a key with `python manage.py cc_sync_generate_key`.")
-    ),
+    or ([_DEMO_ENCRYPTION_KEY] if DEMO_FALLBACKS else []),
+    # The key of the email and IP hashes (default: SECRET_KEY).
+    "HASH_KEY": env("CC_SYNC_HASH_KEY", default=""),
 }
 if REAL_CC and _DEMO_ENCRYPTION_KEY in CC_SYNC["ENCRYPTION_KEYS"]:
     raise ImproperlyConfigured(

@@ -457,16 +457,27 @@ def example_settings(monkeypatch, tmp_path, **environment: str) -> dict:
     return runpy.run_path(str(EXAMPLE_SETTINGS))
 
 
-def test_example_project_defaults_to_debug_off_and_then_needs_its_own_keys(monkeypatch, tmp_path):
+def test_example_project_defaults_to_debug_off_and_then_needs_its_own_keys_made_by_the_command(
+    monkeypatch, tmp_path
+):
     with pytest.raises(ImproperlyConfigured, match="Set SECRET_KEY .* with DEBUG off"):
         example_settings(monkeypatch, tmp_path)
-    with pytest.raises(ImproperlyConfigured, match="Set CC_SYNC_ENCRYPTION_KEYS .* with DEBUG off"):
-        example_settings(monkeypatch, tmp_path, SECRET_KEY="own-secret")
+    # No keys yet: the settings still load (so that `manage.py cc_sync_generate_key` can make them) with none.
+    assert (
+        example_settings(monkeypatch, tmp_path, SECRET_KEY="own-secret")["CC_SYNC"]["ENCRYPTION_KEYS"] == []
+    )
     configured = example_settings(
         monkeypatch, tmp_path, SECRET_KEY="own-secret", CC_SYNC_ENCRYPTION_KEYS=OWN_KEY
     )
     assert configured["DEBUG"] is False
     assert configured["CC_SYNC"]["ENCRYPTION_KEYS"] == [OWN_KEY]
+    assert configured["CC_SYNC"]["HASH_KEY"] == ""
+    assert (
+        example_settings(
+            monkeypatch, tmp_path, SECRET_KEY="s", CC_SYNC_ENCRYPTION_KEYS=OWN_KEY, CC_SYNC_HASH_KEY="h" * 64
+        )["CC_SYNC"]["HASH_KEY"]
+        == "h" * 64
+    )
 
 
 def test_example_project_with_debug_and_the_sandbox_runs_on_demo_keys(monkeypatch, tmp_path):
@@ -485,8 +496,9 @@ def test_example_project_with_real_cc_credentials_never_uses_the_demo_keys(monke
         example_settings(
             monkeypatch, tmp_path, **real, SECRET_KEY=DEMO_SECRET_KEY, CC_SYNC_ENCRYPTION_KEYS=OWN_KEY
         )
-    with pytest.raises(ImproperlyConfigured, match="Set CC_SYNC_ENCRYPTION_KEYS .* real Constant Contact"):
-        example_settings(monkeypatch, tmp_path, **real, SECRET_KEY="own-secret")
+    # Never the demo's key: none at all until one is made (check E003 says so).
+    configured = example_settings(monkeypatch, tmp_path, **real, SECRET_KEY="own-secret")
+    assert configured["CC_SYNC"]["ENCRYPTION_KEYS"] == []
     with pytest.raises(ImproperlyConfigured, match="holds the demo's published key"):
         example_settings(
             monkeypatch,
@@ -561,3 +573,27 @@ def test_the_broker_extras_exist_in_the_package_metadata():
     for extra in set(checks.BROKER_EXTRAS.values()):
         assert extra.removeprefix("cc-sync[").removesuffix("]") in extras, extra
     assert any(dep.startswith("celery[redis]") for dep in extras["redis"])
+
+
+def test_example_project_with_debug_off_and_no_keys_yet_runs_the_key_command(tmp_path):
+    """The example project's own "make a key" advice works: the settings no longer refuse to load first."""
+    import subprocess
+    import sys
+
+    root = EXAMPLE_SETTINGS.parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CC_", "CELERY_", "DJANGO_", "DEBUG"))}
+    env.update(
+        SECRET_KEY="own-secret",
+        DEBUG="false",
+        CELERY_BROKER_URL="memory://",
+        DEMO_DATA_DIR=str(tmp_path),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    manage = [sys.executable, str(root / "manage.py")]
+    made = subprocess.run(
+        [*manage, "cc_sync_generate_key", "--env"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    assert "CC_SYNC_HASH_KEY=" in made.stdout
+    checked = subprocess.run([*manage, "check"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert checked.returncode == 1 and "cc_sync.E003" in checked.stderr

@@ -37,6 +37,7 @@ from tests.conftest import (
     no_authorization_header,
 )
 from tests.conftest import token_body as conftest_token_body
+from tests.processes import ROOT
 
 NEW_ACCESS = "cli-access-token-cccccccccccccccccccccc"
 NEW_REFRESH = "cli-refresh-token-dddddddddddddddddddddd"
@@ -524,6 +525,61 @@ def test_generate_key_prints_a_valid_fernet_key():
     again = io.StringIO()
     call_command("cc_sync_generate_key", stdout=again)
     assert again.getvalue().strip() != key
+
+
+def test_generate_key_makes_a_hash_key_too():
+    out = io.StringIO()
+    call_command("cc_sync_generate_key", "--hash-key", stdout=out)
+    key = out.getvalue().strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{64}", key)
+    again = io.StringIO()
+    call_command("cc_sync_generate_key", "--hash-key", stdout=again)
+    assert again.getvalue().strip() != key
+
+
+def test_generate_key_env_prints_both_keys_as_environment_lines():
+    out = io.StringIO()
+    call_command("cc_sync_generate_key", "--env", stdout=out)
+    lines = dict(line.split("=", 1) for line in out.getvalue().splitlines())
+    assert sorted(lines) == ["CC_SYNC_ENCRYPTION_KEYS", "CC_SYNC_HASH_KEY"]
+    Fernet(lines["CC_SYNC_ENCRYPTION_KEYS"].encode())
+    assert len(lines["CC_SYNC_HASH_KEY"]) == 64
+
+
+def test_generate_key_runs_while_the_settings_are_still_incomplete(tmp_path):
+    """The documented order: write the settings (keys read from the environment, still unset), make the keys.
+
+    No CC_SYNC keys, no CC application, nothing in the environment: the command still prints keys, where
+    before ``KeyError: 'CC_CLIENT_ID'`` (from ``os.environ[...]`` in the documented snippet) stopped it.
+    """
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "incomplete_settings.py").write_text(
+        "import os\n"
+        "SECRET_KEY = 'x'\n"
+        "INSTALLED_APPS = ['cc_sync', 'django.contrib.admin', 'django.contrib.auth',\n"
+        "    'django.contrib.contenttypes', 'django.contrib.sessions', 'django.contrib.messages']\n"
+        "DATABASES = {}\n"
+        "CC_SYNC = {\n"
+        "    'CLIENT_ID': os.environ.get('CC_CLIENT_ID', ''),\n"
+        "    'ENCRYPTION_KEYS': os.environ.get('CC_SYNC_ENCRYPTION_KEYS', ''),\n"
+        "    'HASH_KEY': os.environ.get('CC_SYNC_HASH_KEY', ''),\n"
+        "}\n"
+        "CELERY_BROKER_URL = 'redis://127.0.0.1:6379/0'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CC_", "DJANGO_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "cc_sync_generate_key", "--env", "--settings=incomplete_settings"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("CC_SYNC_ENCRYPTION_KEYS=")
 
 
 # -- commands with tokens the keys cannot read ----------------------------------------------------------------
