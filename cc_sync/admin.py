@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from functools import wraps
+from types import SimpleNamespace
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,12 +27,16 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
 from . import fields, oauth, status, sync
+from .client import get_client
 from .conf import get_setting
-from .exceptions import AuthorizationFailed, CCSyncError
+from .exceptions import AuthorizationFailed, CCSyncError, ReconnectRequired
 from .models import BackfillBatch, BackfillRun, Connection, Signup, Suppression, SuppressionLift
 from .validators import validate_list_ids
 
 logger = logging.getLogger("cc_sync.admin")
+
+#: The session key of a device flow started from the admin (its device code is good for minutes, not more).
+DEVICE_SESSION_KEY = "cc_sync_device_flow"
 
 
 class TokenViewReporterFilter(SafeExceptionReporterFilter):
@@ -74,6 +82,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             ("refresh", self.refresh_view),
             ("disconnect", self.disconnect_view),
             ("lists", self.lists_view),
+            ("device", self.device_view),
         ]
         return [
             path(f"{name}/", self.admin_site.admin_view(view), name=prefix + name) for name, view in own
@@ -91,6 +100,16 @@ class ConnectionAdmin(admin.ModelAdmin):
         callback = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_callback")
         return get_setting("REDIRECT_URI") or request.build_absolute_uri(callback)
 
+    def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        """What the admin's own change list template needs to draw the header and the breadcrumbs."""
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "cl": SimpleNamespace(opts=self.opts),
+            "media": self.media,
+            "title": title,
+        }
+
     @handles_tokens
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -101,10 +120,9 @@ class ConnectionAdmin(admin.ModelAdmin):
         connection = snapshot.connection
         chosen = set(snapshot.list_ids)
         names = connection.list_names()
+        device_flow = get_setting("OAUTH_FLOW") == "device"
         context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": _("Constant Contact connection"),
+            **self._context(request, _("Constant Contact connection")),
             "connection": connection,
             "report": snapshot,
             # The page reads token fields only through these: a token the keys cannot read never raises.
@@ -115,8 +133,11 @@ class ConnectionAdmin(admin.ModelAdmin):
                 {"list_id": list_id, "name": names.get(list_id, "")} for list_id in snapshot.missing_list_ids
             ],
             "can_change": self.has_change_permission(request),
-            "redirect_uri": self.redirect_uri(request),
+            "device_flow": device_flow,
+            "redirect_uri": "" if device_flow else self.redirect_uri(request),
             "lists": [{**item, "chosen": item["list_id"] in chosen} for item in connection.available_lists],
+            # Connected, and nothing says where signups go yet: the next step, said until it is done.
+            "needs_lists": connection.status == Connection.Status.CONNECTED and not snapshot.list_ids,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/cc_sync/connection/connection.html", context)
@@ -129,9 +150,11 @@ class ConnectionAdmin(admin.ModelAdmin):
     @method_decorator(require_POST)
     @handles_tokens
     def connect_view(self, request: HttpRequest) -> HttpResponse:
-        """Start the authorization-code flow (also used to reconnect)."""
+        """Start the authorization-code flow (also used to reconnect), or the device flow for such an app."""
         self._require_change_permission(request)
         try:
+            if get_setting("OAUTH_FLOW") == "device":
+                return self._start_device_flow(request)
             url, record = oauth.authorization_request(self.redirect_uri(request))
         except CCSyncError as err:
             messages.error(request, str(err))
@@ -141,6 +164,84 @@ class ConnectionAdmin(admin.ModelAdmin):
             return self._page()
         oauth.remember_state(request.session, record)
         return HttpResponseRedirect(url)
+
+    # -- the device flow, from the admin (RFC 8628; https://developer.constantcontact.com/api_guide/device_flow.html)
+
+    def _start_device_flow(self, request: HttpRequest) -> HttpResponse:
+        device = oauth.start_device_flow()
+        now = time.time()
+        request.session[DEVICE_SESSION_KEY] = {
+            "device_code": device["device_code"],
+            "user_code": str(device.get("user_code") or ""),
+            "link": str(device.get("verification_uri_complete") or device.get("verification_uri") or ""),
+            "interval": max(1, int(float(device.get("interval") or 5))),
+            "expires_at": now + float(device.get("expires_in") or 600),
+            "next_poll_at": now + max(1, int(float(device.get("interval") or 5))),
+        }
+        return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_device"))
+
+    @handles_tokens
+    def device_view(self, request: HttpRequest) -> HttpResponse:
+        """GET: the link and the code to approve. POST: check once with CC (never faster than CC asked)."""
+        self._require_change_permission(request)
+        device = request.session.get(DEVICE_SESSION_KEY)
+        if not device:
+            messages.error(request, _("No device connection is under way; click Connect to start one."))
+            return self._page()
+        if request.method == "POST":
+            if request.POST.get("cancel"):
+                del request.session[DEVICE_SESSION_KEY]
+                messages.info(request, _("Connecting was cancelled; nothing was stored."))
+                return self._page()
+            outcome = self._poll_device(request, device)
+            if outcome is not None:
+                return outcome
+            return HttpResponseRedirect(request.path)
+        context = {
+            **self._context(request, _("Connect Constant Contact")),
+            "device": device,
+            "expires": datetime.fromtimestamp(device["expires_at"], tz=dt_timezone.utc),
+        }
+        return TemplateResponse(request, "admin/cc_sync/connection/device.html", context)
+
+    def _poll_device(self, request: HttpRequest, device: dict[str, Any]) -> HttpResponse | None:
+        """One poll of CC's token endpoint; a response when the flow ended, None while it waits."""
+        now = time.time()
+        if now >= device["expires_at"]:
+            del request.session[DEVICE_SESSION_KEY]
+            messages.error(
+                request, _("Nobody approved the code in time; nothing was stored. Click Connect again.")
+            )
+            return self._page()
+        if now < device["next_poll_at"]:  # an impatient click: CC would answer slow_down
+            return None
+        failed = ""
+        try:
+            tokens = get_client().poll_device_token(device["device_code"])
+        except ReconnectRequired as err:
+            failed = str(err)
+        except CCSyncError as err:
+            if err.error_key in ("authorization_pending", "slow_down") or getattr(err, "retry_after", None):
+                if err.error_key == "slow_down":
+                    device["interval"] += 5  # RFC 8628 section 3.5
+                device["next_poll_at"] = now + device["interval"]
+                request.session[DEVICE_SESSION_KEY] = device
+                return None
+            failed = err.error_key if err.error_key in ("access_denied", "expired_token") else str(err)
+        else:
+            del request.session[DEVICE_SESSION_KEY]
+            connection = oauth.store_grant(tokens, user=request.user)
+            messages.success(
+                request,
+                _("Connected to Constant Contact account %(name)s.")
+                % {"name": connection.account_name or "?"},
+            )
+            return self._page()
+        del request.session[DEVICE_SESSION_KEY]
+        messages.error(
+            request, _("The device authorization ended (%(error)s); nothing was stored.") % {"error": failed}
+        )
+        return self._page()
 
     @handles_tokens
     def callback_view(self, request: HttpRequest) -> HttpResponse:
@@ -209,43 +310,84 @@ class ConnectionAdmin(admin.ModelAdmin):
         return self._page()
 
 
+#: Statuses in which a worker is due to try again; any other row has no next attempt worth showing.
+SCHEDULED_STATUSES = (Signup.Status.PENDING, Signup.Status.SYNCING)
+#: Scheduling fields that mean nothing once a row is synced or failed.
+SCHEDULING_FIELDS = ("next_attempt_at", "lease_expires_at", "enqueued_at", "deadline_at")
+
+
 @admin.register(Signup)
 class SignupAdmin(admin.ModelAdmin):
+    """The outbox, read-only: rows are written by cc_sync; the actions re-queue or give up on them.
+
+    The change list keeps to the columns that tell what happened (it fits a 1280 px screen with the
+    filters and the navigation sidebar); the detail page shows everything, without save buttons.
+    """
+
     list_display = (
         "email",
         "status",
         "list_display_lists",
         "attempts",
         "last_error_short",
-        "contact_id",
         "created_at",
         "synced_at",
-        "next_attempt_at",
+        "next_attempt",
     )
     # The status filter offers every status, the holds included (waiting for a list, awaiting confirmation).
     list_filter = ("status", "verified", "created_at", "synced_at")
     search_fields = ("email",)
     date_hierarchy = "created_at"
     actions = ("retry_now", "mark_failed")
-    readonly_fields = [field.name for field in Signup._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The list's actions need the change permission; a single row is only ever shown (saving a form of
+        # read-only fields would write the row back over a worker's update).
+        return obj is None and super().has_change_permission(request)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = ["lists_by_name" if f.name == "list_ids" else f.name for f in Signup._meta.fields]
+        fields.remove("id")
+        if obj is not None and obj.status not in SCHEDULED_STATUSES:
+            fields = [name for name in fields if name not in SCHEDULING_FIELDS]
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.get_fields(request, obj)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
         names = Connection.load().list_names()  # one query for the page, not one per row
         for signup in changelist.result_list:
-            signup.list_names = ", ".join(names.get(list_id, list_id) for list_id in signup.list_ids)
+            signup.list_names = self._names(signup, names)
         return changelist
+
+    @staticmethod
+    def _names(signup: Signup, names: dict[str, str]) -> str:
+        if not signup.list_ids:
+            return _("(the default lists)")
+        return ", ".join(names.get(list_id, list_id) for list_id in signup.list_ids)
 
     @admin.display(description=gettext_lazy("lists"))
     def list_display_lists(self, obj: Signup) -> str:
-        return getattr(obj, "list_names", ", ".join(obj.list_ids))
+        return getattr(obj, "list_names", None) or self._names(obj, Connection.load().list_names())
+
+    @admin.display(description=gettext_lazy("lists"))
+    def lists_by_name(self, obj: Signup) -> str:
+        """The lists by the names the account gives them (the id where the list is unknown)."""
+        return self._names(obj, Connection.load().list_names())
 
     @admin.display(description=gettext_lazy("last error"))
     def last_error_short(self, obj: Signup) -> str:
-        return obj.last_error[:120]
+        error = obj.last_error
+        return error if len(error) <= 80 else error[:79] + "…"
+
+    @admin.display(description=gettext_lazy("next attempt"), ordering="next_attempt_at")
+    def next_attempt(self, obj: Signup) -> Any:
+        return obj.next_attempt_at if obj.status in SCHEDULED_STATUSES else None
 
     def _confirm(
         self, request: HttpRequest, queryset: QuerySet[Signup], action: str, question: str
@@ -256,6 +398,7 @@ class SignupAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": _("Are you sure?"),
             "opts": self.opts,
+            "cl": SimpleNamespace(opts=self.opts),  # the admin's change list template draws the breadcrumbs
             "question": question,
             "action": action,
             "queryset": queryset,

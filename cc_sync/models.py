@@ -102,7 +102,8 @@ class Signup(models.Model):
         SYNCING = "syncing", _("Syncing")
         SYNCED = "synced", _("Synced")
         FAILED = "failed", _("Failed")
-        WAITING_RECONNECT = "waiting_reconnect", _("Waiting for reconnect")
+        # Held until CC is connected: never connected yet, disconnected, or CC refused the stored grant.
+        WAITING_RECONNECT = "waiting_reconnect", _("Waiting for a connection")
         WAITING_LIST = "waiting_list", _("Waiting for a list")
         AWAITING_CONFIRMATION = "awaiting_confirmation", _("Awaiting confirmation")
 

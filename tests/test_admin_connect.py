@@ -18,13 +18,14 @@ from django.utils import timezone
 from responses import matchers
 
 from cc_sync import oauth
-from cc_sync.client import ConstantContactClient
+from cc_sync.client import DEVICE_GRANT, ConstantContactClient
 from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift
 from tests.conftest import (
     ACCESS_TOKEN,
     API_URL,
     AUTHORIZE_URL,
     BASIC,
+    DEVICE_URL,
     LIST_ID,
     REDIRECT_URI,
     REFRESH_TOKEN,
@@ -689,17 +690,104 @@ def test_staff_with_change_permission_can_connect(client, django_user_model, cc_
     assert stored.connected_by == editor
 
 
-def test_connect_with_a_device_flow_application_explains_the_command_instead_of_redirecting(
-    admin_client, cc_settings, cc_api
-):
+DEVICE = {
+    "device_code": "device-code-eeeeeeeeeeeeeeee",
+    "user_code": "WDJB-MJHT",
+    "verification_uri": "https://authz.cc.test/activate",
+    "verification_uri_complete": "https://authz.cc.test/activate?user_code=WDJB-MJHT",
+    "expires_in": 600,
+    "interval": 5,
+}
+DEVICE_PAGE = PAGE + "device/"
+
+
+@pytest.fixture
+def device_flow(cc_settings, monkeypatch):
+    """A device-flow application, and a clock for the admin's polling pace (pinned, moved by the test)."""
+    from cc_sync import admin as cc_admin
+
     cc_settings.update(OAUTH_FLOW="device", CLIENT_SECRET="")
+    clock = SimpleNamespace(now=1_800_000_000.0)
+    monkeypatch.setattr(cc_admin.time, "time", lambda: clock.now)
+    return clock
+
+
+def expect_device_start(cc_api):
+    return cc_api.post(
+        DEVICE_URL,
+        json=DEVICE,
+        match=[
+            no_authorization_header,
+            matchers.urlencoded_params_matcher({"client_id": "test-client-id", "scope": SCOPES}),
+        ],
+    )
+
+
+def expect_device_poll(cc_api, **kwargs):
+    grant = {"grant_type": DEVICE_GRANT, "device_code": DEVICE["device_code"], "client_id": "test-client-id"}
+    return cc_api.post(
+        TOKEN_URL, match=[no_authorization_header, matchers.urlencoded_params_matcher(grant)], **kwargs
+    )
+
+
+def test_the_connection_page_of_a_device_flow_application_shows_no_redirect_uri(admin_client, device_flow):
+    content = admin_client.get(PAGE).content.decode()
+    assert "Redirect URI to register" not in content
+    assert REDIRECT_URI not in content
+    assert "Device flow" in content
+    assert 'value="Connect Constant Contact"' in content
+
+
+def test_connect_with_a_device_flow_application_shows_the_link_and_code_and_connects_when_approved(
+    admin_client, device_flow, cc_api
+):
+    expect_device_start(cc_api)
     response = admin_client.post(CONNECT)
-    assert response.status_code == 302
+    assert (response.status_code, response["Location"]) == (302, DEVICE_PAGE)
+    page = admin_client.get(DEVICE_PAGE).content.decode()
+    assert DEVICE["verification_uri_complete"] in page
+    assert "WDJB-MJHT" in page
+    assert "`" not in page.split('id="content-main"')[1]  # no literal Markdown in what the admin reads
+    assert DEVICE["device_code"] not in page
+
+    # Too early: CC is not asked (it would answer slow_down).
+    assert admin_client.post(DEVICE_PAGE)["Location"] == DEVICE_PAGE
+    # Pending: asked once, still waiting.
+    device_flow.now += 5
+    expect_device_poll(cc_api, status=400, json={"error": "authorization_pending"})
+    assert admin_client.post(DEVICE_PAGE)["Location"] == DEVICE_PAGE
+    # Approved: stored, back on the connection page.
+    device_flow.now += 5
+    expect_device_poll(cc_api, json=token_body())
+    expect_account_and_lists(cc_api)
+    response = admin_client.post(DEVICE_PAGE, follow=True)
+    assert response.redirect_chain[-1][0] == PAGE
+    assert "Connected to Constant Contact account Acme Inc." in response.content.decode()
+    stored = Connection.load()
+    assert (stored.status, stored.access_token) == (Connection.Status.CONNECTED, NEW_ACCESS)
+    assert "cc_sync_device_flow" not in admin_client.session
+
+
+def test_a_denied_device_authorization_stores_nothing_and_says_so(admin_client, device_flow, cc_api):
+    expect_device_start(cc_api)
+    admin_client.post(CONNECT)
+    device_flow.now += 5
+    expect_device_poll(cc_api, status=400, json={"error": "access_denied"})
+    response = admin_client.post(DEVICE_PAGE)
     assert response["Location"] == PAGE
     [(level, text)] = messages_of(response)
-    assert level == "error"
-    assert "cc_sync_connect --device" in text
-    assert oauth.SESSION_KEY not in admin_client.session
+    assert level == "error" and "access_denied" in text and "nothing was stored" in text
+    assert_nothing_stored()
+
+
+def test_an_expired_device_code_is_not_polled(admin_client, device_flow, cc_api):
+    expect_device_start(cc_api)
+    admin_client.post(CONNECT)
+    device_flow.now += 601
+    response = admin_client.post(DEVICE_PAGE)
+    assert response["Location"] == PAGE
+    assert "in time" in messages_of(response)[0][1]
+    assert_nothing_stored()
 
 
 # -- tokens the configured keys cannot read -------------------------------------------------------------
@@ -1002,3 +1090,115 @@ def test_lifted_suppressions_are_shown_read_only(admin_client, db):
     assert "delete_selected" not in listing
     assert admin_client.get(f"/admin/cc_sync/suppressionlift/{lift.pk}/delete/").status_code == 403
     assert admin_client.get("/admin/cc_sync/suppressionlift/add/").status_code == 403
+
+
+# -- after Connect: choose the lists ---------------------------------------------------------------------
+
+
+def test_once_connected_every_admin_page_asks_to_choose_the_lists_until_they_are_chosen(
+    admin_client, connection, cc_settings, cc_api, published
+):
+    cc_settings["LIST_IDS"] = []
+    Connection.objects.filter(pk=connection.pk).update(
+        available_lists=[{"list_id": LIST_ID, "name": "Newsletter"}], list_ids=[]
+    )
+    for url in ("/admin/", PAGE, "/admin/cc_sync/signup/"):
+        content = admin_client.get(url).content.decode()
+        assert "Choose the lists that signups go to" in content, url
+    assert 'href="/admin/cc_sync/connection/#lists"' in admin_client.get("/admin/").content.decode()
+    assert "cc-sync-choose-lists" in admin_client.get(PAGE).content.decode()
+
+    admin_client.post(LISTS, {"list_ids": [LIST_ID]})
+    for url in ("/admin/", PAGE):
+        assert "Choose the lists that signups go to" not in admin_client.get(url).content.decode(), url
+
+
+def test_lists_set_in_the_settings_need_no_choice(admin_client, connection, cc_settings):
+    cc_settings["LIST_IDS"] = [LIST_ID]
+    Connection.objects.filter(pk=connection.pk).update(list_ids=[])
+    assert "Choose the lists" not in admin_client.get("/admin/").content.decode()
+    assert "Choose the lists" not in admin_client.get(PAGE).content.decode()
+
+
+def test_signups_of_a_site_never_connected_wait_for_a_connection_not_a_reconnect(admin_client, db):
+    Signup.objects.create(email="early@example.com", status=Signup.Status.WAITING_RECONNECT)
+    content = admin_client.get("/admin/cc_sync/signup/").content.decode()
+    assert "Waiting for a connection" in content
+    assert "waiting for reconnect" not in content.lower()
+    assert "Waiting for a connection" in admin_client.get(PAGE).content.decode()
+
+
+# -- the breadcrumbs: the admin's own, on every Django version --------------------------------------------
+
+
+def breadcrumbs(html: str) -> str:
+    import re
+
+    match = re.search(r'<nav aria-label="Breadcrumbs">(.*?)</nav>', html, re.DOTALL) or re.search(
+        r'(<div class="breadcrumbs">.*?</div>)', html, re.DOTALL
+    )
+    assert match, "no breadcrumbs"
+    return re.sub(r"\s+", " ", match.group(1)).strip()
+
+
+def test_the_connection_and_confirmation_pages_draw_the_breadcrumbs_as_the_admins_change_list_does(
+    admin_client, db, published
+):
+    """Django 6.1 draws <ol class="breadcrumbs"><li>, earlier versions a <div>: the pages follow the admin."""
+    signups = breadcrumbs(admin_client.get(SIGNUPS).content.decode())
+    own = signups.replace("Signups", "Constant Contact connection")
+    assert breadcrumbs(admin_client.get(PAGE).content.decode()) == own
+    failed = Signup.objects.create(email="f@example.com", status=Signup.Status.FAILED)
+    confirmation = admin_client.post(SIGNUPS, {"action": "retry_now", "_selected_action": [failed.pk]})
+    assert breadcrumbs(confirmation.content.decode()) == signups
+
+
+# -- signups: the change list and the read-only detail page ----------------------------------------------
+
+
+def test_synced_signups_show_no_next_attempt_and_pending_ones_do(admin_client, db):
+    from django.contrib.admin.sites import site
+
+    now = timezone.now()
+    synced = Signup.objects.create(email="s@example.com", status=Signup.Status.SYNCED, synced_at=now)
+    pending = Signup.objects.create(email="p@example.com", next_attempt_at=now)
+    model_admin = site._registry[Signup]
+    assert model_admin.next_attempt(synced) is None
+    assert model_admin.next_attempt(pending) == now
+    assert "next_attempt_at" not in model_admin.list_display
+    content = admin_client.get(f"/admin/cc_sync/signup/{synced.pk}/change/").content.decode()
+    assert "Next attempt at" not in content and "Give up after" not in content
+    content = admin_client.get(f"/admin/cc_sync/signup/{pending.pk}/change/").content.decode()
+    assert "Next attempt at" in content
+
+
+def test_the_signup_detail_page_is_read_only_without_save_buttons(admin_client, db):
+    signup = Signup.objects.create(email="r@example.com", status=Signup.Status.FAILED, last_error="boom")
+    url = f"/admin/cc_sync/signup/{signup.pk}/change/"
+    content = admin_client.get(url).content.decode()
+    assert "r@example.com" in content
+    for button in ('name="_save"', 'name="_continue"', 'name="_addanother"'):
+        assert button not in content
+    assert admin_client.post(url, {"email": "changed@example.com"}).status_code == 403
+    signup.refresh_from_db()
+    assert (signup.email, signup.status) == ("r@example.com", Signup.Status.FAILED)
+
+
+def test_the_signup_detail_page_and_list_show_lists_by_name(admin_client, connection):
+    Connection.objects.filter(pk=connection.pk).update(
+        available_lists=[
+            {"list_id": LIST_ID, "name": "Newsletter"},
+            {"list_id": OTHER_LIST_ID, "name": "Events"},
+        ]
+    )
+    signup = Signup.objects.create(email="n@example.com", list_ids=[LIST_ID, OTHER_LIST_ID])
+    detail = admin_client.get(f"/admin/cc_sync/signup/{signup.pk}/change/").content.decode()
+    assert "Newsletter, Events" in detail
+    assert LIST_ID not in detail
+    listing = admin_client.get(SIGNUPS).content.decode()
+    assert "Newsletter, Events" in listing
+    defaults = Signup.objects.create(email="d@example.com")
+    assert (
+        "(the default lists)"
+        in admin_client.get(f"/admin/cc_sync/signup/{defaults.pk}/change/").content.decode()
+    )

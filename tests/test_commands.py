@@ -358,7 +358,7 @@ def test_status_counts_every_status_including_the_new_holds(connection):
     with pytest.raises(CommandError, match="3 signups are held until a list is chosen"):
         call_command("cc_sync_status", stdout=out)
     lines = out.getvalue().splitlines()
-    for line in ("pending: 0", "syncing: 0", "waiting for reconnect: 0", "failed: 0"):
+    for line in ("pending: 0", "syncing: 0", "waiting for a connection: 0", "failed: 0"):
         assert line in lines
     assert "awaiting confirmation: 2" in lines
     assert "waiting for a list: 3" in lines

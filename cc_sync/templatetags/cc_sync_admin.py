@@ -6,6 +6,7 @@ from typing import Any
 
 from django import template
 
+from ..conf import list_setting
 from ..fields import unreadable_fields
 from ..models import Connection
 
@@ -22,8 +23,16 @@ def cc_sync_banner(context: dict[str, Any]) -> dict[str, Any]:
     status = connection.status if connection else Connection.Status.DISCONNECTED
     # Tokens the configured keys cannot read are as good as none, whatever the status says.
     unreadable = bool(connection and unreadable_fields(connection))
+    # Connected, but no list to send signups to: the step after Connect, prompted until it is done.
+    needs_lists = (
+        status == Connection.Status.CONNECTED
+        and not unreadable
+        and not (connection and connection.list_ids)
+        and not list_setting("LIST_IDS")
+    )
     return {
-        "show": status != Connection.Status.CONNECTED or unreadable,
+        "show": status != Connection.Status.CONNECTED or unreadable or needs_lists,
+        "needs_lists": needs_lists,
         "status": status,
         "needs_reconnect": status == Connection.Status.NEEDS_RECONNECT,
         "tokens_unreadable": unreadable,
