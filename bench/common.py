@@ -15,6 +15,7 @@ from typing import Any
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from bench.bare import create_body
 from cc_sync import privacy
 from cc_sync.models import Signup
 from cc_sync.sync import publish
@@ -33,7 +34,8 @@ __all__ = [
     "postgres_cpu_seconds",
     "publish_signups",
     "rss_kib",
-    "sign_up_posts",
+    "create_posts",
+    "create_body",
     "start_worker",
     "status_counts",
     "synced_span",
@@ -42,7 +44,8 @@ __all__ = [
     "wait_until",
 ]
 
-SIGN_UP_PATH = "/v3/contacts/sign_up_form"
+# A new address costs cc_sync one request, POST /v3/contacts (docs/signups.md, "Contact safety").
+CONTACTS_PATH = "/v3/contacts"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -125,8 +128,9 @@ def synced_span() -> tuple[float, float]:
     return span["first"].timestamp(), span["last"].timestamp()
 
 
-def sign_up_posts(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in entries if e["kind"] == "api" and e["path"] == SIGN_UP_PATH]
+def create_posts(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``POST /v3/contacts`` in the sandbox's request log: the one request a new address costs."""
+    return [e for e in entries if e["kind"] == "api" and e["method"] == "POST" and e["path"] == CONTACTS_PATH]
 
 
 # -- /proc readings -----------------------------------------------------------------------------------

@@ -25,10 +25,10 @@ from .common import (
     CpuMeter,
     bench_rig,
     cpu_seconds,
+    create_posts,
     fmt,
     make_signups,
     publish_signups,
-    sign_up_posts,
     start_worker,
     status_line,
     table,
@@ -60,8 +60,8 @@ AREAS = [
 
 
 def _rate_from_log(entries: list[dict[str, Any]]) -> tuple[float, float]:
-    """Contacts per second between the first and the last sign_up_form request, and that span."""
-    times = sorted(e["time"] for e in sign_up_posts(entries))
+    """Contacts per second between the first and the last create (POST /v3/contacts), and that span."""
+    times = sorted(e["time"] for e in create_posts(entries))
     if len(times) < 2:
         return 0.0, 0.0
     span = times[-1] - times[0]
@@ -89,7 +89,7 @@ def through_cc_sync(rig: Any, total: int, prefix: str, reuse_db: bool) -> dict[s
         "contacts_per_s": rate,
         "span_s": span,
         "wall_s": time.time() - started,
-        "posts": len(sign_up_posts(entries)),
+        "posts": len(create_posts(entries)),
         "cpu_ms_per_contact": {name: 1000 * value / total for name, value in cpu.items()},
     }
 
@@ -142,7 +142,7 @@ def through_bare(rig: Any, token: str, total: int, prefix: str, mode: str) -> di
         "all_synced": statuses.get(201, 0) + statuses.get(200, 0) == sent,
         "contacts_per_s": rate,
         "span_s": span,
-        "posts": len(sign_up_posts(entries)),
+        "posts": len(create_posts(entries)),
         "statuses": dict(statuses),
         "cpu_ms_per_contact": {name: 1000 * value / sent for name, value in cpu.items()},
     }
@@ -300,9 +300,11 @@ def run(quick: bool) -> dict[str, Any]:
             f"**How it was run.** No rate limit and no latency: the sandbox has no `/v3` limit and answers at "
             f"once; cc_sync runs with `API_RATE=100000` (its limiter still reserves a slot per request). The same "
             f"{PROCESSES} processes on each side: one prefork worker with {PROCESSES} pool processes, or "
-            f"{PROCESSES} client processes (`bench/bare.py`) posting the same `sign_up_form` payloads to the same "
-            "sandbox. Worker rows are saved in bulk and their tasks published at once while the worker is idle. "
-            "Contacts per second are counted by the sandbox, from the first to the last `sign_up_form` request. "
+            f"{PROCESSES} client processes (`bench/bare.py`) posting the same `POST /v3/contacts` bodies "
+            "cc_sync sends for a new address (`bench.bare.create_body`) to the same sandbox; every address is "
+            "new, so cc_sync's cost is that one request too. Worker rows are saved in bulk and their tasks "
+            "published at once while the worker is idle. "
+            "Contacts per second are counted by the sandbox, from the first to the last `POST /v3/contacts`. "
             "CPU per contact: the worker's main and pool processes, the PostgreSQL server (every process, reaped "
             "backends included; the server is shared with other users of this machine, so this figure is an upper "
             "bound), the rig's Redis, and this process (the sandbox, which serves both sides, plus the driver's "

@@ -22,13 +22,13 @@ from faults.rig import Managed, free_port
 from .common import bench_rig, fmt, latency_summary, table, verdict, wait_until
 
 TITLE = "Visitor latency"
-LATENCY = 0.25  # seconds: a CC-like answer time of sign_up_form
+LATENCY = 0.25  # seconds: a CC-like answer time of POST /contacts
 VARIANTS = {
     "cc_sync": ("/register/", "cc_sync's `SignupView`: save the row, publish the task after commit"),
     "plain": ("/bench/plain/", "(a) plain Django view: save the same fields, no sync at all"),
     "synchronous": (
         "/bench/synchronous/",
-        "(b) synchronous: save, then `requests.post` to CC's `sign_up_form` inside the request",
+        "(b) synchronous: save, then `requests.post` to CC's `POST /v3/contacts` inside the request",
     ),
 }
 GOAL_PLAIN = 1.3
