@@ -31,6 +31,7 @@ BENCHMARKS = {
     "tokens": "bench.tokens",
     "memory": "bench.memory",
     "backfill": "bench.backfill",  # written separately; included when the module exists
+    "cases": "bench.cases",
 }
 
 
