@@ -177,9 +177,40 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
     queue=CC_SYNC.get("QUEUE"), sweep_interval=env.float("CC_SYNC_SWEEP_INTERVAL", default=60.0)
 )
 
+# One handler, on the root logger: cc_sync's records propagate to it and are printed once, also in a Celery
+# worker (which replaces the root's handlers with its own). Django's own console handler is left out for the
+# same reason; its mails to ADMINS on errors stay. runserver's request lines get the OAuth code masked.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"cc_sync": {"handlers": ["console"], "level": env("CC_SYNC_LOG_LEVEL", default="INFO")}},
+    "filters": {
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        "hide_oauth_query": {"()": "example_project.log_filters.HideOAuthQuery"},
+    },
+    "formatters": {
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["hide_oauth_query"],
+        },
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "django.utils.log.AdminEmailHandler",
+        },
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "cc_sync": {"level": env("CC_SYNC_LOG_LEVEL", default="INFO")},
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+    },
 }

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -93,6 +94,7 @@ def demo(tmp_path: Path):
             "sandbox": f"http://127.0.0.1:{sandbox_port}",
             "password": secret,
             "process": process,
+            "log": log,
         }
     finally:
         started = descendants(process.pid)  # each in a session of its own: killpg alone would miss them
@@ -136,6 +138,8 @@ def test_the_demo_runs_the_whole_story(demo):
     assert "Allow" in consent.text
     page = admin.post(consent.url, data={**hidden_inputs(consent.text), "decision": "allow"}, timeout=30)
     assert "Connected to Constant Contact account Sandbox Organization." in page.text
+    callback = next(r.headers["Location"] for r in page.history if "code=" in r.headers.get("Location", ""))
+    code = parse_qs(urlsplit(callback).query)["code"][0]
 
     lists = requests.get(f"{sandbox}/_sandbox/state", timeout=10).json()["lists"]
     newsletter = next(item["list_id"] for item in lists if item["name"] == "Newsletter")
@@ -171,6 +175,22 @@ def test_the_demo_runs_the_whole_story(demo):
     signups = admin.get(f"{base}/admin/cc_sync/signup/", timeout=10).text
     assert "Grace@example.com" in signups and "Synced" in signups
 
+    log = demo_log(demo)
+    # The output names the ports and their variables; runserver's log shows the callback without its code.
+    assert re.search(r"Ports: DEMO_PORT=\d+, DEMO_SANDBOX_PORT=\d+", log)
+    assert "/admin/cc_sync/connection/callback/?code=********&state=********" in log
+    assert code not in log
+    # Each of cc_sync's log lines once, in the worker's format (not once more by a handler of its own).
+    synced = wait_until(
+        lambda: re.findall(r".*Signup \d+ synced to Constant Contact.*", demo_log(demo)), 10, what="the log"
+    )
+    assert len(synced) == 1, synced
+
+
+def demo_log(demo) -> str:
+    demo["log"].seek(0)
+    return demo["log"].read()
+
 
 def test_ctrl_c_stops_everything_the_demo_started(demo):
     process = demo["process"]
@@ -187,3 +207,96 @@ def test_ctrl_c_stops_everything_the_demo_started(demo):
         if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
     ]
     assert alive == []
+
+
+def test_a_port_set_in_the_environment_that_is_taken_stops_the_demo_naming_port_and_variable(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CC_", "CELERY_", "DATABASE_", "DJANGO_"))
+        }
+        env.update(
+            DEMO_PORT=str(taken),
+            DEMO_SANDBOX_PORT=str(free_port()),
+            DEMO_DATA_DIR=str(tmp_path / "demo"),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "example_project.demo"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"Port {taken} on 127.0.0.1 (DEMO_PORT) is taken" in result.stderr
+    assert "DEMO_PORT=<port> scripts/demo" in result.stderr
+    assert "is running" not in result.stdout + result.stderr
+    assert not (tmp_path / "db.sqlite3").exists()  # nothing was started or migrated
+
+
+def test_a_taken_default_port_is_swapped_for_a_free_one_and_said_so():
+    from example_project.demo import choose_port, port_free
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        port, note = choose_port("DEMO_PORT", taken, environ={})
+    assert port != taken and port_free(port)
+    assert note == f"port {taken} was taken, so DEMO_PORT={port} is used (set DEMO_PORT to choose one)"
+    assert choose_port("DEMO_PORT", port, environ={}) == (port, "")
+
+
+def test_runserver_request_lines_hide_the_oauth_code_and_state():
+    import logging
+
+    from example_project.log_filters import HideOAuthQuery
+
+    record = logging.LogRecord(
+        "django.server",
+        logging.INFO,
+        __file__,
+        1,
+        '"%s" %s %s',
+        ("GET /admin/cc_sync/connection/callback/?code=secret-code&state=s3cr3t HTTP/1.1", "302", "0"),
+        None,
+    )
+    assert HideOAuthQuery().filter(record)
+    assert record.getMessage() == (
+        '"GET /admin/cc_sync/connection/callback/?code=********&state=******** HTTP/1.1" 302 0'
+    )
+
+
+def test_the_example_project_logs_each_cc_sync_line_once_in_a_celery_worker(tmp_path):
+    """A Celery worker replaces the root logger's handlers; a handler on cc_sync's logger too printed twice."""
+    script = (
+        "import logging, django\n"
+        "django.setup()\n"
+        "from example_project.celery import app\n"
+        "app.log.setup(loglevel='WARNING')\n"  # what `celery worker --loglevel=WARNING` does
+        "logging.getLogger('cc_sync.sync').info('Signup 1 synced to Constant Contact (contact c).')\n"
+        "logging.getLogger('django.request').warning('Not Found: /favicon.ico')\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("CC_", "CELERY_", "DATABASE_", "DJANGO_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="example_project.settings",
+        DEBUG="true",
+        CELERY_BROKER_URL="memory://",
+        DEMO_DATA_DIR=str(tmp_path),
+        PYTHONPATH=str(ROOT),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert output.count("Signup 1 synced to Constant Contact") == 1, output
+    assert output.count("Not Found: /favicon.ico") == 1, output
