@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -20,52 +21,51 @@ source_suffix = {".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "screenshots", "Thumbs.db", ".DS_Store"]
 
-myst_enable_extensions = ["colon_fence", "deflist", "substitution"]
-# Headings up to ### get anchors that other pages can link to (page.md#some-heading).
+myst_enable_extensions = ["colon_fence", "deflist"]
+# Headings up to ### get anchors that other pages can link to (page.md#some-heading), made the way GitHub
+# makes them: the Markdown links work the same on the built site and when the files are read on a code host.
 myst_heading_anchors = 3
+myst_heading_slug_func = "github"
 
 html_theme = "furo"
 html_title = f"cc_sync {release}"
 
-# -- Pages and pictures that other tools produce ---------------------------------------------------
+# -- Markdown that reads as it is on a code host -----------------------------------------------------
 #
-# docs/reliability.md and docs/benchmarks.md are written by the fault and benchmark runs, and
-# docs/screenshots/*.png by the browser test. The build must pass with or without them, so they are
-# only referenced when they exist.
+# The pages are plain Markdown where GitHub (or any code host) shows them: screenshots are ordinary image
+# links, cross-page links point to headings (settings.md#list_ids). Two things are added here, at build time:
+# the (setting-NAME)= targets of settings.md, which pages may still link to as #setting-NAME, and the
+# generated pages' table of contents.
 
 OPTIONAL_PAGES = ("reliability", "benchmarks")
 OPTIONAL_PAGES_MARKER = "% optional pages: listed here by conf.py when they exist"
-
-SCREENSHOTS = {
-    # substitution name: (file, alt text and caption)
-    "shot_admin_index": (
-        "admin-index.png",
-        "The admin index with the banner: Constant Contact is not connected, and a Connect button.",
-    ),
-    "shot_sandbox_consent": (
-        "sandbox-consent.png",
-        "The consent page (here the sandbox's) with Allow and Deny.",
-    ),
-    "shot_connection_connected": (
-        "connection-connected.png",
-        "The connection page after Allow: status, account, token times, the lists to choose.",
-    ),
-    "shot_register_form": (
-        "register-form.png",
-        "The example project's /register/ page: the signup form with its consent checkbox.",
-    ),
-}
+SETTING_HEADING = re.compile(r"^(?:\(setting-([A-Z0-9_]+)\)=\n)?### `([A-Z0-9_]+)`$", re.MULTILINE)
+# docs/screenshots/*.png are written by the browser test; a page links them as screenshots/NAME.png.
+SCREENSHOT_LINK = re.compile(r"^[ \t]*!\[[^\]]*\]\(screenshots/([^)]+)\)[ \t]*\n", re.MULTILINE)
 
 
-def _figure(filename: str, caption: str) -> str:
-    return f":::{{figure}} screenshots/{filename}\n:alt: {caption}\n:width: 720px\n\n{caption}\n:::\n"
+def _setting_targets(text: str) -> str:
+    """Put a (setting-NAME)= target before each ### `NAME` heading of the settings page that has none."""
+
+    def target(match: re.Match) -> str:
+        return match.group(0) if match.group(1) else f"(setting-{match.group(2)})=\n{match.group(0)}"
+
+    return SETTING_HEADING.sub(target, text)
 
 
-# A missing screenshot becomes an empty substitution, so the page simply has no picture there.
-myst_substitutions = {
-    name: (_figure(filename, caption) if (DOCS / "screenshots" / filename).is_file() else "")
-    for name, (filename, caption) in SCREENSHOTS.items()
-}
+def _drop_missing_screenshots(text: str) -> str:
+    """A screenshot that was never taken is left out, so the page simply has no picture there."""
+
+    def keep(match: re.Match) -> str:
+        return match.group(0) if (DOCS / "screenshots" / match.group(1)).is_file() else ""
+
+    return SCREENSHOT_LINK.sub(keep, text)
+
+
+def _rewrite(app, docname, source):
+    source[0] = _drop_missing_screenshots(source[0])
+    if docname == "settings":
+        source[0] = _setting_targets(source[0])
 
 
 def _list_optional_pages(app, docname, source):
@@ -85,6 +85,7 @@ def _reread_index(app, env, added, changed, removed):
 
 
 def setup(app):
+    app.connect("source-read", _rewrite)
     app.connect("source-read", _list_optional_pages)
     app.connect("env-get-outdated", _reread_index)
     return {"parallel_read_safe": True}
