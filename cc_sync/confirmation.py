@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from django.core import signing
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from .conf import get_setting
@@ -46,7 +46,14 @@ def link_for(signup: Signup) -> str:
         raise CannotConfirm(
             "The person must confirm by email, but no link can be built: set CC_SYNC['CONFIRM_URL_BASE']."
         )
-    return base.rstrip("/") + reverse("cc_sync:confirm", args=[make_token(signup)])
+    try:
+        path = reverse("cc_sync:confirm", args=[make_token(signup)])
+    except NoReverseMatch:
+        raise CannotConfirm(
+            "The person must confirm by email, but the confirmation page is not in your URLconf: "
+            "add path('signup/', include('cc_sync.urls'))."
+        ) from None
+    return base.rstrip("/") + path
 
 
 def _origin(url: str) -> str:

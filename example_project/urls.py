@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView, TemplateView
 
 from cc_sync.views import SignupView
@@ -12,5 +12,7 @@ urlpatterns = [
         name="register",
     ),
     path("register/done/", TemplateView.as_view(template_name="register_done.html"), name="register_done"),
+    # cc_sync's own pages: the confirmation link that unsubscribed contacts (or DOUBLE_OPT_IN) are emailed.
+    path("signup/", include("cc_sync.urls")),
     path("admin/", admin.site.urls),
 ]

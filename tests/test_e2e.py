@@ -250,3 +250,75 @@ def test_admin_connects_in_the_browser_and_visitors_signups_reach_the_chosen_lis
 
     assert Signup.objects.filter(status=Signup.Status.SYNCED).count() == 2
     assert len(sb.contacts()) == 2
+
+
+def test_strangers_cannot_rewrite_or_resubscribe_and_a_new_visitor_costs_one_request(
+    site, sandbox, redis_broker, browser, settings, tmp_path
+):
+    """Issue 11 over real HTTP: a real worker, the sandbox, the browser for the emailed confirmation link."""
+    from playwright.sync_api import expect
+
+    from cc_sync import oauth
+
+    sb = sandbox
+    newsletter = next(item for item in sb.lists() if item["name"] == "Newsletter")["list_id"]
+    settings.CC_SYNC = {**settings.CC_SYNC, "LIST_IDS": [newsletter]}
+    # The site and the worker share SECRET_KEY, as in production: the worker signs the link the site checks.
+    settings.SECRET_KEY = example_env(sb)["SECRET_KEY"]
+    oauth.store_grant(sb.issue_tokens())
+    sb.add_contact("anna@example.com", first_name="Anna", last_name="Original")
+    sb.add_contact(
+        "uma@example.com", first_name="Uma", last_name="Original", permission_to_send="unsubscribed"
+    )
+    mail = tmp_path / "mail"
+    worker_env = example_env(
+        sb, EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend", EMAIL_FILE_PATH=str(mail)
+    )
+    worker_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+    def status_of(email: str) -> str | None:
+        return Signup.objects.filter(email=email).values_list("status", flat=True).first()
+
+    with celery_worker(worker_env, name="e2e-safety"):
+        # A stranger types an existing customer's address with other names: the names at CC stay.
+        sign_up(browser, site, "anna@example.com", "Mallory", "Forger")
+        wait_until(lambda: status_of("anna@example.com") == Signup.Status.SYNCED, 45, what="anna synced")
+        # CC adds the list in a background activity (the sandbox: within list_activity_seconds).
+        anna = wait_until(
+            lambda: (c := sb.contact("anna@example.com")) and newsletter in c["list_memberships"] and c,
+            10,
+            what="anna on the list",
+        )
+        assert (anna["first_name"], anna["last_name"]) == ("Anna", "Original")
+
+        # An unsubscribed contact stays unsubscribed until the person confirms from the emailed link.
+        sign_up(browser, site, "uma@example.com", "Uma", "Original")
+        wait_until(
+            lambda: status_of("uma@example.com") == Signup.Status.AWAITING_CONFIRMATION,
+            45,
+            what="uma held for confirmation",
+        )
+        assert sb.contact("uma@example.com")["email_address"]["permission_to_send"] == "unsubscribed"
+        (message,) = [path.read_text() for path in mail.iterdir()]
+        link = re.search(r"http://127\.0\.0\.1:\d+/\S+/confirm/\S+/", message).group(0)
+        page = new_page(browser)
+        page.goto(link)  # what a mail scanner does too: nothing is confirmed by a GET
+        assert status_of("uma@example.com") == Signup.Status.AWAITING_CONFIRMATION
+        assert sb.contact("uma@example.com")["email_address"]["permission_to_send"] == "unsubscribed"
+        screenshot(page, "confirm-subscription")
+        page.get_by_role("button", name="Yes, subscribe me").click()
+        expect(page.locator("body")).to_contain_text("Your subscription is confirmed.")
+        wait_until(lambda: status_of("uma@example.com") == Signup.Status.SYNCED, 45, what="uma synced")
+        assert sb.contact("uma@example.com")["email_address"]["permission_to_send"] == "explicit"
+        resubscribes = [
+            r for r in sb.requests() if r["path"] == "/v3/contacts/sign_up_form" and r.get("status") == 200
+        ]
+        assert len(resubscribes) == 1
+
+        # A new visitor arrives with their names in one API request.
+        before = len([r for r in sb.requests() if r["kind"] == "api"])
+        sign_up(browser, site, "nia.new@example.com", "Nia", "New")
+        wait_until(lambda: status_of("nia.new@example.com") == Signup.Status.SYNCED, 45, what="nia synced")
+        nia = sb.contact("nia.new@example.com")
+        assert (nia["first_name"], nia["last_name"]) == ("Nia", "New")
+        assert len([r for r in sb.requests() if r["kind"] == "api"]) - before == 1

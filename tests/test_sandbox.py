@@ -1732,7 +1732,8 @@ def test_control_endpoints_seed_contacts_and_delete_lists(sb):
 # -- POST /v3/activities/add_list_memberships --------------------------------------------------------
 
 
-def test_add_list_memberships_adds_only_lists_when_the_activity_completes(sb, spec_schema):
+def test_add_list_memberships_adds_only_lists_when_the_activity_completes(make_sandbox, spec_schema):
+    sb = make_sandbox(clock=lambda: PINNED)  # pinned: the activity does not complete by itself meanwhile
     token = sb.issue_tokens()["access_token"]
     ann = sb.add_contact(
         "ann@example.com", first_name="Ann", permission_to_send="unsubscribed", list_memberships=[LIST_A]
@@ -1758,6 +1759,20 @@ def test_add_list_memberships_adds_only_lists_when_the_activity_completes(sb, sp
     }
     second = api(sb, token, "POST", "/activities/add_list_memberships", json=by_list).json()
     assert poll_until_done(sb, token, second)["status"]["items_total_count"] == 1
+
+
+def test_add_list_memberships_completes_by_itself_after_list_activity_seconds(make_sandbox):
+    now = [PINNED]
+    sb = make_sandbox(clock=lambda: now[0], list_activity_seconds=2)
+    token = sb.issue_tokens()["access_token"]
+    ann = sb.add_contact("ann@example.com", list_memberships=[LIST_A])
+    body = {"source": {"contact_ids": [ann["contact_id"]]}, "list_ids": [LIST_B]}
+    assert api(sb, token, "POST", "/activities/add_list_memberships", json=body).status_code == 201
+    now[0] += 1.9
+    assert sb.contact("ann@example.com")["list_memberships"] == [LIST_A]
+    now[0] += 0.2  # never polled, as cc_sync does not poll it: CC runs it in the background
+    assert sb.contact("ann@example.com")["list_memberships"] == [LIST_A, LIST_B]
+    assert sb.activities()[-1]["state"] == "completed"
 
 
 def test_add_list_memberships_refuses_unknown_lists_and_bad_bodies(sb):

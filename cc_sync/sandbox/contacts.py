@@ -500,6 +500,7 @@ class ContactsMixin:
         """The contact with this address (any case; deleted ones too) as ``GET /v3/contacts/{id}`` returns it
         with every subresource included, or None."""
         with self._lock:  # type: ignore[attr-defined]
+            self._settle_activities()  # type: ignore[attr-defined]
             found = self._find(email)
             return render_contact(found, INCLUDES) if found else None
 
@@ -790,6 +791,7 @@ class ContactsMixin:
             "data": data,
             "polls": 0,
             "kind": "add_list_memberships",
+            "created": self.now(),  # type: ignore[attr-defined]
         }
         return _json(201, activity)
 

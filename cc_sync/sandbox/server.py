@@ -154,6 +154,7 @@ _DEFAULT_CONFIG: dict[str, Any] = {
     "timeout_seconds": 30.0,
     "delay": 0.0,
     "import_polls": 2,
+    "list_activity_seconds": 1.0,
     "confirmed_opt_in": False,
     "activity_queue_limit": 1000,
     "quota_error_key": "quota_exceeded",
@@ -336,6 +337,7 @@ def _build_config(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[s
     _number(config, "refresh_token_idle_lifetime", minimum=0.001, optional=True)
     for name in ("device_interval", "timeout_seconds", "delay"):
         _number(config, name)
+    _number(config, "list_activity_seconds", optional=True)
     polls = config["import_polls"]
     if isinstance(polls, bool) or not isinstance(polls, int) or polls < 1:
         _fail(f"import_polls must be an integer >= 1, not {polls!r}")
@@ -471,6 +473,9 @@ class Sandbox(ContactsMixin):
     * ``import_polls`` (2) - a bulk activity (import, add_list_memberships) is *processing* until it has
       been polled this many times, then it runs and is *completed*: contacts change only then, as with
       CC's background jobs.
+    * ``list_activity_seconds`` (1.0) - an ``add_list_memberships`` activity also completes by itself this
+      many seconds (of ``clock``) after it was created, polled or not: CC runs activities in the
+      background, and cc_sync does not poll the one-contact activities it starts. None: only by polling.
     * ``activity_queue_limit`` (1000) - at most this many activities queued (not completed) at once; the
       next ``POST /v3/activities/...`` answers 429 (CC's Activities429ErrorResponse). None: no limit.
     * ``confirmed_opt_in`` (False) - the account's Confirmed Opt-In setting: when on, ``sign_up_form``
@@ -711,11 +716,13 @@ class Sandbox(ContactsMixin):
     def contacts(self) -> list[dict[str, Any]]:
         """Stored contacts, in creation order."""
         with self._lock:
+            self._settle_activities()
             return copy.deepcopy(list(self._contacts.values()))
 
     def activities(self) -> list[dict[str, Any]]:
         """Bulk activities (imports) as ``GET /v3/activities/{id}`` shows them, oldest first."""
         with self._lock:
+            self._settle_activities()
             return [copy.deepcopy(record["activity"]) for record in self._activities.values()]
 
     def lists(self) -> list[dict[str, Any]]:
@@ -812,6 +819,7 @@ class Sandbox(ContactsMixin):
                     "error": None,
                 }
                 self._log.append(entry)
+                self._settle_activities()
                 reply = handler(request, entry)
                 entry["status"] = None if reply.drop else reply.status
                 entry["error"] = reply.error
@@ -1599,18 +1607,36 @@ class Sandbox(ContactsMixin):
             needed = self._config["import_polls"]
             now = self._now_iso()
             if record["polls"] >= needed:
-                if record["kind"] == "add_list_memberships":
-                    self._run_add_list_memberships(record, now)
-                else:
-                    self._run_import(record, now)
-                activity.update(state="completed", percent_done=100, updated_at=now, completed_at=now)
-                activity.setdefault("started_at", now)
+                self._complete_activity(record, now)
             else:
                 activity["state"] = "processing"
                 activity["started_at"] = activity.get("started_at") or now
                 activity["percent_done"] = 100 * record["polls"] // needed
                 activity["updated_at"] = now
         return _json(200, activity)
+
+    def _complete_activity(self, record: dict[str, Any], now: str) -> None:
+        activity = record["activity"]
+        if record["kind"] == "add_list_memberships":
+            self._run_add_list_memberships(record, now)
+        else:
+            self._run_import(record, now)
+        activity.update(state="completed", percent_done=100, updated_at=now, completed_at=now)
+        activity.setdefault("started_at", now)
+
+    def _settle_activities(self) -> None:
+        """Complete the list activities whose background time has passed (caller holds the lock)."""
+        seconds = self._config["list_activity_seconds"]
+        if seconds is None:
+            return
+        now = self.now()
+        for record in self._activities.values():
+            if (
+                record["kind"] == "add_list_memberships"
+                and record["activity"]["state"] in ("initialized", "processing")
+                and record.get("created", now) + seconds <= now
+            ):
+                self._complete_activity(record, _iso(now))
 
     def _run_import(self, record: dict[str, Any], now: str) -> None:
         activity, data = record["activity"], record.pop("data")
