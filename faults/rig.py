@@ -67,8 +67,10 @@ PRODUCTION: dict[str, float] = {
 }
 SWEEP_INTERVAL = 1.0
 VISIBILITY_TIMEOUT = 30
-# CC_SYNC keys the example project reads from CC_SYNC_<NAME> environment variables.
-ENV_KEYS = frozenset(TUNABLE_SETTINGS)
+# CC_SYNC keys the example project reads from CC_SYNC_<NAME> environment variables, and those only the
+# fault suite's settings overlay reads (faults/worker_settings.py; importing it would load the settings).
+EXTRA_KEYS = frozenset({"QUOTA_PROBE_INTERVAL"})
+ENV_KEYS = frozenset(TUNABLE_SETTINGS) | EXTRA_KEYS
 ADMIN_EMAIL = "admin@example.com"
 RECONNECT_SUBJECT = "Constant Contact needs to be reconnected"
 QUEUE = "celery"
@@ -542,6 +544,8 @@ class Rig:
             "PYTHONUNBUFFERED": "1",
         }
         env.update({f"CC_SYNC_{name}": str(value) for name, value in self.cc.items()})
+        if EXTRA_KEYS & set(self.cc):
+            env["DJANGO_SETTINGS_MODULE"] = "faults.worker_settings"
         return env
 
     def settings_record(self) -> dict[str, Any]:
