@@ -94,6 +94,39 @@ def default_deadline() -> datetime:
     return timezone.now() + timedelta(seconds=float(get_setting("DEADLINE")))
 
 
+class SignupQuerySet(models.QuerySet):
+    """The outbox's named filters, one definition each for the claim, the sweeper and the admin."""
+
+    @staticmethod
+    def due_q(now: datetime) -> models.Q:
+        """Pending and due: a worker may claim it."""
+        return models.Q(status=Signup.Status.PENDING, next_attempt_at__lte=now)
+
+    @staticmethod
+    def lease_expired_q(now: datetime) -> models.Q:
+        """Left ``syncing`` by a worker whose lease ran out (a killed worker): claimable again."""
+        return models.Q(status=Signup.Status.SYNCING, lease_expires_at__lte=now)
+
+    @staticmethod
+    def in_flight_q(now: datetime) -> models.Q:
+        """Held by a live worker right now: ``syncing`` with a lease still running."""
+        return models.Q(status=Signup.Status.SYNCING, lease_expires_at__gt=now)
+
+    def due(self, now: datetime | None = None) -> SignupQuerySet:
+        return self.filter(self.due_q(now or timezone.now()))
+
+    def lease_expired(self, now: datetime | None = None) -> SignupQuerySet:
+        return self.filter(self.lease_expired_q(now or timezone.now()))
+
+    def claimable(self, now: datetime | None = None) -> SignupQuerySet:
+        """Due, or abandoned by a dead worker."""
+        now = now or timezone.now()
+        return self.filter(self.due_q(now) | self.lease_expired_q(now))
+
+    def in_flight(self, now: datetime | None = None) -> SignupQuerySet:
+        return self.filter(self.in_flight_q(now or timezone.now()))
+
+
 class Signup(models.Model):
     """One accepted submission: the outbox row that a worker syncs to CC, and its audit record."""
 
@@ -167,6 +200,8 @@ class Signup(models.Model):
 
     created_at = models.DateTimeField(_("submitted at"), default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = SignupQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("signup")

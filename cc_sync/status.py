@@ -13,6 +13,7 @@ from . import crypto, ratelimit
 from .conf import get_setting, list_setting
 from .fields import unreadable_fields
 from .models import Connection, RateLimitState, Signup
+from .sync import default_list_ids
 
 
 @dataclass
@@ -91,7 +92,7 @@ def report() -> Report:
         last_synced_at=Max("synced_at"),
     )
     configured = list_setting("LIST_IDS")
-    list_ids = configured or list(connection.list_ids)
+    list_ids = default_list_ids(connection)
     known = connection.list_names()
     # Lists CC answered 404 for (recorded by the sync), and chosen lists gone from the last fetch.
     missing = list(connection.missing_list_ids or [])

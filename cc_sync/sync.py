@@ -31,7 +31,7 @@ from .exceptions import (
     RetryLater,
     Throttled,
 )
-from .models import Connection, Signup, default_deadline
+from .models import Connection, Signup, SignupQuerySet, default_deadline
 from .signals import connection_established, signup_failed, signup_synced
 from .validators import validate_custom_field_id, validate_list_ids
 
@@ -124,11 +124,17 @@ def enqueue_signup(
     return signup
 
 
-def default_list_ids() -> list[str]:
-    """``CC_SYNC["LIST_IDS"]`` if set, else the lists chosen on the admin connection page (may be empty)."""
+def default_list_ids(connection: Connection | None = None) -> list[str]:
+    """``CC_SYNC["LIST_IDS"]`` if set, else the lists chosen on the admin connection page (may be empty).
+
+    The one place for this rule. Reads the chosen lists from ``connection`` if given; otherwise it reads
+    them without creating the connection row (a dry run or a status report stores nothing).
+    """
     configured = list_setting("LIST_IDS")
     if configured:
         return configured
+    if connection is not None:
+        return list(connection.list_ids)
     chosen = Connection.objects.filter(pk=Connection.SINGLETON_PK).values_list("list_ids", flat=True).first()
     return list(chosen or [])
 
@@ -190,13 +196,14 @@ def claim(signup_id: int) -> Signup | None:
     nothing. A row left ``syncing`` by a killed worker can be claimed again once its lease has run out.
     """
     now = timezone.now()
-    claimable = Q(status=Status.PENDING, next_attempt_at__lte=now) | Q(
-        status=Status.SYNCING, lease_expires_at__lte=now
-    )
-    claimed = Signup.objects.filter(claimable, pk=signup_id).update(
-        status=Status.SYNCING,
-        attempts=F("attempts") + 1,
-        lease_expires_at=now + timedelta(seconds=float(get_setting("LEASE"))),
+    claimed = (
+        Signup.objects.claimable(now)
+        .filter(pk=signup_id)
+        .update(
+            status=Status.SYNCING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now + timedelta(seconds=float(get_setting("LEASE"))),
+        )
     )
     return Signup.objects.get(pk=signup_id) if claimed else None
 
@@ -578,9 +585,7 @@ def expected_queue_time(now: Any = None) -> float:
     rate = float(get_setting("API_RATE"))
     if rate <= 0:
         return 0.0
-    queued = Signup.objects.filter(
-        status=Status.PENDING, next_attempt_at__lte=now or timezone.now(), enqueued_at__isnull=False
-    ).count()
+    queued = Signup.objects.due(now).filter(enqueued_at__isnull=False).count()
     return queued * ratelimit.SPACING_MARGIN / rate
 
 
@@ -595,9 +600,9 @@ def sweep() -> int:
     now = timezone.now()
     stale = now - timedelta(seconds=float(get_setting("REQUEUE_AFTER")) + expected_queue_time(now))
     never_or_long_ago = Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=stale)
-    due = Q(status=Status.PENDING, next_attempt_at__lte=now) & never_or_long_ago
+    due = SignupQuerySet.due_q(now) & never_or_long_ago
     # A dead worker's row: its lease ran out and nobody has queued it since.
-    abandoned = Q(status=Status.SYNCING, lease_expires_at__lte=now) & (
+    abandoned = SignupQuerySet.lease_expired_q(now) & (
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=F("lease_expires_at"))
     )
     ids = list(
@@ -633,7 +638,7 @@ def expire_unconfirmed() -> int:
 
 def in_flight(now: datetime | None = None) -> Q:
     """Rows a worker holds right now: ``syncing`` with a live lease. Admin actions leave them alone."""
-    return Q(status=Status.SYNCING, lease_expires_at__gt=now or timezone.now())
+    return SignupQuerySet.in_flight_q(now or timezone.now())
 
 
 def retry_now(queryset: Any) -> tuple[int, int]:

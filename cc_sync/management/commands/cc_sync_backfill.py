@@ -6,9 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from cc_sync import backfill
-from cc_sync.conf import list_setting
 from cc_sync.exceptions import CCSyncError
-from cc_sync.models import Connection
+from cc_sync.sync import default_list_ids
 
 # Exit codes (also in docs/backfill.md).
 EXIT_PROBLEMS = 1  # finished, but some rows were invalid, refused by CC, or in a failed batch (see --report)
@@ -36,12 +35,6 @@ def write_report(path: str | Path, source: backfill.Source, run: Any) -> int:
         writer.writerow(backfill.REPORT_HEADER)
         writer.writerows([safe_cell(cell) for cell in line] for line in lines)
     return len(lines)
-
-
-def default_list_ids() -> list[str]:
-    """As :func:`cc_sync.sync.default_list_ids`, without creating the connection row (a dry run stores nothing)."""
-    chosen = Connection.objects.filter(pk=Connection.SINGLETON_PK).values_list("list_ids", flat=True).first()
-    return list_setting("LIST_IDS") or list(chosen or [])
 
 
 class Command(BaseCommand):
