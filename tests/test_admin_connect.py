@@ -1163,8 +1163,11 @@ def test_synced_signups_show_no_next_attempt_and_pending_ones_do(admin_client, d
     synced = Signup.objects.create(email="s@example.com", status=Signup.Status.SYNCED, synced_at=now)
     pending = Signup.objects.create(email="p@example.com", next_attempt_at=now)
     model_admin = site._registry[Signup]
-    assert model_admin.next_attempt(synced) is None
-    assert model_admin.next_attempt(pending) == now
+    short = timezone.localtime(now).strftime("%Y-%m-%d %H:%M")
+    assert model_admin.synced_or_next_attempt(synced) == short  # when it was synced, not a next attempt
+    assert model_admin.synced_or_next_attempt(pending) == short
+    failed = Signup.objects.create(email="f@example.com", status=Signup.Status.FAILED, next_attempt_at=now)
+    assert model_admin.synced_or_next_attempt(failed) is None
     assert "next_attempt_at" not in model_admin.list_display
     content = admin_client.get(f"/admin/cc_sync/signup/{synced.pk}/change/").content.decode()
     assert "Next attempt at" not in content and "Give up after" not in content
@@ -1180,6 +1183,7 @@ def test_the_signup_detail_page_is_read_only_without_save_buttons(admin_client, 
     for button in ('name="_save"', 'name="_continue"', 'name="_addanother"'):
         assert button not in content
     assert admin_client.post(url, {"email": "changed@example.com"}).status_code == 403
+    assert 'Failed<br><span class="quiet">boom</span>' in admin_client.get(SIGNUPS).content.decode()
     signup.refresh_from_db()
     assert (signup.email, signup.status) == ("r@example.com", Signup.Status.FAILED)
 
