@@ -156,6 +156,22 @@ def sign_up(browser: Any, site: str, email: str, first_name: str, last_name: str
     page.context.close()
 
 
+def box(page: Any, selector: str) -> dict[str, float]:
+    """Where an element is drawn (pixels, rounded: sub-pixel differences are not layout)."""
+    found = page.locator(selector).first.bounding_box()
+    assert found, f"{selector} is not drawn"
+    return {key: round(value) for key, value in found.items()}
+
+
+def crumbs_layout(page: Any) -> dict[str, Any]:
+    """The breadcrumbs' box, the place of their first link and their background, as the browser drew them."""
+    return {
+        "box": box(page, ".breadcrumbs"),
+        "home": box(page, ".breadcrumbs a"),
+        "background": page.locator(".breadcrumbs").first.evaluate("e => getComputedStyle(e).backgroundColor"),
+    }
+
+
 def contact_in_sandbox(sb: Sandbox, email: str) -> dict[str, Any] | None:
     return next((c for c in sb.contacts() if c["email_address"] == email), None)
 
@@ -196,6 +212,7 @@ def test_admin_connects_in_the_browser_and_visitors_signups_reach_the_chosen_lis
         connect = admin.get_by_role("button", name="Connect Constant Contact")
         expect(connect).to_be_visible()
         screenshot(admin, "admin-index")
+        index_header = box(admin, "#header")
 
         connect.click()
         expect(admin).to_have_url(re.compile(re.escape(sb.authorize_url) + r"\?"))
@@ -213,7 +230,15 @@ def test_admin_connects_in_the_browser_and_visitors_signups_reach_the_chosen_lis
         expect(admin.locator(".cc-sync-status")).to_have_text("Connected")
         expect(admin.locator(".cc-sync-account")).to_contain_text("Sandbox Organization")
         expect(admin.get_by_role("button", name="Connect Constant Contact")).to_have_count(0)
+        # Next step, said until it is done: choose the lists.
+        expect(admin.locator(".cc-sync-choose-lists").first).to_contain_text(
+            "Choose the lists that signups go to"
+        )
         screenshot(admin, "connection-connected")
+        # The page is drawn by the admin's own templates: its header sits where the index's does, and its
+        # breadcrumbs where the admin's own change list draws them (Django 6.1 changed their markup).
+        assert box(admin, "#header") == index_header
+        connection_crumbs = crumbs_layout(admin)
         assert sb.token_calls("authorization_code") == 1
         connection = Connection.load()
         assert (connection.status, connection.account_name) == (
@@ -226,6 +251,7 @@ def test_admin_connects_in_the_browser_and_visitors_signups_reach_the_chosen_lis
         expect(admin.locator(".messagelist .success")).to_have_text("Signups now go to: Newsletter.")
         expect(admin.get_by_label("Newsletter", exact=True)).to_be_checked()
         expect(admin.get_by_label("General Interest", exact=True)).not_to_be_checked()
+        expect(admin.locator(".cc-sync-choose-lists")).to_have_count(0)
         assert Connection.load().list_ids == [newsletter["list_id"]]
 
         sign_up(browser, site, "ada.lovelace@example.com", "Ada", "Lovelace", shot="register-form")
@@ -233,8 +259,29 @@ def test_admin_connects_in_the_browser_and_visitors_signups_reach_the_chosen_lis
         assert (contact["first_name"], contact["last_name"]) == ("Ada", "Lovelace")
         assert contact["list_memberships"] == [newsletter["list_id"]]
         assert signup.contact_id == contact["contact_id"]
-        assert signup.list_ids == [newsletter["list_id"]]
+        assert signup.list_ids == []  # none picked for this submission: the default lists, read when sent
         assert sb.token_calls("refresh_token") == 0
+
+        # The signups' change list fits a 1280 px screen, no next attempt on a synced row.
+        admin.goto(site + "/admin/cc_sync/signup/")
+        assert crumbs_layout(admin) == connection_crumbs
+        admin.set_viewport_size({"width": 1280, "height": 800})
+        row = admin.locator("#result_list tbody tr").first
+        expect(row).to_contain_text("ada.lovelace@example.com")
+        expect(row).to_contain_text("Synced")
+        expect(row.locator("td.field-list_display_lists")).to_have_text("(the default lists)")
+        expect(row.locator("td.field-synced_or_next_attempt")).not_to_have_text("-")
+        assert admin.evaluate("document.documentElement.scrollWidth") <= 1280
+        # Nothing cut off: the table fits the box that would otherwise scroll it sideways.
+        widths = admin.evaluate(
+            "() => { const r = document.querySelector('#changelist .results');"
+            " return {scroll: r.scrollWidth, client: r.clientWidth,"
+            " columns: [...document.querySelectorAll('#result_list thead th')].map("
+            "th => [th.textContent.trim(), Math.round(th.getBoundingClientRect().width)])}; }"
+        )
+        assert widths["scroll"] <= widths["client"], widths
+        screenshot(admin, "signups")
+        admin.set_viewport_size(VIEWPORT)
 
         stale_token = Connection.load().access_token
         assert sb.expire_access_tokens() >= 1
