@@ -45,7 +45,13 @@ from .rig import (
 )
 
 Status = Signup.Status
+# The requests one signup costs (docs/signups.md, "Contact safety"): a new address is created with
+# POST /v3/contacts; an existing one (409) is looked up with GET /v3/contacts?email=..., then gets the lists
+# it lacks (add_list_memberships) or, only for confirmed, verified or deleted contacts, sign_up_form.
+CONTACTS_PATH = "/v3/contacts"
 SIGN_UP_PATH = "/v3/contacts/sign_up_form"
+ADD_LISTS_PATH = "/v3/activities/add_list_memberships"
+CONTACT_PATHS = (CONTACTS_PATH, SIGN_UP_PATH, ADD_LISTS_PATH)
 CLEAN_STATUSES = (200, 201)
 
 
@@ -84,19 +90,51 @@ class Result:
 # -- shared observations ----------------------------------------------------------------------------
 
 
-def sign_up_posts(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def contact_requests(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The API requests of the sync path: create, lookup, add_list_memberships and sign_up_form."""
+    return [e for e in entries if e["kind"] == "api" and e["path"] in CONTACT_PATHS]
+
+
+def creates(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``POST /v3/contacts``: each sync attempt of a new address starts with one."""
+    return [e for e in entries if e["kind"] == "api" and e["method"] == "POST" and e["path"] == CONTACTS_PATH]
+
+
+def sign_ups(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in entries if e["kind"] == "api" and e["path"] == SIGN_UP_PATH]
 
 
 def is_clean(entry: dict[str, Any]) -> bool:
-    """A valid CC answer was sent: 200/201, no fault injected (the body is CC's JSON with a contact_id)."""
+    """A valid CC answer was sent: 200/201, no fault injected (the body is CC's JSON)."""
     return entry["status"] in CLEAN_STATUSES and entry["fault"] is None
 
 
-def store_check(result: Result, sandbox: Sandbox, emails: Iterable[str], label: str = "") -> dict[str, Any]:
-    """Every email exactly once in the sandbox's contact store, and nothing else there."""
+def is_valid_answer(entry: dict[str, Any]) -> bool:
+    """A clean answer that can end a sync: the created contact (201 with its id), the lookup that found
+    the existing contact (200), or sign_up_form's contact (200/201)."""
+    if not is_clean(entry) or entry["kind"] != "api":
+        return False
+    if entry["path"] == CONTACTS_PATH:
+        return (entry["method"], entry["status"]) in (("POST", 201), ("GET", 200))
+    return entry["path"] == SIGN_UP_PATH
+
+
+def is_failed_answer(entry: dict[str, Any]) -> bool:
+    """An answer that makes cc_sync try again: injected faults, dropped connections, 429, 5xx, 401."""
+    return entry["fault"] is not None or entry["status"] not in (*CLEAN_STATUSES, 409)
+
+
+def store_check(
+    result: Result, sandbox: Sandbox, emails: Iterable[str], label: str = "", list_id: str | None = None
+) -> dict[str, Any]:
+    """Every email exactly once in the sandbox's contact store, and nothing else there.
+
+    With ``list_id``: every one of them is a member of that list (cc_sync's lists reached CC whichever
+    path the sync took: created with them, or added after a lookup).
+    """
     expected = Counter(e.lower() for e in emails)
-    stored = Counter(c["email_address"].lower() for c in sandbox.contacts())
+    contacts = sandbox.contacts()
+    stored = Counter(c["email_address"].lower() for c in contacts)
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
     doubled = sorted(e for e, n in stored.items() if n > 1)
@@ -105,15 +143,30 @@ def store_check(result: Result, sandbox: Sandbox, emails: Iterable[str], label: 
         not missing and not extra and not doubled,
         f"missing {len(missing)} {missing[:5]}, unexpected {len(extra)} {extra[:5]}, twice {doubled[:5]}",
     )
+    if list_id is not None:
+        off_list = sorted(
+            c["email_address"].lower()
+            for c in contacts
+            if c["email_address"].lower() in expected
+            and list_id.lower() not in [m.lower() for m in c.get("list_memberships") or []]
+        )
+        result.check(
+            f"{label}each of them on cc_sync's list at CC", not off_list, f"{len(off_list)}: {off_list[:5]}"
+        )
     return {"contacts in the store": sum(stored.values()), "missing": len(missing), "unexpected": len(extra)}
 
 
 def synced_rows_check(result: Result, sandbox: Sandbox, label: str = "") -> int:
-    """Each synced row carries the contact id CC holds for its email, and a valid answer was sent for it."""
+    """Each synced row carries the contact id CC holds for its email, and a valid answer was sent for it.
+
+    A valid answer (:func:`is_valid_answer`) is CC's 201 to the create, its 200 to the lookup of an address
+    it has (after a 409), or its answer to sign_up_form, without an injected fault, before the row was
+    marked synced.
+    """
     contacts = {c["email_address"].lower(): c["contact_id"] for c in sandbox.contacts()}
     clean_times: dict[str, list[float]] = defaultdict(list)
-    for entry in sign_up_posts(sandbox.requests()):
-        if is_clean(entry) and entry["email"]:
+    for entry in contact_requests(sandbox.requests()):
+        if is_valid_answer(entry) and entry["email"]:
             clean_times[entry["email"].lower()].append(entry["time"])
     bad = []
     rows = Signup.objects.filter(status=Status.SYNCED).values_list("email", "contact_id", "synced_at")
@@ -289,22 +342,30 @@ def no_loss(rig: Rig, quick: bool, result: Result) -> None:
     drain_time = time.time() - last_submission
     rig.note(f"drained: {drained} after {drain_time:.0f} s; statuses {status_counts()}")
 
-    posts = sign_up_posts(sandbox.requests())
+    log = sandbox.requests()
+    requests_ = contact_requests(log)
     by_email: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in posts:
+    for entry in requests_:
         by_email[(entry["email"] or "").lower()].append(entry)
-    attempts = [len(by_email[a.lower()]) for a in addresses]
-    fault_counts = Counter(e["fault"] for e in posts if e["fault"])
-    unforced_429 = sum(1 for e in posts if e["status"] == 429 and e["fault"] is None)
+    attempts = [len(creates(by_email[a.lower()])) for a in addresses]
+    per_email = [len(by_email[a.lower()]) for a in addresses]
+    fault_counts = Counter(e["fault"] for e in requests_ if e["fault"])
+    unforced_429 = sum(1 for e in requests_ if e["status"] == 429 and e["fault"] is None)
+    paths = Counter(f"{e['method']} {e['path']}" for e in requests_)
+    conflicts = sum(1 for e in creates(requests_) if e["status"] == 409)
     unexplained, explained = [], 0
     for address in addresses:
         entries = by_email[address.lower()]
-        cleans = [e["time"] for e in entries if is_clean(e)]
-        faulted = len(entries) - len(cleans)
-        if len(entries) <= 1 + faulted:
+        # Each attempt starts with a create; after a lost answer it meets 409 and looks the contact up.
+        tries = len(creates(entries))
+        failed = sum(1 for e in entries if is_failed_answer(e))
+        if tries <= 1 + failed:
             continue
-        first = cleans[0]
-        if any(first - 1 <= d <= first + SCALED["READ_TIMEOUT"] + 5 for d in disruptions):
+        valid = [e["time"] for e in entries if is_valid_answer(e)]
+        first = valid[0] if valid else None
+        if first is not None and any(
+            first - 1 <= d <= first + SCALED["READ_TIMEOUT"] + 5 for d in disruptions
+        ):
             explained += 1
         else:
             unexplained.append(address)
@@ -321,15 +382,19 @@ def no_loss(rig: Rig, quick: bool, result: Result) -> None:
             if len(outage_window) == 2
             else 0,
             "SIGKILLs": "; ".join(kills),
-            "sign_up_form requests seen by the sandbox": len(posts),
+            "sync-path requests seen by the sandbox": ", ".join(f"{k} {v}" for k, v in sorted(paths.items())),
+            "creates answered 409 (the contact existed: CC had done an earlier attempt's work)": conflicts,
             "injected faults": ", ".join(f"{k} {v}" for k, v in sorted(fault_counts.items())),
             "unforced 429 (sandbox rate limit)": unforced_429,
-            "POST attempts per email: mean / max": f"{sum(attempts) / total:.2f} / {max(attempts)}",
-            "POST attempts per email (histogram)": ", ".join(
+            "API requests per email: mean / max": f"{sum(per_email) / total:.2f} / {max(per_email)}",
+            "create attempts (POST /v3/contacts) per email: mean / max": (
+                f"{sum(attempts) / total:.2f} / {max(attempts)}"
+            ),
+            "create attempts per email (histogram)": ", ".join(
                 f"{k}: {v}" for k, v in sorted(Counter(attempts).items())
             ),
             "emails with a second valid answer after a kill or the outage": explained,
-            "emails with more POSTs than 1 + faulted answers, unexplained": len(unexplained),
+            "emails with more creates than 1 + failed answers, unexplained": len(unexplained),
             "final statuses": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
             "drain time after the last submission, s": round(drain_time, 1),
             "peak broker queue length": queue_peak,
@@ -338,12 +403,19 @@ def no_loss(rig: Rig, quick: bool, result: Result) -> None:
     )
     amplification_note(result, total, SCALED["REQUEUE_AFTER"])
     result.check(f"all {total} signups synced", counts.get(Status.SYNCED, 0) == total, counts)
-    result.figures.update(store_check(result, sandbox, addresses))
+    result.figures.update(store_check(result, sandbox, addresses, list_id=rig.list_id))
     synced_rows_check(result, sandbox)
     result.check(
-        "POST attempts per email <= 1 + the attempts whose answer was faulted (or lost to a kill/outage)",
+        "create attempts per email <= 1 + the answers that failed (or were lost to a kill/outage)",
         not unexplained,
         f"{len(unexplained)} emails: {unexplained[:5]}",
+    )
+    others = {k: v for k, v in paths.items() if k not in ("POST /v3/contacts", "GET /v3/contacts")}
+    result.check(
+        "only creates and, after a 409, lookups: every address was new, so neither sign_up_form nor "
+        "add_list_memberships was needed",
+        not others,
+        others,
     )
     result.check(
         f"drained within {drain_limit / 60:.0f} min of the last submission", drained, f"{drain_time:.0f} s"
@@ -408,9 +480,9 @@ def one_refresh(rig: Rig, quick: bool, result: Result) -> None:
         )
         after = Connection.load()
         entries = sandbox.requests()[log_start:]
-        posts = sign_up_posts(entries)
+        posts = creates(entries)
         refresh_deltas.append(sandbox.token_calls("refresh_token") - calls_before)
-        token_401 += sum(1 for e in posts if e["status"] == 401)
+        token_401 += sum(1 for e in contact_requests(entries) if e["status"] == 401)
         invalid_grant += sum(1 for e in entries if e["kind"] == "token" and e["error"] == "invalid_grant")
         attempts = list(Signup.objects.filter(pk__in=ids).values_list("attempts", flat=True))
         if posts:
@@ -428,7 +500,7 @@ def one_refresh(rig: Rig, quick: bool, result: Result) -> None:
             problems.append(f"attempts {attempts}")
         if problems:
             failures.append(f"round {round_number}: {', '.join(problems)}")
-        rig.note(f"round {round_number}: {refresh_deltas[-1]} refresh, {len(posts)} POSTs {problems or ''}")
+        rig.note(f"round {round_number}: {refresh_deltas[-1]} refresh, {len(posts)} creates {problems or ''}")
 
     final_ok, final_detail = True, ""
     try:
@@ -445,7 +517,7 @@ def one_refresh(rig: Rig, quick: bool, result: Result) -> None:
             "tasks run": rounds * processes,
             "401 answers": token_401,
             "invalid_grant answers": invalid_grant,
-            "spread of the 8 POSTs in a round, median / max, ms": (
+            "spread of the 8 creates (POST /v3/contacts) in a round, median / max, ms": (
                 f"{1000 * percentile(spreads, 0.5):.0f} / {1000 * max(spreads or [0]):.0f}"
             ),
             "rounds with a problem": len(failures),
@@ -528,7 +600,7 @@ def lost_write(rig: Rig, quick: bool, result: Result) -> None:
         entries = sandbox.requests()[log_start:]
         after = [e for e in entries if e["time"] > lost["time"] and e["time"] <= needs_at]
         refreshes_after = [e for e in after if e["kind"] == "token"]
-        posts_between = sign_up_posts(after)
+        posts_between = contact_requests(after)
         held = wait_for_statuses(
             rig, lambda c: c.get(Status.WAITING_RECONNECT, 0) == count, SCALED["LEASE"] + 45
         )
@@ -550,7 +622,7 @@ def lost_write(rig: Rig, quick: bool, result: Result) -> None:
                 f"{label}seconds from the lost refresh call to the next token call": (
                     round(refreshes_after[0]["time"] - lost["time"], 2) if refreshes_after else "none"
                 ),
-                f"{label}sign_up_form calls between the lost answer and needs_reconnect": len(posts_between),
+                f"{label}contact API calls between the lost answer and needs_reconnect": len(posts_between),
                 f"{label}seconds from the lost answer to needs_reconnect": round(needs_at - lost["time"], 1),
                 f"{label}signups held before the reconnect": statuses_held.get(Status.WAITING_RECONNECT, 0),
                 f"{label}reconnect mails to admins": mails,
@@ -586,7 +658,7 @@ def lost_write(rig: Rig, quick: bool, result: Result) -> None:
         result.check(
             f"{label}everything drained within 2 min of the reconnect", drained, f"{drain_time:.0f} s"
         )
-    result.figures.update(store_check(result, sandbox, all_addresses))
+    result.figures.update(store_check(result, sandbox, all_addresses, list_id=rig.list_id))
     synced_rows_check(result, sandbox)
     leaks = rig.leaked([*secrets_seen, *current_tokens()])
     result.check("no token in any log or mail (worker logs, beat log, admin mails)", not leaks, leaks)
@@ -731,23 +803,28 @@ def visitor_never_waits(rig: Rig, quick: bool, result: Result) -> None:
     )
     result.check("every valid submission stored", stored == len(addresses), stored)
     result.check("all synced once both are back", drained, counts)
-    result.figures.update(store_check(result, sandbox, addresses))
+    result.figures.update(store_check(result, sandbox, addresses, list_id=rig.list_id))
     synced_rows_check(result, sandbox)
 
 
 # -- 5. rate compliance -------------------------------------------------------------------------------
 
 
-def simulate_midnight(sandbox: Sandbox) -> int:
-    """What 00:00 UTC does: CC's quota and cc_sync's day count start again, held rows come due.
+def simulate_midnight(sandbox: Sandbox, cc_resets: bool = True) -> int:
+    """What 00:00 UTC does: cc_sync's day count starts again, held rows come due, CC's quota (maybe) resets.
 
     Rows held for the quota are moved as if the clock had reached their ``next_attempt_at``: that time and
     their last publish (``enqueued_at``) move back by the same amount, so they are due now and their last
-    publish is as old as it would be after the hours until midnight. Returns how many rows were moved.
+    publish is as old as it would be after the hours until midnight. The quota block
+    (``RateLimitState.blocked_until``, the time of the next probe) is reached the same way: it becomes now.
+    ``cc_resets=False`` leaves the sandbox's quota spent: CC's day has not ended yet. Returns how many rows
+    were moved.
     """
     now = timezone.now()
-    sandbox.reset_quota()
+    if cc_resets:
+        sandbox.reset_quota()
     RateLimitState.objects.filter(name="api").update(day_count=0)
+    RateLimitState.objects.filter(name="api", blocked_until__gt=now).update(blocked_until=now)
     skipped = ExpressionWrapper(F("next_attempt_at") - Value(now), output_field=DurationField())
     return Signup.objects.filter(status=Status.PENDING, next_attempt_at__gt=now).update(
         enqueued_at=Coalesce(F("enqueued_at"), Value(now)) - skipped, next_attempt_at=now
@@ -764,6 +841,8 @@ def rate_compliance(rig: Rig, quick: bool, result: Result) -> None:
     expiry_every = 10.0 if quick else 90.0
     hold = 5.0 if quick else 10.0
     requeue_after = 300.0
+    probe_interval = 10.0 if quick else 30.0
+    late = 3 * probe_interval + 5
     result.injected = [
         f"{total} signups submitted at {submit_rate:g}/s through {workers} Celery worker processes (prefork, "
         "2 pool processes each)",
@@ -777,6 +856,10 @@ def rate_compliance(rig: Rig, quick: bool, result: Result) -> None:
         f"{hold:g} s): the sandbox's `reset_quota()`; the `RateLimitState` row `api` set to 0 requests today; "
         "each held row's `next_attempt_at` set to now and its `enqueued_at` moved back by the same amount "
         "(as if the clock had advanced to that row's retry time). Nothing else is touched",
+        f"CC's day ends late once: at the first simulated midnight cc_sync's clock passes its presumed reset "
+        f"(00:00 UTC) but the sandbox's quota stays spent for {late:g} s more, and the sandbox revokes the "
+        f"access tokens then (so the first probe meets a 401 and a refresh); QUOTA_PROBE_INTERVAL "
+        f"{probe_interval:g} s (production: 3600 s)",
         f"REQUEUE_AFTER stays at its production value ({requeue_after:g} s) here: this scenario runs at the "
         "production API rate, and with the scaled 5 s the sweeper would re-publish every row still waiting "
         "its turn in the queue every 5 s (see the notes)",
@@ -788,6 +871,7 @@ def rate_compliance(rig: Rig, quick: bool, result: Result) -> None:
         DAILY_LIMIT=float(local_limit),
         TOKEN_LEEWAY=10.0,
         REQUEUE_AFTER=requeue_after,
+        QUOTA_PROBE_INTERVAL=probe_interval,
     )
     rig.connect()
     for n in range(workers):
@@ -833,7 +917,11 @@ def rate_compliance(rig: Rig, quick: bool, result: Result) -> None:
     moved_total = 0
     during_holds: list[dict[str, Any]] = []
     all_settled = True
-    day_limit = (total / quota) * (quota / rate * 1.5 + 60) + 300
+    late_window: list[float] = []
+    # Each day: the drain at the rate, the quota's block, and the rows told to wait for a probe's answer
+    # (cc_sync.ratelimit.PROBE_GRACE plus retry_delay's spread: over MAX_COUNTDOWN, so the sweeper queues
+    # them again, REQUEUE_AFTER after their last publish); and the late reset once.
+    day_limit = (total / quota) * (quota / rate * 1.5 + 60 + requeue_after + 150) + late + 300
     deadline = time.monotonic() + day_limit
     while True:
         if not wait_for_statuses(rig, settled, max(10.0, deadline - time.monotonic()), tick):
@@ -846,20 +934,44 @@ def rate_compliance(rig: Rig, quick: bool, result: Result) -> None:
         hold_start = time.time()
         time.sleep(hold)
         during_holds += [e for e in sandbox.requests() if e["kind"] == "api" and e["time"] > hold_start]
-        moved = simulate_midnight(sandbox)
+        if not late_window:
+            # cc_sync's presumed reset passes, CC's does not (yet): it must probe sparingly and keep waiting.
+            moved = simulate_midnight(sandbox, cc_resets=False)
+            # Overnight the access token may have been revoked: the probe then meets a 401 first.
+            sandbox.expire_access_tokens()
+            late_window.append(time.time())
+            rig.note(f"day {len(per_day)}: {per_day[-1]} synced; midnight for cc_sync only, {moved} rows due")
+            late_end = time.monotonic() + late
+            while time.monotonic() < late_end:
+                rig.supervise()
+                tick()
+                time.sleep(0.5)
+            sandbox.reset_quota()
+            late_window.append(time.time())
+            rig.note(f"CC's quota reset {late:g} s after cc_sync's presumed reset")
+        else:
+            moved = simulate_midnight(sandbox)
+            rig.note(f"day {len(per_day)}: {per_day[-1]} synced; midnight simulated, {moved} rows due now")
         moved_total += moved
-        rig.note(f"day {len(per_day)}: {per_day[-1]} synced; midnight simulated, {moved} rows due now")
     drained = Signup.objects.filter(status=Status.SYNCED).count() == total
     elapsed = time.monotonic() - started
 
     log = sandbox.requests()
     api = [e for e in log if e["kind"] == "api"]
     token = [e for e in log if e["kind"] == "token"]
-    posts = sign_up_posts(log)
+    posts = creates(log)
     throttled = [e for e in api if e["status"] == 429 and e["error"] == "throttled"]
     quota_429 = [e for e in api if e["status"] == 429 and e["error"] == "quota_exceeded"]
     counts = status_counts()
     api_max = max_in_any_window([e["time"] for e in api])
+    refused_late: list[dict[str, Any]] = []
+    resumed_after: float | None = None
+    if len(late_window) == 2:
+        refused_late = [e for e in api if late_window[0] <= e["time"] <= late_window[1]]
+        accepted = [e["time"] for e in api if e["time"] > late_window[1] and e["status"] != 429]
+        resumed_after = accepted[0] - late_window[1] if accepted else None
+    late_times = [e["time"] for e in refused_late]
+    late_gaps = [b - a for a, b in zip(late_times, late_times[1:], strict=False)]
     token_max = max_in_any_window([e["time"] for e in token])
     result.figures.update(
         {
@@ -874,7 +986,17 @@ def rate_compliance(rig: Rig, quick: bool, result: Result) -> None:
             "synced per simulated day": ", ".join(str(n) for n in per_day),
             "API requests during the holds before each midnight": len(during_holds),
             "held rows made due at the simulated midnights (each gets a new message)": moved_total,
-            "sign_up_form POSTs": len(posts),
+            "creates (POST /v3/contacts)": len(posts),
+            "other sync-path requests (lookups, sign_up_form, add_list_memberships)": (
+                len(contact_requests(log)) - len(posts)
+            ),
+            "API requests while CC's day had not ended after cc_sync's presumed reset (status/error)": ", ".join(
+                f"{e['status']} {e['error'] or ''}".strip() for e in refused_late
+            ),
+            "seconds between those requests": ", ".join(f"{g:.1f}" for g in late_gaps),
+            "first accepted request after CC's late reset, s after it": (
+                round(resumed_after, 1) if resumed_after is not None else "none"
+            ),
             "time from the first submission to the last sync, s": round(elapsed, 1),
             "final statuses": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
             "peak broker queue length": queue_peak,
@@ -892,8 +1014,19 @@ def rate_compliance(rig: Rig, quick: bool, result: Result) -> None:
         per_day,
     )
     result.check("no API request while rows waited for the next day", not during_holds, len(during_holds))
+    result.check(
+        f"CC's day ending {late:g} s after cc_sync's presumed reset: cc_sync probed, kept waiting while CC "
+        f"refused, and never sent two requests less than QUOTA_PROBE_INTERVAL ({probe_interval:g} s) apart",
+        len(late_window) == 2
+        and refused_late
+        and all(e["status"] == 429 for e in refused_late)
+        and len(refused_late) <= late / probe_interval + 1
+        and all(g >= probe_interval - 0.5 for g in late_gaps),
+        f"{len(refused_late)} requests {[(e['status'], e['error']) for e in refused_late]}, gaps "
+        f"{[round(g, 1) for g in late_gaps]}",
+    )
     result.check("everything finished after the resets, nothing lost", drained, counts)
-    result.figures.update(store_check(result, sandbox, addresses))
+    result.figures.update(store_check(result, sandbox, addresses, list_id=rig.list_id))
     synced_rows_check(result, sandbox)
 
 
@@ -923,8 +1056,8 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     result.injected = [
         f"for each of {', '.join(kinds)}: the fault at probability 1.0 on every `/v3` call while a batch of "
         f"{per_kind} signups is submitted and retried at least once; then the faults are switched off",
-        "400: a signup whose custom field id is not a CC custom field id (cc_sync accepts any id; CC wants "
-        "a UUID); 404: a signup for a list that does not exist",
+        "400: a row stored by an earlier cc_sync version with a custom field id that is not a UUID (cc_sync "
+        "now refuses it at enqueue; CC wants a UUID); 404: a signup for a list that does not exist",
         "415: one signup processed in this process by `cc_sync.sync.process_signup` with a client session "
         "that sends `Content-Type: text/plain` (what a broken proxy would do)",
         "401: the sandbox revokes every access token (one refresh, then success); 403: a grant without "
@@ -958,6 +1091,33 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     )
     result.check("no row marked synced while every answer was bad", synced_while_bad == 0, synced_while_bad)
     result.check("all of them synced once the answers were good again", drained)
+    # The answers were lost after CC did the work: the retries must find the contact (409, lookup) and
+    # never create it twice nor fall back to sign_up_form, CC's upsert, for an address CC already has.
+    log = contact_requests(sandbox.requests())
+    upserts: dict[str, int] = {}
+    for kind in kinds:
+        batch = {a.lower() for a in emails(f"{kind.replace('_', '-')}-", per_kind)}
+        entries = [e for e in log if (e["email"] or "").lower() in batch]
+        paths = Counter(f"{e['method']} {e['path']} {e['status']}" for e in entries)
+        result.figures[f"[{kind}] requests of the batch (method path status: count)"] = ", ".join(
+            f"{k}: {v}" for k, v in sorted(paths.items())
+        )
+        upserts[kind] = sum(1 for e in entries if e["path"] == SIGN_UP_PATH)
+    result.check(
+        "a garbled answer is never read as 'no such contact': no sign_up_form for an address CC already had",
+        not any(upserts.values()),
+        {k: v for k, v in upserts.items() if v},
+    )
+    if upserts.get("missing_contact_id"):
+        result.notes.append(
+            "With `missing_contact_id` (a 200 whose JSON lacks the field the client needs), the lookup "
+            "`GET /v3/contacts?email=...` answered `{}` and cc_sync sent `sign_up_form` for an address CC "
+            f"already had ({upserts['missing_contact_id']} requests): `cc_sync.client.ConstantContactClient."
+            "find_contact` reads a body without a `contacts` array as 'no such contact' (returns None), and "
+            "`cc_sync.sync._send_contact` then upserts with the signup's details. For an unsubscribed "
+            "contact that would opt them back in without their consent. `find_contact` should raise "
+            "`RetryLater` when `contacts` is not a list."
+        )
     for kind, text in samples.items():
         result.figures[f"[{kind}] last_error recorded"] = text[:160]
     result.check(
@@ -984,22 +1144,30 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
 
     # Permanent errors.
     log_start = len(sandbox.requests())
-    bad_field = enqueue_signup("bad-field@example.com", custom_fields={"favourite-colour": "blue"})
-    no_list = enqueue_signup("no-such-list@example.com", list_ids=[str(uuid.uuid4())])
+    with transaction.atomic():
+        # cc_sync now refuses a custom field id that is not a UUID at enqueue; a row stored by an earlier
+        # version (which accepted any id) still holds one, and CC answers it 400.
+        bad_field = enqueue_signup("bad-field@example.com", custom_fields={str(uuid.uuid4()): "blue"})
+        Signup.objects.filter(pk=bad_field.pk).update(
+            custom_fields=[{"custom_field_id": "favourite-colour", "value": "blue"}]
+        )
     with transaction.atomic():
         wrong_type = enqueue_signup("wrong-type@example.com")
         with mock.patch.object(sync, "get_client", lambda: ConstantContactClient(session=WrongContentType())):
             sync.process_signup(wrong_type.pk)
-    permanent = {400: bad_field, 404: no_list, 415: wrong_type}
+    permanent = {400: bad_field, 415: wrong_type}
+    gone_list = str(uuid.uuid4())
+    no_list = enqueue_signup("no-such-list@example.com", list_ids=[gone_list])
     wait_until(
         lambda: (
             Signup.objects.filter(pk__in=[s.pk for s in permanent.values()], status=Status.FAILED).count()
-            == 3
+            == len(permanent)
+            and Signup.objects.filter(pk=no_list.pk, status=Status.SYNCED).exists()
         ),
         30,
     )
     time.sleep(2 * SCALED["RETRY_MAX"])  # long enough for any retry to have happened
-    posts = sign_up_posts(sandbox.requests()[log_start:])
+    posts = contact_requests(sandbox.requests()[log_start:])
     for status, signup in permanent.items():
         signup.refresh_from_db()
         tries = [e["status"] for e in posts if (e["email"] or "").lower() == signup.email.lower()]
@@ -1016,6 +1184,21 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
             and signup.last_error,
             f"{signup.status}, {signup.attempts} attempts, requests {tries}, key {signup.last_error_key!r}",
         )
+    # 404 naming a list: CC no longer has the list picked for this signup. cc_sync records the list as
+    # missing (after fetching the account's lists to tell) and sends the signup to the default list.
+    no_list.refresh_from_db()
+    tries = [e["status"] for e in posts if (e["email"] or "").lower() == no_list.email.lower()]
+    missing = list(Connection.load().missing_list_ids)
+    list_fetches = sum(1 for e in sandbox.requests()[log_start:] if e["path"] == "/v3/contact_lists")
+    result.figures["[404] status / attempts / CC requests / missing lists / list fetches"] = (
+        f"{no_list.status} / {no_list.attempts} / {tries} / {missing} / {list_fetches}"
+    )
+    result.check(
+        "[404] a list CC does not have: recorded as missing on the connection, the signup sent to the "
+        "default list instead (one 404, then the create)",
+        no_list.status == Status.SYNCED and tries == [404, 201] and gone_list in missing,
+        f"{no_list.status}, requests {tries}, missing {missing}",
+    )
 
     # 401: one refresh, then the retry succeeds.
     calls = sandbox.token_calls("refresh_token")
@@ -1024,7 +1207,7 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     revoked = enqueue_signup("revoked-token@example.com")
     wait_until(lambda: Signup.objects.filter(pk=revoked.pk, status=Status.SYNCED).exists(), 30)
     revoked.refresh_from_db()
-    tries = [e["status"] for e in sign_up_posts(sandbox.requests()[log_start:])]
+    tries = [e["status"] for e in contact_requests(sandbox.requests()[log_start:])]
     refreshes = sandbox.token_calls("refresh_token") - calls
     result.figures["[401] CC requests / refresh calls / status"] = f"{tries} / {refreshes} / {revoked.status}"
     result.check(
@@ -1042,7 +1225,7 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     wait_until(lambda: Signup.objects.filter(pk=forbidden.pk, status=Status.WAITING_RECONNECT).exists(), 30)
     forbidden.refresh_from_db()
     connection_status = Connection.load().status
-    tries = [e["status"] for e in sign_up_posts(sandbox.requests()[log_start:])]
+    tries = [e["status"] for e in contact_requests(sandbox.requests()[log_start:])]
     told = rig.reconnect_mails() - mails
     rig.connect()
     wait_until(lambda: Signup.objects.filter(pk=forbidden.pk, status=Status.SYNCED).exists(), 60)
@@ -1061,10 +1244,11 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     )
     synced_rows_check(result, sandbox)
     expected = [a for kind in kinds for a in emails(f"{kind.replace('_', '-')}-", per_kind)] + [
+        "no-such-list@example.com",
         "revoked-token@example.com",
         "no-scope@example.com",
     ]
-    result.figures.update(store_check(result, sandbox, expected))
+    result.figures.update(store_check(result, sandbox, expected, list_id=rig.list_id))
 
 
 # -- notes drawn from the figures -------------------------------------------------------------------
