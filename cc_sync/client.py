@@ -388,8 +388,10 @@ class ConstantContactClient:
             data = json.dumps(json_body)
         response = self._send("api", method, url, params=params, data=data, headers=headers)
         status = response.status_code
-        if status != 429 and status < 500:
-            ratelimit.record_accepted()  # CC answered this one: its daily quota is not spent
+        if status < 300 or (400 <= status < 500 and status not in (401, 403, 429)):
+            # CC processed this request, so its daily quota is not spent. A 401 or 403 may come from a layer
+            # that answers before the quota is counted: it proves nothing either way.
+            ratelimit.record_accepted()
         if status < 300:
             return response
         error_key, message, errors = describe_error(response, [access_token])

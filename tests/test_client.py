@@ -362,3 +362,16 @@ def test_a_signup_throttled_again_and_again_backs_off_beyond_a_second(monkeypatc
     monkeypatch.setattr(sync.random, "uniform", lambda low, high: high)
     delays = [sync.retry_delay(n, Throttled("x", retry_after=1.0)) for n in (1, 2, 5, 12)]
     assert delays == [2, 3, 17, 601]
+
+
+def test_a_401_to_the_probe_proves_nothing_and_keeps_the_block(db, cc_api, monkeypatch):
+    clock = Clock(monkeypatch, "2028-03-01 00:01:00")
+    RateLimitState.objects.create(name="api", blocked_until=at("2028-03-01 00:01:00"), quota_429s=5)
+    cc_api.get(f"{API}/account/summary", status=401, json={"error_key": "unauthorized"})
+    with pytest.raises(AccessTokenRejected):
+        ConstantContactClient().account_summary("tok")
+    state = RateLimitState.objects.get(name="api")
+    assert state.quota_429s == 5 and state.blocked_until is not None
+    clock.now += 1
+    with pytest.raises(QuotaExceeded):  # the retry after the refresh waits for the next probe
+        ConstantContactClient().account_summary("tok")
