@@ -21,7 +21,7 @@ from celery import Celery
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from cc_sync.models import Connection
+from cc_sync.models import Connection, Signup
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REDIS = ("127.0.0.1", 6379)
@@ -140,6 +140,20 @@ def isolated_publishing(monkeypatch: pytest.MonkeyPatch) -> None:
     test_celery_app.set_default()
     test_celery_app.set_current()
     monkeypatch.setattr(publisher, "runner", publisher.BoundedRunner())
+
+
+@pytest.fixture
+def run(django_capture_on_commit_callbacks: Any) -> Any:
+    """Run the sync task's body for a signup as a worker would (after-commit callbacks included)."""
+    from cc_sync import tasks
+
+    def run_task(signup: Signup) -> Signup:
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.sync_signup.run(signup.pk)
+        signup.refresh_from_db()
+        return signup
+
+    return run_task
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from responses import matchers
 
-from cc_sync import confirmation, sync, tasks
+from cc_sync import confirmation, sync
 from cc_sync.models import Connection, Signup
 from tests.conftest import ADD_LISTS_URL, API_URL, CONTACTS_URL, LIST_ID, SIGN_UP_URL
 
@@ -25,17 +25,13 @@ S = Signup.Status
 CONTACT_ID = "ab7ab702-b935-11e9-8a58-fa163e6b01c1"
 OTHER_LIST = "8c2b1a10-1f2e-11ef-9a5b-0242ac120002"
 CUSTOM_FIELD_ID = "1618ae62-4752-11e9-9c8a-fa163e6b01c1"
-
-
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    def run_task(signup):
-        with django_capture_on_commit_callbacks(execute=True):
-            tasks.sync_signup.run(signup.pk)
-        signup.refresh_from_db()
-        return signup
-
-    return run_task
+# The sign_up_form body of the stranger fixture with its details: sent only with the person's own word.
+STRANGERS_DETAILS = {
+    "email_address": "anna@example.com",
+    "first_name": "Mallory",
+    "last_name": "Forger",
+    "list_memberships": [LIST_ID],
+}
 
 
 @pytest.fixture
@@ -140,12 +136,7 @@ def test_a_verified_submitter_updates_their_own_details(connection, cc_api, stra
     lookup(cc_api)
     sign_up_form(
         cc_api,
-        {
-            "email_address": "anna@example.com",
-            "first_name": "Mallory",
-            "last_name": "Forger",
-            "list_memberships": [LIST_ID],
-        },
+        STRANGERS_DETAILS,
     )
     assert run(stranger).status == S.SYNCED
 
@@ -200,12 +191,7 @@ def test_the_link_confirms_on_post_only_and_then_resubscribes_exactly_once(
     lookup(cc_api, permission="unsubscribed")
     sign_up_form(
         cc_api,
-        {
-            "email_address": "anna@example.com",
-            "first_name": "Mallory",
-            "last_name": "Forger",
-            "list_memberships": [LIST_ID],
-        },
+        STRANGERS_DETAILS,
     )
     assert run(signup).status == S.SYNCED
     assert sum(call.request.url == SIGN_UP_URL for call in cc_api.calls) == 1
@@ -262,12 +248,7 @@ def test_confirmed_opt_in_accounts_create_through_sign_up_form(
     cc_api.get(CONTACTS_URL, json={"contacts": []})
     sign_up_form(
         cc_api,
-        {
-            "email_address": "anna@example.com",
-            "first_name": "Mallory",
-            "last_name": "Forger",
-            "list_memberships": [LIST_ID],
-        },
+        STRANGERS_DETAILS,
         status=201,
     )
     assert run(stranger).status == S.SYNCED

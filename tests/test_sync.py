@@ -9,7 +9,7 @@ import requests
 from django.utils import timezone
 from responses import matchers
 
-from cc_sync import ratelimit, sync, tasks
+from cc_sync import ratelimit, sync
 from cc_sync.models import Connection, Signup
 from tests.conftest import ACCESS_TOKEN, CONTACTS_URL, LIST_ID, TOKEN_URL, make_connection
 
@@ -53,19 +53,6 @@ def expect_create(cc_api, token=ACCESS_TOKEN, status=201, json=None, body=None, 
         **content,
         **kwargs,
     )
-
-
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Run the task body for a signup as a worker would (after-commit callbacks included)."""
-
-    def run_task(signup):
-        with django_capture_on_commit_callbacks(execute=True):
-            tasks.sync_signup.run(signup.pk)
-        signup.refresh_from_db()
-        return signup
-
-    return run_task
 
 
 def test_success_marks_synced_with_contact_id(connection, cc_api, signup, run):
