@@ -43,10 +43,11 @@ class Report:
         """What the admin page and the status command say while the daily quota is spent ("" otherwise)."""
         if self.quota_blocked_until is None:
             return ""
-        return (
-            "Constant Contact's daily quota is spent; cc_sync waits until "
-            f"{self.quota_blocked_until.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC and probes sparingly."
-        )
+        until = f"{self.quota_blocked_until.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC"
+        if self.quota_blocked_until <= timezone.now():
+            # The block ends only when CC accepts a probe, not when the clock says CC's day is over.
+            return f"Constant Contact's daily quota was spent; cc_sync probes whether it is back (since {until})."
+        return f"Constant Contact's daily quota is spent; cc_sync waits until {until} and probes sparingly."
 
     @property
     def oldest_pending_age(self) -> timedelta | None:
@@ -110,6 +111,6 @@ def report() -> Report:
         lists_from_settings=bool(configured),
         missing_list_ids=missing,
         unreadable_tokens=unreadable_fields(connection),
-        quota_blocked_until=quota if quota is not None and quota > now else None,
+        quota_blocked_until=quota,
         **counts,
     )

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.dispatch import receiver
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import confirmation, oauth, privacy, publisher, ratelimit
 from .client import ConstantContactClient, get_client
@@ -118,9 +119,9 @@ def enqueue_signup(
     # Marked as queued in the INSERT itself, so the visitor's request costs no UPDATE after the publish.
     # A single INSERT needs no transaction of its own: on_commit runs at once in autocommit mode, or when
     # the caller's transaction commits.
-    signup.enqueued_at = timezone.now()
+    signup.enqueued_at = marked_at = timezone.now()
     signup.save()
-    transaction.on_commit(lambda: publish([signup.pk], marked_at=signup.enqueued_at))
+    transaction.on_commit(lambda: publish([signup.pk], marked_at=marked_at))
     return signup
 
 
@@ -288,6 +289,7 @@ def create_body_for(signup: Signup, list_ids: list[str]) -> dict[str, Any]:
     return body
 
 
+@sensitive_variables("token")
 def with_access_token(call: Callable[[str], T]) -> T:
     """Run ``call(access_token)``; on a 401, refresh once (unless another process did) and run it once more.
 
@@ -333,6 +335,7 @@ def push(signup: Signup) -> tuple[str, bool]:
         raise
 
 
+@sensitive_variables("token")
 def _send_contact(
     client: ConstantContactClient, token: str, signup: Signup, list_ids: list[str]
 ) -> tuple[str, bool]:

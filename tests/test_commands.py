@@ -379,7 +379,13 @@ def test_status_says_when_the_daily_quota_is_spent_and_until_when(connection, mo
         "Constant Contact's daily quota is spent; cc_sync waits until 2031-03-05 00:35 UTC and probes "
         "sparingly." in out.getvalue().splitlines()
     )
+    # Past the time, the block holds until CC accepts a probe: its day may not end at 00:00 UTC.
     RateLimitState.objects.filter(name="api").update(blocked_until=QUOTA_NOW - timedelta(seconds=1))
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("cc_sync_status", stdout=out)
+    assert "daily quota was spent; cc_sync probes whether it is back" in out.getvalue()
+    RateLimitState.objects.filter(name="api").update(blocked_until=None)  # a probe was accepted
     out = io.StringIO()
     call_command("cc_sync_status", stdout=out)
     assert "daily quota" not in out.getvalue()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 import requests
@@ -191,13 +193,18 @@ def test_throttled_waits_at_least_a_second(connection, cc_api, signup, published
 
 
 def test_quota_exceeded_waits_until_after_midnight_utc_in_the_database(
-    connection, cc_api, signup, published, run
+    db, cc_api, signup, published, run, monkeypatch
 ):
+    # The clock is pinned far from midnight: at 23:59:30 the wait would be short enough for a countdown.
+    pinned = datetime(2028, 2, 29, 10, 0, tzinfo=dt_timezone.utc)
+    monkeypatch.setattr(time, "time", pinned.timestamp)
+    monkeypatch.setattr(timezone, "now", lambda: pinned)
+    make_connection()
+    Signup.objects.filter(pk=signup.pk).update(next_attempt_at=pinned)  # due by the pinned clock
     expect_create(cc_api, status=429, json={"error_key": "quota_exceeded", "error_message": "Limit Exceeded"})
     signup = run(signup)
-    midnight = (timezone.now() + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     assert signup.status == S.PENDING
-    assert signup.next_attempt_at > midnight
+    assert signup.next_attempt_at > datetime(2028, 3, 1, 0, 0, tzinfo=dt_timezone.utc)
     assert signup.last_error_key == "quota_exceeded"
     assert published == []  # a wait of hours is left to the sweeper, never a long Celery countdown
 
