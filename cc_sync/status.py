@@ -39,12 +39,17 @@ class Report:
     quota_blocked_until: datetime | None = None
 
     @property
+    def quota_probing(self) -> bool:
+        """The block's time has passed: cc_sync now probes, and the block ends when CC accepts a probe."""
+        return self.quota_blocked_until is not None and self.quota_blocked_until <= timezone.now()
+
+    @property
     def quota_line(self) -> str:
         """What the admin page and the status command say while the daily quota is spent ("" otherwise)."""
         if self.quota_blocked_until is None:
             return ""
         until = f"{self.quota_blocked_until.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC"
-        if self.quota_blocked_until <= timezone.now():
+        if self.quota_probing:
             # The block ends only when CC accepts a probe, not when the clock says CC's day is over.
             return f"Constant Contact's daily quota was spent; cc_sync probes whether it is back (since {until})."
         return f"Constant Contact's daily quota is spent; cc_sync waits until {until} and probes sparingly."

@@ -931,7 +931,11 @@ def test_connection_page_says_when_the_daily_quota_is_spent(pinned_admin, connec
         "sparingly." in content
     )
     RateLimitState.objects.filter(name="api").update(blocked_until=NOW - timedelta(minutes=1))
-    assert "daily quota is spent" not in admin_client.get(PAGE).content.decode()
+    content = admin_client.get(PAGE).content.decode()
+    assert "daily quota is spent" not in content
+    assert "daily quota was spent; cc_sync probes whether it is back (since 2031-03-04 09:59 UTC)" in content
+    RateLimitState.objects.filter(name="api").update(blocked_until=None)  # a probe was accepted
+    assert "daily quota" not in admin_client.get(PAGE).content.decode()
 
 
 # -- tokens stay out of error pages ---------------------------------------------------------------------
