@@ -92,5 +92,8 @@ def unreadable_fields(instance: models.Model) -> list[str]:
 
 
 def is_set(instance: models.Model, name: str) -> bool:
-    """True if the encrypted field ``name`` holds a token, readable or not (never raises)."""
-    return bool(instance._meta.get_field(name).raw_value(instance))
+    """True if the encrypted field ``name`` holds a token, readable or not (never raises for such a field)."""
+    field = instance._meta.get_field(name)
+    if not isinstance(field, EncryptedTextField):
+        raise TypeError(f"{type(instance).__name__}.{name} is not an encrypted field.")
+    return bool(field.raw_value(instance))

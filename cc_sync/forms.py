@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from .conf import get_setting
@@ -24,7 +25,7 @@ class CompatibilityEmailField(forms.EmailField):
     stored (and limited) as the same address as its plain spelling (:func:`cc_sync.validators.normalize_email`).
     """
 
-    def to_python(self, value: Any) -> str:
+    def to_python(self, value: Any) -> str | None:
         text = super().to_python(value)
         return unicodedata.normalize("NFKC", text).strip() if text else text
 
@@ -70,7 +71,8 @@ class SignupForm(forms.ModelForm):
         return bool(self.honeypot_name and self.data.get(self.honeypot_name))
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         # Custom fields and address parts are checked here, so an error shows next to its own input;
         # enqueue_signup checks them again on the model.
         custom = get_setting("CUSTOM_FIELDS")
@@ -102,7 +104,14 @@ class SignupForm(forms.ModelForm):
 
     def contact_fields(self) -> dict[str, Any]:
         """The cleaned contact fields, as :func:`cc_sync.sync.enqueue_signup` takes them."""
-        fields = {name: self.cleaned_data[name] for name in self._meta.fields if name in self.cleaned_data}
+        names = self._meta.fields
+        if names is None:
+            # Meta.exclude or "__all__" leaves Django's fields as None, and would hand enqueue_signup model
+            # fields it does not take (status, contact_id ...): the contact fields must be named.
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.Meta.fields must name the contact fields the form asks for."
+            )
+        fields = {name: self.cleaned_data[name] for name in names if name in self.cleaned_data}
         # By form field name: the custom field ids are read from CUSTOM_FIELDS when the signup is sent, so
         # fixing a wrong id in the settings and retrying works.
         fields["field_values"] = self._field_values()

@@ -13,7 +13,7 @@ from django.db import connection as db_connection
 
 from cc_sync import crypto, sync
 from cc_sync.exceptions import CCSyncConfigurationError, ReconnectRequired
-from cc_sync.fields import unreadable_fields
+from cc_sync.fields import is_set, unreadable_fields
 from cc_sync.models import Connection, Signup
 from tests.conftest import ACCESS_TOKEN, LIST_ID, REFRESH_TOKEN, make_connection
 
@@ -236,3 +236,8 @@ def test_generated_key_is_a_working_fernet_key():
     assert key != crypto.generate_key()
     token = Fernet(key.encode()).encrypt(b"x")
     assert Fernet(key.encode()).decrypt(token) == b"x"
+
+
+def test_is_set_refuses_a_field_that_is_not_encrypted(db):
+    with pytest.raises(TypeError, match=r"Connection\.status is not an encrypted field"):
+        is_set(Connection(), "status")

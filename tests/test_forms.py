@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError
 
 from cc_sync import sync, tasks
 from cc_sync.conf import DEFAULTS
+from cc_sync.forms import SignupForm
 from cc_sync.models import Signup
 from cc_sync.views import SignupView
 from tests.conftest import make_connection, test_celery_app
@@ -382,3 +383,17 @@ def test_surrounding_whitespace_in_names_is_trimmed_not_refused(client, db, publ
     response = client.post("/signup/", form_data(first_name="\tJane ", last_name="Doe\n"))
     assert response.status_code == 302
     assert Signup.objects.values_list("first_name", "last_name").get() == ("Jane", "Doe")
+
+
+class AllFieldsSignupForm(SignupForm):
+    class Meta:
+        model = Signup
+        fields = "__all__"
+
+
+def test_a_form_subclass_without_named_fields_says_which_setting_to_fix():
+    # Django turns fields = "__all__" (or Meta.exclude) into Meta.fields = None: a clear error, not a TypeError.
+    form = AllFieldsSignupForm()
+    form.cleaned_data = {"email": "jane.doe@example.com"}
+    with pytest.raises(ImproperlyConfigured, match=r"AllFieldsSignupForm\.Meta\.fields must name"):
+        form.contact_fields()
