@@ -60,7 +60,8 @@ def handles_tokens(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     @wraps(view)
     def wrapper(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         request.exception_reporter_filter = TokenViewReporterFilter()
-        request.sensitive_post_parameters = "__ALL__"
+        # What Django's sensitive_post_parameters decorator sets; HttpRequest's stubs do not declare it.
+        request.sensitive_post_parameters = "__ALL__"  # type: ignore[attr-defined]
         return hidden(self, request, *args, **kwargs)
 
     return wrapper
@@ -349,14 +350,14 @@ class SignupAdmin(admin.ModelAdmin):
         # read-only fields would write the row back over a worker's update).
         return obj is None and super().has_change_permission(request)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         fields = ["lists_by_name" if f.name == "list_ids" else f.name for f in Signup._meta.fields]
         fields.remove("id")
         if obj is not None and obj.status not in SCHEDULED_STATUSES:
             fields = [name for name in fields if name not in SCHEDULING_FIELDS]
-        return fields
+        return tuple(fields)
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return self.get_fields(request, obj)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:

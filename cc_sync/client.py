@@ -395,7 +395,7 @@ class ConstantContactClient:
         if status < 300:
             return response
         error_key, message, errors = describe_error(response, [access_token])
-        context = {"status_code": status, "error_key": error_key, "errors": errors}
+        context: dict[str, Any] = {"status_code": status, "error_key": error_key, "errors": errors}
         if status == 401:
             raise AccessTokenRejected(f"Constant Contact refused the access token: {message}", **context)
         if status == 403:

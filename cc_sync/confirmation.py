@@ -10,6 +10,7 @@ scanners follow links with GET, and must not confirm for the person.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.core import signing
@@ -77,7 +78,8 @@ def send(signup: Signup) -> None:
 def signup_for(token: str) -> Signup:
     """The signup a link names; raises :class:`InvalidLink` if it is forged, expired or gone."""
     try:
-        data = signing.loads(token, salt=SALT, max_age=float(get_setting("CONFIRMATION_MAX_AGE")))
+        max_age = timedelta(seconds=float(get_setting("CONFIRMATION_MAX_AGE")))
+        data = signing.loads(token, salt=SALT, max_age=max_age)
         signup = Signup.objects.get(pk=data["s"])
     except (signing.BadSignature, Signup.DoesNotExist, KeyError, TypeError):
         raise InvalidLink() from None

@@ -20,11 +20,12 @@ def lock_row(model: type[M], pk: Any, **defaults: Any) -> M:
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("lock_row() must be called inside transaction.atomic().")
+    manager = model._default_manager
     if connection.features.has_select_for_update:
-        row = model.objects.select_for_update().filter(pk=pk).first()
+        row = manager.select_for_update().filter(pk=pk).first()
         if row is not None:
             return row
-    elif model.objects.filter(pk=pk).update(**{model._meta.pk.attname: pk}):
-        return model.objects.get(pk=pk)
-    model.objects.get_or_create(pk=pk, defaults=defaults)
-    return model.objects.select_for_update().get(pk=pk)
+    elif manager.filter(pk=pk).update(**{model._meta.pk.attname: pk}):
+        return manager.get(pk=pk)
+    manager.get_or_create(pk=pk, defaults=defaults)
+    return manager.select_for_update().get(pk=pk)

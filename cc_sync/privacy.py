@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 from datetime import timedelta
+from typing import Any
 
 import idna
 from django.conf import settings
@@ -101,7 +102,7 @@ def apply_retention() -> int:
     provable. Returns how many rows were purged.
     """
     now = timezone.now()
-    blank = {field: "" for field in PERSONAL_FIELDS}
+    blank: dict[str, Any] = {field: "" for field in PERSONAL_FIELDS}
     blank.update(custom_fields=[], street_address=None, consent_user_agent="", personal_data_purged_at=now)
     purged = 0
     for status, days in (

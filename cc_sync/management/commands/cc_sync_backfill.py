@@ -187,7 +187,8 @@ class Command(BaseCommand):
     def _dry_run(self, source: backfill.Source, list_ids: list[str], report: str | None) -> None:
         batches = backfill.plan_batches(source, list_ids)
         for number, rows in enumerate(batches, start=1):
-            size = len(backfill.request_body([source.rows[i].contact for i in rows], list_ids))
+            contacts = [contact for i in rows if (contact := source.rows[i].contact) is not None]
+            size = len(backfill.request_body(contacts, list_ids))
             self.stdout.write(
                 _("  batch %(number)d: %(contacts)d contacts, %(bytes)s bytes")
                 % {"number": number, "contacts": len(rows), "bytes": f"{size:,}"}
