@@ -36,10 +36,8 @@ from django.utils.translation import gettext as _
 from . import oauth, privacy
 from .client import ConstantContactClient, get_client
 from .exceptions import (
-    AccessTokenRejected,
     ActivityQueueFull,
     QuotaExceeded,
-    ReconnectRequired,
     Rejected,
     RetryLater,
 )
@@ -501,18 +499,10 @@ class Backfill:
 
     def _call(self, method: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
         """One API call with a valid token: one refresh after a 401, transient failures retried with backoff."""
-        refreshed, attempt = False, 0
-        token = oauth.get_access_token()
+        attempt = 0
         while True:
             try:
-                return method(token, *args)
-            except AccessTokenRejected as err:
-                if refreshed:
-                    oauth.mark_needs_reconnect(
-                        f"Constant Contact refused a freshly refreshed access token: {err}"
-                    )
-                    raise ReconnectRequired(str(err), status_code=err.status_code) from None
-                token, refreshed = oauth.replace_rejected_token(token), True
+                return oauth.with_access_token(lambda token: method(token, *args))
             except (QuotaExceeded, ActivityQueueFull):
                 raise  # minutes or hours away: the caller decides, never a retry within seconds
             except RetryLater as err:

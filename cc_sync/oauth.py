@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, MutableMapping
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.core.mail import mail_admins
@@ -30,11 +30,12 @@ from . import ratelimit
 from .client import get_client
 from .conf import get_setting
 from .db import lock_row
-from .exceptions import AuthorizationFailed, CCSyncError, ReconnectRequired, Rejected
+from .exceptions import AccessTokenRejected, AuthorizationFailed, CCSyncError, ReconnectRequired, Rejected
 from .models import Connection
 from .signals import connection_established, connection_needs_reconnect
 
 logger = logging.getLogger("cc_sync.oauth")
+T = TypeVar("T")
 
 SESSION_KEY = "cc_sync_oauth_states"
 # CC's authorization code lives 5 minutes; a state older than twice that is refused.
@@ -388,6 +389,25 @@ def replace_rejected_token(rejected_token: str) -> str:
 
 
 @sensitive_variables()
+@sensitive_variables("token")
+def with_access_token(call: Callable[[str], T]) -> T:
+    """Run ``call(access_token)``; on a 401, refresh once (unless another process did) and run it once more.
+
+    A second 401 right after a refresh means CC no longer accepts the grant: the connection is marked for
+    a reconnect and :class:`ReconnectRequired` raised.
+    """
+    token = get_access_token()
+    try:
+        return call(token)
+    except AccessTokenRejected:
+        token = replace_rejected_token(token)
+    try:
+        return call(token)
+    except AccessTokenRejected as err:
+        mark_needs_reconnect(f"Constant Contact refused a freshly refreshed access token: {err}")
+        raise ReconnectRequired(str(err), status_code=err.status_code) from None
+
+
 def refresh_now() -> str:
     """Refresh unconditionally (the admin's "Refresh now")."""
     return refresh_tokens_if(lambda c: True)

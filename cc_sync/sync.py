@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import random
 import unicodedata
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -25,7 +24,6 @@ from .client import ConstantContactClient, get_client
 from .conf import get_setting, list_setting
 from .db import lock_row
 from .exceptions import (
-    AccessTokenRejected,
     QuotaExceeded,
     ReconnectRequired,
     Rejected,
@@ -42,7 +40,6 @@ NAME_FIELDS = ("first_name", "last_name", "job_title", "company_name")
 CONTACT_FIELDS = (*NAME_FIELDS, "phone_number")
 # POST /contacts takes at most 25 custom fields (sign_up_form 50): more go through the lookup path.
 CREATE_CUSTOM_FIELDS_MAX = 25
-T = TypeVar("T")
 Status = Signup.Status
 
 
@@ -289,25 +286,6 @@ def create_body_for(signup: Signup, list_ids: list[str]) -> dict[str, Any]:
     return body
 
 
-@sensitive_variables("token")
-def with_access_token(call: Callable[[str], T]) -> T:
-    """Run ``call(access_token)``; on a 401, refresh once (unless another process did) and run it once more.
-
-    A second 401 right after a refresh means CC no longer accepts the grant: the connection is marked for
-    a reconnect and :class:`ReconnectRequired` raised.
-    """
-    token = oauth.get_access_token()
-    try:
-        return call(token)
-    except AccessTokenRejected:
-        token = oauth.replace_rejected_token(token)
-    try:
-        return call(token)
-    except AccessTokenRejected as err:
-        oauth.mark_needs_reconnect(f"Constant Contact refused a freshly refreshed access token: {err}")
-        raise ReconnectRequired(str(err), status_code=err.status_code) from None
-
-
 def push(signup: Signup) -> tuple[str, bool]:
     """Send one signup to CC the contact-safe way; return ``(contact_id, created)`` or raise what to do next.
 
@@ -325,7 +303,7 @@ def push(signup: Signup) -> tuple[str, bool]:
     list_ids = lists_for(signup)
     client = get_client()
     try:
-        return with_access_token(lambda token: _send_contact(client, token, signup, list_ids))
+        return oauth.with_access_token(lambda token: _send_contact(client, token, signup, list_ids))
     except Rejected as err:
         if err.status_code == 404:
             # CC answers 404 for a list it no longer has; which one is told by the account's lists.
