@@ -1,7 +1,7 @@
 """The version matrix and the release checks: `nox -l` lists the sessions.
 
-CI runs the oldest and the newest supported pair (`nox -s oldest newest`) plus `lint`, `migrations`,
-`docs` and `package`; `nox -s matrix` runs every supported pair.
+CI runs the oldest and the newest supported pair (`nox -s oldest newest`) plus `lint`, `types`,
+`migrations`, `docs` and `package`; `nox -s matrix` runs every supported pair.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["oldest", "newest", "lint", "migrations", "docs", "package"]
+nox.options.sessions = ["oldest", "newest", "lint", "types", "migrations", "docs", "package"]
 
 # Supported pairs: Django 5.2 LTS on Python 3.10+, Django 6.x on Python 3.12+ (Django's own support).
 MATRIX = [
@@ -87,6 +87,12 @@ def lint(session: nox.Session) -> None:
         external=True,
     )
     session.run(PY, "-m", "ruff", "format", "--check", "cc_sync", "tests", "example_project", external=True)
+
+
+@nox.session(python=False)
+def types(session: nox.Session) -> None:
+    """mypy with django-stubs on cc_sync/ (configured in pyproject.toml's [tool.mypy])."""
+    session.run(PY, "-m", "mypy", *session.posargs, external=True)
 
 
 @nox.session(python=False)
