@@ -42,7 +42,6 @@ class Undecryptable(str):
 class UnreadableTokens(ReconnectRequired):
     """A token was used that the configured keys cannot decrypt; restore the old key or reconnect."""
 
-    code = "tokens_unreadable"
     # A template that touches a token shows nothing instead of failing the whole admin page.
     silent_variable_failure = True
 

@@ -2,7 +2,8 @@
 
 - :class:`RetryLater` (and :class:`Throttled`, :class:`QuotaExceeded`, :class:`ActivityQueueFull`): transient,
   try again later.
-- :class:`ReconnectRequired`: CC refused the credentials; an admin must connect again. Never retried in a loop.
+- :class:`ReconnectRequired` (and :class:`cc_sync.crypto.UnreadableTokens`): CC refused the credentials, or
+  the configured keys cannot decrypt them; an admin must connect again. Never retried in a loop.
 - :class:`Rejected`: CC refused this request for good (400/404/415); retrying unchanged cannot help.
 - :class:`AccessTokenRejected`: a 401 from the API; refresh once and retry once.
 - :class:`AuthorizationFailed`: the connect flow was refused (bad state, access denied, code exchange error).
@@ -21,8 +22,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 class CCSyncError(Exception):
     """Base of every error cc_sync raises while talking to Constant Contact."""
-
-    code = "error"
 
     def __init__(
         self,
@@ -48,8 +47,6 @@ class CCSyncError(Exception):
 class RetryLater(CCSyncError):
     """A transient failure: timeout, connection error, 409, 5xx, 429 or a malformed success body."""
 
-    code = "transient"
-
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
@@ -58,13 +55,9 @@ class RetryLater(CCSyncError):
 class Throttled(RetryLater):
     """429 ``throttled``: more than the per-second limit; wait at least a second."""
 
-    code = "throttled"
-
 
 class QuotaExceeded(RetryLater):
     """429 ``quota_exceeded`` (or the local daily budget is spent): wait until after 00:00 UTC."""
-
-    code = "quota_exceeded"
 
 
 class ActivityQueueFull(RetryLater):
@@ -75,31 +68,21 @@ class ActivityQueueFull(RetryLater):
     quota's detection.
     """
 
-    code = "activity_queue_full"
-
 
 class ReconnectRequired(CCSyncError):
     """The stored grant is unusable (``invalid_grant``, 403, 401 after a fresh refresh, or not connected)."""
-
-    code = "reconnect_required"
 
 
 class Rejected(CCSyncError):
     """CC refused the request itself (400, 404, 415 ...): a permanent failure for this signup."""
 
-    code = "rejected"
-
 
 class AccessTokenRejected(CCSyncError):
     """401 from the API: the access token is no longer accepted."""
 
-    code = "access_token_rejected"
-
 
 class AuthorizationFailed(CCSyncError):
     """The authorization (connect) flow failed; nothing was stored."""
-
-    code = "authorization_failed"
 
 
 class CCSyncConfigurationError(ImproperlyConfigured):
