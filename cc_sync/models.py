@@ -175,9 +175,9 @@ class Signup(models.Model):
     # A keyed hash of the normalised email: survives the retention purge and matches the suppression list.
     email_hash = models.CharField(_("email hash"), max_length=64, blank=True, db_index=True, editable=False)
 
-    status = models.CharField(
-        _("status"), max_length=30, choices=Status.choices, default=Status.PENDING, db_index=True
-    )
+    # No index of its own: the composite index cc_sync_signup_due (status, next_attempt_at) starts with status,
+    # so it serves lookups by status alone too.
+    status = models.CharField(_("status"), max_length=30, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now, db_index=True)
     lease_expires_at = models.DateTimeField(_("claim expires at"), null=True, blank=True)
