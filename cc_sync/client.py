@@ -58,7 +58,7 @@ _CREDENTIALS = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{16,}")
 
 
 def create_session() -> requests.Session:
-    """The ``requests.Session`` used for every call; override :meth:`ConstantContactClient.create_session`."""
+    """A ``requests.Session`` that names cc_sync in its User-Agent; each client makes one (see :func:`get_client`)."""
     session = requests.Session()
     session.headers.update({"User-Agent": f"cc-sync/{__version__}", "Accept": "application/json"})
     return session
@@ -173,10 +173,8 @@ class ConstantContactClient:
     """Calls to CC's token endpoint and V3 API, each mapped to cc_sync's exceptions."""
 
     def __init__(self, session: requests.Session | None = None) -> None:
-        self.session = session or self.create_session()
-
-    def create_session(self) -> requests.Session:
-        return create_session()
+        # No subclass hook: get_client() always builds this class. A session given here (tests) is used as is.
+        self.session = session or create_session()
 
     # -- token endpoint -------------------------------------------------------------------------
 
