@@ -136,7 +136,9 @@ def verify_captcha(request: HttpRequest, client_ip: str) -> bool:
     if client_ip:
         data["remoteip"] = client_ip
     try:
-        response = create_session().post(config["verify_url"], data=data, timeout=timeout())
+        # Closed when done: a session per call would otherwise keep its pooled socket until garbage collection.
+        with create_session() as session:
+            response = session.post(config["verify_url"], data=data, timeout=timeout())
         body = response.json()
     except (requests.RequestException, ValueError) as err:
         logger.warning("CAPTCHA verification unavailable (%s); refusing the submission.", type(err).__name__)

@@ -193,6 +193,23 @@ def test_a_valid_captcha_answer_is_verified_on_the_server(client, db, turnstile,
     assert Signup.objects.count() == 1
 
 
+@pytest.mark.parametrize("answer", [{"json": {"success": True}}, {"body": requests.ConnectTimeout("down")}])
+def test_the_captcha_verifier_session_is_closed_after_each_check(client, db, turnstile, cc_api, answer):
+    cc_api.post(TURNSTILE, **answer)
+    sessions: list[requests.Session] = []
+
+    def tracked_session() -> requests.Session:
+        session = requests.Session()
+        session.close = mock.Mock(wraps=session.close)
+        sessions.append(session)
+        return session
+
+    with mock.patch.object(defences, "create_session", tracked_session):
+        client.post("/signup/", form_data(**{"cf-turnstile-response": "tok-1"}))
+    assert len(sessions) == 1
+    sessions[0].close.assert_called_once_with()
+
+
 @pytest.mark.parametrize(
     ("token", "answer"),
     [
