@@ -28,16 +28,11 @@ MATRIX = [
 ]
 # Sessions without a virtualenv of their own use the interpreter nox runs in (the project's .venv).
 PY = sys.executable
-# The fault and benchmark suites, the newcomer's wheel install and the docs build run once, under the main
-# test command (and the docs session); the matrix runs the rest. The browser test runs in the main command and
-# on the newest pair, whose admin markup is the newest (the layout comparison with the admin's own pages).
-MATRIX_IGNORES = [
-    "tests/test_e2e.py",
-    "tests/test_faults.py",
-    "tests/test_bench.py",
-    "tests/test_docs.py",
-    "tests/test_newcomer.py",
-]
+# Tiers are pytest markers (pyproject.toml). The fault and benchmark suites, the newcomer's wheel install and
+# the slow single tests (the docs build) run once, under the main test command (and the docs session); the
+# matrix runs every other tier. The browser test runs in the main command and on the newest pair, whose admin
+# markup is the newest (the layout comparison with the admin's own pages).
+MATRIX_TIERS = "not (fault or bench or package or slow)"
 
 
 def run_tests(session: nox.Session, django: str, browser: bool = False) -> None:
@@ -48,8 +43,8 @@ def run_tests(session: nox.Session, django: str, browser: bool = False) -> None:
         "CC_SYNC_FUZZ_EXAMPLES": os.environ.get("CC_SYNC_FUZZ_EXAMPLES", "1000"),
         "PYTHONWARNINGS": "error::DeprecationWarning:cc_sync",
     }
-    ignores = [f"--ignore={path}" for path in MATRIX_IGNORES if not (browser and path == "tests/test_e2e.py")]
-    session.run("python", "-m", "pytest", "-q", *ignores, *session.posargs, env=env)
+    tiers = MATRIX_TIERS if browser else f"{MATRIX_TIERS} and not browser"
+    session.run("python", "-m", "pytest", "-q", "-m", tiers, *session.posargs, env=env)
 
 
 @nox.session(python="3.10")

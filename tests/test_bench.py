@@ -21,7 +21,7 @@ import pytest
 from bench import report
 from bench.run import available, run_one
 
-pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
+pytestmark = [pytest.mark.services, pytest.mark.bench, pytest.mark.usefixtures("services")]
 
 
 def positive(value: Any) -> bool:

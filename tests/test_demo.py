@@ -21,6 +21,9 @@ import requests
 
 from tests.processes import ROOT, wait_until
 
+# Real processes (runserver, a worker, the sandbox): the services tier.
+pytestmark = pytest.mark.services
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -49,6 +49,7 @@ def test_each_setting_heading_is_followed_by_its_default():
         assert section, f"docs/settings.md: '### `{name}`' must be followed by a **Default:** line"
 
 
+@pytest.mark.slow
 def test_the_documentation_builds_without_warnings(tmp_path):
     if importlib.util.find_spec("sphinx") is None or importlib.util.find_spec("myst_parser") is None:
         message = "Sphinx or myst-parser is not installed (pip install -e '.[docs]')"

@@ -29,7 +29,7 @@ from cc_sync.sandbox import Sandbox
 from tests import conftest
 from tests.processes import ROOT, celery_worker, example_env, wait_until
 
-pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
+pytestmark = [pytest.mark.services, pytest.mark.browser, pytest.mark.usefixtures("services")]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -14,7 +14,7 @@ import pytest
 
 from faults import report, scenarios
 
-pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
+pytestmark = [pytest.mark.services, pytest.mark.fault, pytest.mark.usefixtures("services")]
 
 
 @pytest.mark.parametrize("name", list(scenarios.SCENARIOS))

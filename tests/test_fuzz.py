@@ -16,6 +16,9 @@ from cc_sync import privacy
 from cc_sync.models import EMAIL_MAX_LENGTH, Signup
 from cc_sync.validators import canonical_email, normalize_email
 
+# Property tests: thousands of generated inputs each; `pytest -m fuzz` runs them (the README's test command too).
+pytestmark = pytest.mark.fuzz
+
 BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
 local_parts = st.one_of(

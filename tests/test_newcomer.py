@@ -97,6 +97,7 @@ def keys_from(output: str) -> dict[str, str]:
     return lines
 
 
+@pytest.mark.slow
 def test_the_documented_settings_make_their_keys_first_and_pass_check_once_set(tmp_path):
     """Item 2 and 8 of issue 13: in the documented order, nothing crashes (no ``KeyError: 'CC_CLIENT_ID'``)."""
     project = new_project([sys.executable, "-m", "django"], tmp_path / "site")
@@ -116,6 +117,7 @@ def test_the_documented_settings_make_their_keys_first_and_pass_check_once_set(t
 
 
 @pytest.mark.services
+@pytest.mark.package
 @pytest.mark.usefixtures("services")
 def test_a_new_project_built_from_the_wheel_and_the_guide_syncs_a_signup(tmp_path):
     timings: dict[str, float] = {}
