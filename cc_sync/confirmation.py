@@ -93,7 +93,8 @@ def confirm(signup: Signup) -> bool:
 
     One conditional UPDATE: a second click (or two tabs) confirms once.
     """
-    from .sync import Status, publish
+    from .publisher import publish
+    from .sync import Status
 
     now = timezone.now()
     confirmed = Signup.objects.filter(pk=signup.pk, status=Status.AWAITING_CONFIRMATION).update(

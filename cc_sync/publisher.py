@@ -14,7 +14,11 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
+
+from .conf import get_setting
+from .models import Signup
 
 logger = logging.getLogger("cc_sync.publisher")
 
@@ -67,3 +71,63 @@ class BoundedRunner:
 
 
 runner = BoundedRunner()
+
+
+# -- publishing sync tasks -----------------------------------------------------------------------
+
+
+def publish(
+    signup_ids: list[int], marked_at: datetime, countdown: float | None = None, bounded: bool = True
+) -> list[int]:
+    """Send one sync task per id and return the ids the broker took.
+
+    Callers mark the rows as queued first (``enqueued_at = marked_at``, in the statement that makes them
+    due), so a publish that works costs no query; the rows the broker did not take are unmarked here and
+    the next sweep queues them. A broker failure is logged, never raised. With ``bounded`` (the visitor's
+    request, admin actions) the caller waits at most ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker
+    (see :mod:`cc_sync.publisher`); workers publish in their own thread.
+    """
+    if bounded:
+        finished, published = runner.run(
+            lambda: _send(signup_ids, countdown), float(get_setting("PUBLISH_TIMEOUT"))
+        )
+        if not finished:
+            logger.warning(
+                "The broker did not take %s signups in time; the sweeper will queue them.", len(signup_ids)
+            )
+        published = published or []
+    else:
+        published = _send(signup_ids, countdown)
+    missed = set(signup_ids) - set(published)
+    if missed:
+        # Only rows still carrying this mark: one taken again since by a sweep is that sweep's to publish.
+        Signup.objects.filter(pk__in=missed, enqueued_at=marked_at).update(enqueued_at=None)
+    return published
+
+
+def _send(signup_ids: list[int], countdown: float | None) -> list[int]:
+    from .tasks import sync_signup
+
+    published = []
+    for signup_id in signup_ids:
+        try:
+            sync_signup.apply_async(
+                (signup_id,), countdown=countdown, queue=get_setting("QUEUE"), retry=False
+            )
+        except Exception as err:  # the broker is down or misconfigured: the row stays due for the sweeper
+            logger.warning(
+                "Could not queue signup %s (%s); the sweeper will queue it.", signup_id, type(err).__name__
+            )
+            break
+        published.append(signup_id)
+    return published
+
+
+def queue_sweep() -> None:
+    """Ask a worker to sweep now (falls back silently to beat's next run if the broker is down)."""
+    from .tasks import sweep_due_signups
+
+    try:
+        sweep_due_signups.apply_async(queue=get_setting("QUEUE"), retry=False)
+    except Exception as err:
+        logger.warning("Could not queue a sweep (%s); beat's next run will do it.", type(err).__name__)

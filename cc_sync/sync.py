@@ -19,7 +19,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import confirmation, oauth, privacy, publisher, ratelimit
+from . import confirmation, oauth, privacy, ratelimit
 from .client import ConstantContactClient, get_client
 from .conf import get_setting, list_setting
 from .db import lock_row
@@ -31,6 +31,7 @@ from .exceptions import (
     Throttled,
 )
 from .models import Connection, Signup, SignupQuerySet, default_deadline
+from .publisher import publish, queue_sweep
 from .signals import connection_established, signup_failed, signup_synced
 from .validators import validate_custom_field_id, validate_list_ids
 
@@ -135,53 +136,6 @@ def default_list_ids(connection: Connection | None = None) -> list[str]:
         return list(connection.list_ids)
     chosen = Connection.objects.filter(pk=Connection.SINGLETON_PK).values_list("list_ids", flat=True).first()
     return list(chosen or [])
-
-
-def publish(
-    signup_ids: list[int], marked_at: datetime, countdown: float | None = None, bounded: bool = True
-) -> list[int]:
-    """Send one sync task per id and return the ids the broker took.
-
-    Callers mark the rows as queued first (``enqueued_at = marked_at``, in the statement that makes them
-    due), so a publish that works costs no query; the rows the broker did not take are unmarked here and
-    the next sweep queues them. A broker failure is logged, never raised. With ``bounded`` (the visitor's
-    request, admin actions) the caller waits at most ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker
-    (see :mod:`cc_sync.publisher`); workers publish in their own thread.
-    """
-    if bounded:
-        finished, published = publisher.runner.run(
-            lambda: _send(signup_ids, countdown), float(get_setting("PUBLISH_TIMEOUT"))
-        )
-        if not finished:
-            logger.warning(
-                "The broker did not take %s signups in time; the sweeper will queue them.", len(signup_ids)
-            )
-        published = published or []
-    else:
-        published = _send(signup_ids, countdown)
-    missed = set(signup_ids) - set(published)
-    if missed:
-        # Only rows still carrying this mark: one taken again since by a sweep is that sweep's to publish.
-        Signup.objects.filter(pk__in=missed, enqueued_at=marked_at).update(enqueued_at=None)
-    return published
-
-
-def _send(signup_ids: list[int], countdown: float | None) -> list[int]:
-    from .tasks import sync_signup
-
-    published = []
-    for signup_id in signup_ids:
-        try:
-            sync_signup.apply_async(
-                (signup_id,), countdown=countdown, queue=get_setting("QUEUE"), retry=False
-            )
-        except Exception as err:  # the broker is down or misconfigured: the row stays due for the sweeper
-            logger.warning(
-                "Could not queue signup %s (%s); the sweeper will queue it.", signup_id, type(err).__name__
-            )
-            break
-        published.append(signup_id)
-    return published
 
 
 # -- syncing one signup -------------------------------------------------------------------------
@@ -544,16 +498,6 @@ def release_held_signups() -> int:
 @receiver(connection_established, dispatch_uid="cc_sync.release_held_signups")
 def _release_on_connect(**kwargs: Any) -> None:
     release_held_signups()
-
-
-def queue_sweep() -> None:
-    """Ask a worker to sweep now (falls back silently to beat's next run if the broker is down)."""
-    from .tasks import sweep_due_signups
-
-    try:
-        sweep_due_signups.apply_async(queue=get_setting("QUEUE"), retry=False)
-    except Exception as err:
-        logger.warning("Could not queue a sweep (%s); beat's next run will do it.", type(err).__name__)
 
 
 def expected_queue_time(now: Any = None) -> float:

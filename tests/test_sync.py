@@ -11,7 +11,7 @@ import requests
 from django.utils import timezone
 from responses import matchers
 
-from cc_sync import ratelimit, sync
+from cc_sync import publisher, ratelimit, sync
 from cc_sync.models import Connection, Signup
 from tests.conftest import ACCESS_TOKEN, CONTACTS_URL, LIST_ID, TOKEN_URL, make_connection
 
@@ -349,7 +349,7 @@ def test_sweeper_leaves_a_long_backlog_waiting_its_turn_instead_of_queueing_it_a
 def test_overlapping_sweeps_never_queue_a_row_twice(connection, published, monkeypatch):
     # Beat's next sweep can start on another worker while this one is still publishing its batch.
     Signup.objects.bulk_create(Signup(email=f"due{n}@example.com") for n in range(5))
-    send = sync._send
+    send = publisher._send
     overlapping: list[int] = []
 
     def send_while_another_sweep_runs(signup_ids, countdown):
@@ -357,7 +357,7 @@ def test_overlapping_sweeps_never_queue_a_row_twice(connection, published, monke
             overlapping.append(sync.sweep())
         return send(signup_ids, countdown)
 
-    monkeypatch.setattr(sync, "_send", send_while_another_sweep_runs)
+    monkeypatch.setattr(publisher, "_send", send_while_another_sweep_runs)
     assert sync.sweep() + overlapping[0] == 5
     queued = [call["args"][0] for call in published]
     assert sorted(queued) == sorted(set(queued)) and len(queued) == 5
@@ -365,10 +365,12 @@ def test_overlapping_sweeps_never_queue_a_row_twice(connection, published, monke
 
 def test_rows_the_broker_did_not_take_stay_due_for_the_next_sweep(connection, published, monkeypatch):
     Signup.objects.bulk_create(Signup(email=f"due{n}@example.com") for n in range(3))
-    monkeypatch.setattr(sync, "_send", lambda signup_ids, countdown: signup_ids[:1])  # then the broker went
+    monkeypatch.setattr(
+        publisher, "_send", lambda signup_ids, countdown: signup_ids[:1]
+    )  # then the broker went
     assert sync.sweep() == 1
     assert Signup.objects.filter(enqueued_at__isnull=True).count() == 2
-    monkeypatch.setattr(sync, "_send", lambda signup_ids, countdown: signup_ids)
+    monkeypatch.setattr(publisher, "_send", lambda signup_ids, countdown: signup_ids)
     assert sync.sweep() == 2
 
 
