@@ -30,7 +30,7 @@ from django.views.decorators.http import require_POST
 
 from . import fields, oauth, status, sync
 from .client import get_client
-from .conf import get_setting
+from .conf import app_settings
 from .exceptions import AuthorizationFailed, CCSyncError, ReconnectRequired
 from .models import BackfillBatch, BackfillRun, Connection, Signup, Suppression, SuppressionLift
 from .validators import validate_list_ids
@@ -101,7 +101,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     def redirect_uri(self, request: HttpRequest) -> str:
         """``REDIRECT_URI`` if set, else this admin's callback URL (register it at CC exactly)."""
         callback = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_callback")
-        return get_setting("REDIRECT_URI") or request.build_absolute_uri(callback)
+        return app_settings.REDIRECT_URI or request.build_absolute_uri(callback)
 
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
         """What the admin's own change list template needs to draw the header and the breadcrumbs."""
@@ -123,7 +123,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         connection = snapshot.connection
         chosen = set(snapshot.list_ids)
         names = connection.list_names()
-        device_flow = get_setting("OAUTH_FLOW") == "device"
+        device_flow = app_settings.OAUTH_FLOW == "device"
         context = {
             **self._context(request, _("Constant Contact connection")),
             "connection": connection,
@@ -156,7 +156,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         """Start the authorization-code flow (also used to reconnect), or the device flow for such an app."""
         self._require_change_permission(request)
         try:
-            if get_setting("OAUTH_FLOW") == "device":
+            if app_settings.OAUTH_FLOW == "device":
                 return self._start_device_flow(request)
             url, record = oauth.authorization_request(self.redirect_uri(request))
         except CCSyncError as err:

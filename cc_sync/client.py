@@ -22,7 +22,7 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 
 from . import __version__, ratelimit
-from .conf import get_setting, timeout
+from .conf import app_settings, timeout
 from .exceptions import (
     AccessTokenRejected,
     ActivityQueueFull,
@@ -204,8 +204,8 @@ class ConstantContactClient:
     @sensitive_variables()
     def start_device_authorization(self, scopes: str) -> dict[str, Any]:
         """Start CC's device flow: ``device_code``, ``user_code``, ``verification_uri(_complete)``, ``interval``."""
-        data = {"client_id": get_setting("CLIENT_ID"), "scope": scopes}
-        response = self._send("token", "POST", get_setting("DEVICE_AUTHORIZE_URL"), data=data)
+        data = {"client_id": app_settings.CLIENT_ID, "scope": scopes}
+        response = self._send("token", "POST", app_settings.DEVICE_AUTHORIZE_URL, data=data)
         return self._token_payload(response, required="device_code")
 
     @sensitive_variables()
@@ -213,13 +213,13 @@ class ConstantContactClient:
         self, data: dict[str, str], public: bool = False, slot_reserved: bool = False
     ) -> dict[str, Any]:
         auth = None
-        if public or get_setting("OAUTH_FLOW") != "authorization_code":
+        if public or app_settings.OAUTH_FLOW != "authorization_code":
             # PKCE and device-flow applications have no secret; they identify with client_id.
-            data = {**data, "client_id": get_setting("CLIENT_ID")}
+            data = {**data, "client_id": app_settings.CLIENT_ID}
         else:
-            auth = (get_setting("CLIENT_ID"), get_setting("CLIENT_SECRET"))
+            auth = (app_settings.CLIENT_ID, app_settings.CLIENT_SECRET)
         response = self._send(
-            "token", "POST", get_setting("TOKEN_URL"), slot_reserved=slot_reserved, data=data, auth=auth
+            "token", "POST", app_settings.TOKEN_URL, slot_reserved=slot_reserved, data=data, auth=auth
         )
         # Named here as well as read back from response.request: a custom session may not keep the request.
         sent = [value for key, value in data.items() if key in _SECRET_KEYS]
@@ -372,7 +372,7 @@ class ConstantContactClient:
         params: dict[str, Any] | None = None,
         json_body: Any = None,
     ) -> requests.Response:
-        api_url = get_setting("API_URL").rstrip("/")
+        api_url = app_settings.API_URL.rstrip("/")
         if path.startswith("/v3/"):
             # Pagination links are server-relative ("/v3/contact_lists?cursor=..."): resolve against the host.
             parts = urlsplit(api_url)
@@ -436,9 +436,9 @@ class ConstantContactClient:
         self, budget: str, method: str, url: str, slot_reserved: bool = False, **kwargs: Any
     ) -> requests.Response:
         if budget == "api":
-            ratelimit.wait_for_slot("api", float(get_setting("API_RATE")), int(get_setting("DAILY_LIMIT")))
+            ratelimit.wait_for_slot("api", app_settings.API_RATE, app_settings.DAILY_LIMIT)
         elif not slot_reserved:
-            ratelimit.wait_for_slot("token", float(get_setting("TOKEN_RATE")))
+            ratelimit.wait_for_slot("token", app_settings.TOKEN_RATE)
         try:
             response = self.session.request(method, url, timeout=timeout(), **kwargs)
         # Only the exception's type is kept, and the chain is cut (`from None`): messages and tracebacks

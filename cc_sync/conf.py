@@ -6,7 +6,8 @@ Nothing else in cc_sync reads ``django.conf.settings`` for its own options. Ever
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 
@@ -122,12 +123,104 @@ def unknown_keys() -> list[str]:
 
 def timeout() -> tuple[float, float]:
     """The (connect, read) timeout pair passed to every HTTP call."""
-    return (float(get_setting("CONNECT_TIMEOUT")), float(get_setting("READ_TIMEOUT")))
+    return (app_settings.CONNECT_TIMEOUT, app_settings.READ_TIMEOUT)
 
 
 def list_setting(name: str) -> list[str]:
     """A list setting that may also be given as a comma-separated string (from the environment)."""
-    value = get_setting(name)
+    return _split_list(get_setting(name))
+
+
+T = TypeVar("T")
+
+
+def _split_list(value: Any) -> list[str]:
     if isinstance(value, str):
         value = value.split(",")
     return [item.strip() for item in value if item and item.strip()]  # bytes items (Fernet keys) work too
+
+
+def _optional(cast: Callable[[Any], T]) -> Callable[[Any], T | None]:
+    return lambda value: None if value is None else cast(value)
+
+
+def _as_is(value: Any) -> Any:
+    # For settings whose users check the shape themselves and must fail closed, never with a 500.
+    return value
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    return None if not value else (int(value[0]), int(value[1]))
+
+
+class _Setting(Generic[T]):
+    """A typed, always-fresh accessor of one ``CC_SYNC`` key (``override_settings`` keeps working)."""
+
+    def __init__(self, cast: Callable[[Any], T]) -> None:
+        self.cast = cast
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name not in DEFAULTS:
+            raise TypeError(f"cc_sync has no setting named {name!r}.")
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> T:
+        return self.cast(get_setting(self.name))
+
+
+class AppSettings:
+    """One typed accessor per setting, as django-allauth's ``app_settings``: ``app_settings.API_RATE`` is a float.
+
+    Every access reads ``settings.CC_SYNC`` afresh. The system checks read the raw values with
+    :func:`get_setting`, so that a wrong type is reported there, with an id, rather than at first use.
+    """
+
+    CLIENT_ID = _Setting(str)
+    CLIENT_SECRET = _Setting(str)
+    OAUTH_FLOW = _Setting(str)
+    REDIRECT_URI = _Setting(str)
+    SCOPES = _Setting(str)
+    AUTHORIZE_URL = _Setting(str)
+    TOKEN_URL = _Setting(str)
+    DEVICE_AUTHORIZE_URL = _Setting(str)
+    API_URL = _Setting(str)
+    ENCRYPTION_KEYS = _Setting(_split_list)
+    LIST_IDS = _Setting(_split_list)
+    CONNECT_TIMEOUT = _Setting(float)
+    READ_TIMEOUT = _Setting(float)
+    TOKEN_LEEWAY = _Setting(float)
+    KEEPALIVE_INTERVAL = _Setting(float)
+    API_RATE = _Setting(float)
+    TOKEN_RATE = _Setting(float)
+    DAILY_LIMIT = _Setting(int)
+    QUOTA_PROBE_INTERVAL = _Setting(float)
+    RETRY_BASE = _Setting(float)
+    RETRY_MAX = _Setting(float)
+    DEADLINE = _Setting(float)
+    LEASE = _Setting(float)
+    MAX_COUNTDOWN = _Setting(float)
+    REQUEUE_AFTER = _Setting(float)
+    SWEEP_BATCH = _Setting(int)
+    PUBLISH_TIMEOUT = _Setting(float)
+    QUEUE = _Setting(_optional(str))
+    HASH_KEY = _Setting(str)
+    RETENTION_DAYS = _Setting(_optional(float))
+    FAILED_RETENTION_DAYS = _Setting(_optional(float))
+    LIMIT_PER_IP = _Setting(_pair)
+    LIMIT_PER_EMAIL = _Setting(_pair)
+    IPV6_PREFIX = _Setting(int)
+    HONEYPOT_FIELD = _Setting(str)
+    MAX_REQUEST_BYTES = _Setting(int)
+    CAPTCHA = _Setting(_as_is)  # checked by defences.captcha_config(), which fails closed
+    DOUBLE_OPT_IN = _Setting(bool)
+    CONFIRMATION_MAX_AGE = _Setting(float)
+    CONFIRM_URL_BASE = _Setting(str)
+    CONFIRMED_OPT_IN_AT_CC = _Setting(bool)
+    CUSTOM_FIELDS = _Setting(dict)
+    LIST_CHOOSER = _Setting(str)
+    CONSENT_TEXT = _Setting(str)
+    CONSENT_VERSION = _Setting(str)
+
+
+#: ``from cc_sync.conf import app_settings``; ``app_settings.LEASE`` is the lease in seconds, as a float.
+app_settings = AppSettings()

@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from .conf import get_setting
+from .conf import app_settings
 from .models import Signup, default_deadline
 
 logger = logging.getLogger("cc_sync.confirmation")
@@ -42,7 +42,7 @@ def make_token(signup: Signup) -> str:
 
 def link_for(signup: Signup) -> str:
     """The absolute URL of the confirmation page for this signup."""
-    base = get_setting("CONFIRM_URL_BASE") or _origin(signup.source_url)
+    base = app_settings.CONFIRM_URL_BASE or _origin(signup.source_url)
     if not base:
         raise CannotConfirm(
             "The person must confirm by email, but no link can be built: set CC_SYNC['CONFIRM_URL_BASE']."
@@ -67,7 +67,7 @@ def send(signup: Signup) -> None:
     context = {
         "signup": signup,
         "link": link_for(signup),
-        "days": max(1, round(float(get_setting("CONFIRMATION_MAX_AGE")) / 86400)),
+        "days": max(1, round(app_settings.CONFIRMATION_MAX_AGE / 86400)),
     }
     subject = " ".join(render_to_string("cc_sync/email/confirm_subject.txt", context).split())
     body = render_to_string("cc_sync/email/confirm_body.txt", context)
@@ -78,7 +78,7 @@ def send(signup: Signup) -> None:
 def signup_for(token: str) -> Signup:
     """The signup a link names; raises :class:`InvalidLink` if it is forged, expired or gone."""
     try:
-        max_age = timedelta(seconds=float(get_setting("CONFIRMATION_MAX_AGE")))
+        max_age = timedelta(seconds=app_settings.CONFIRMATION_MAX_AGE)
         data = signing.loads(token, salt=SALT, max_age=max_age)
         signup = Signup.objects.get(pk=data["s"])
     except (signing.BadSignature, Signup.DoesNotExist, KeyError, TypeError):

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from .conf import list_setting
+from .conf import app_settings
 from .exceptions import CCSyncConfigurationError, ReconnectRequired
 
 UNREADABLE_MESSAGE = (
@@ -72,7 +72,7 @@ def _multifernet(keys: tuple[str | bytes, ...]) -> MultiFernet:
 
 
 def _fernet() -> MultiFernet:
-    return _multifernet(tuple(list_setting("ENCRYPTION_KEYS")))
+    return _multifernet(tuple(app_settings.ENCRYPTION_KEYS))
 
 
 def check_keys() -> None:

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 
 from .client import create_session
-from .conf import DEFAULTS, get_setting, timeout
+from .conf import DEFAULTS, app_settings, get_setting, timeout
 from .privacy import keyed_hash
 
 logger = logging.getLogger("cc_sync.defences")
@@ -89,7 +89,7 @@ def ip_limit_key(ip: str) -> str:
         return str(address)
     if address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
-    prefix = get_setting("IPV6_PREFIX")
+    prefix = get_setting("IPV6_PREFIX")  # the raw value: a wrong one is logged, never a 500
     if isinstance(prefix, bool) or not isinstance(prefix, int) or not 0 <= prefix <= 128:
         logger.error("CC_SYNC['IPV6_PREFIX'] must be a whole number from 0 to 128, not %r.", prefix)
         prefix = DEFAULTS["IPV6_PREFIX"]
@@ -104,7 +104,7 @@ def captcha_config() -> dict[str, Any] | None:
     :func:`verify_captcha` refuses every submission: failing open would drop the defence unnoticed
     (``manage.py check`` reports the setting).
     """
-    config = get_setting("CAPTCHA")
+    config = app_settings.CAPTCHA
     if not config or not isinstance(config, dict):
         return None
     provider = config.get("provider")
@@ -116,11 +116,11 @@ def captcha_config() -> dict[str, Any] | None:
 
 def verify_captcha(request: HttpRequest, client_ip: str) -> bool:
     """Verify the CAPTCHA answer with the provider; fail closed when the provider cannot be asked."""
-    if not get_setting("CAPTCHA"):
+    if not app_settings.CAPTCHA:
         return True
     config = captcha_config()
     if config is None:
-        setting = get_setting("CAPTCHA")
+        setting = app_settings.CAPTCHA
         provider = setting.get("provider") if isinstance(setting, dict) else None
         logger.error(
             "CC_SYNC['CAPTCHA'] cannot be used (provider %r; known: %s; a secret is required); "

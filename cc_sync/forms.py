@@ -10,7 +10,7 @@ from django import forms
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from .conf import get_setting
+from .conf import app_settings
 from .models import EMAIL_MAX_LENGTH, Signup
 from .validators import validate_address_part, validate_custom_field_value
 
@@ -53,13 +53,13 @@ class SignupForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["consent"].label = get_setting("CONSENT_TEXT")
+        self.fields["consent"].label = app_settings.CONSENT_TEXT
         self.fields["email"].widget.attrs.update({"autocomplete": "email", "maxlength": EMAIL_MAX_LENGTH})
         for name, hint in (("first_name", "given-name"), ("last_name", "family-name")):
             if name in self.fields:
                 self.fields[name].widget.attrs["autocomplete"] = hint
         # A field people never see: bots that fill every input give themselves away.
-        self.honeypot_name = get_setting("HONEYPOT_FIELD")
+        self.honeypot_name = app_settings.HONEYPOT_FIELD
         if self.honeypot_name:
             self.fields[self.honeypot_name] = forms.CharField(
                 required=False,
@@ -75,7 +75,7 @@ class SignupForm(forms.ModelForm):
         cleaned = self.cleaned_data
         # Custom fields and address parts are checked here, so an error shows next to its own input;
         # enqueue_signup checks them again on the model.
-        custom = get_setting("CUSTOM_FIELDS")
+        custom = app_settings.CUSTOM_FIELDS
         for name, value in list(cleaned.items()):
             validator = None
             if name in custom:
@@ -91,7 +91,7 @@ class SignupForm(forms.ModelForm):
 
     def _field_values(self) -> dict[str, str]:
         """Values of the fields named in ``CUSTOM_FIELDS``, by field name (mapped to CC ids when sent)."""
-        mapping = get_setting("CUSTOM_FIELDS")
+        mapping = app_settings.CUSTOM_FIELDS
         return {
             name: str(value)
             for name, value in self.cleaned_data.items()

@@ -89,9 +89,9 @@ class Connection(models.Model):
 
 def default_deadline() -> datetime:
     """When a signup that keeps failing transiently is given up on (``CC_SYNC["DEADLINE"]`` from now)."""
-    from .conf import get_setting
+    from .conf import app_settings
 
-    return timezone.now() + timedelta(seconds=float(get_setting("DEADLINE")))
+    return timezone.now() + timedelta(seconds=app_settings.DEADLINE)
 
 
 class SignupQuerySet(models.QuerySet):

@@ -28,7 +28,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import ratelimit
 from .client import get_client
-from .conf import get_setting
+from .conf import app_settings
 from .db import lock_row
 from .exceptions import AccessTokenRejected, AuthorizationFailed, CCSyncError, ReconnectRequired, Rejected
 from .models import Connection
@@ -68,7 +68,7 @@ def authorization_request(redirect_uri: str) -> tuple[str, dict[str, Any]]:
     The record holds a fresh random ``state`` (and the PKCE verifier for PKCE applications); it must be
     kept server-side (the session) and used once.
     """
-    if get_setting("OAUTH_FLOW") == "device":
+    if app_settings.OAUTH_FLOW == "device":
         # A device-flow application has no redirect URI: CC cannot send the browser back here.
         raise AuthorizationFailed(
             _(
@@ -82,17 +82,17 @@ def authorization_request(redirect_uri: str) -> tuple[str, dict[str, Any]]:
         "redirect_uri": redirect_uri,
     }
     params = {
-        "client_id": get_setting("CLIENT_ID"),
+        "client_id": app_settings.CLIENT_ID,
         "redirect_uri": redirect_uri,
         "response_type": "code",
-        "scope": get_setting("SCOPES"),
+        "scope": app_settings.SCOPES,
         "state": record["state"],
     }
-    if get_setting("OAUTH_FLOW") == "pkce":
+    if app_settings.OAUTH_FLOW == "pkce":
         record["code_verifier"], params["code_challenge"] = pkce_pair()
         params["code_challenge_method"] = "S256"
     # quote_via default (quote_plus) sends spaces as "+", which CC accepts; a literal %2B would not be.
-    return f"{get_setting('AUTHORIZE_URL')}?{urlencode(params)}", record
+    return f"{app_settings.AUTHORIZE_URL}?{urlencode(params)}", record
 
 
 def _same(a: str, b: str) -> bool:
@@ -193,7 +193,7 @@ def connect_with_code(
 def start_device_flow() -> dict[str, Any]:
     """Start CC's device flow; show the returned ``verification_uri`` and ``user_code`` to a person."""
     try:
-        return get_client().start_device_authorization(get_setting("SCOPES"))
+        return get_client().start_device_authorization(app_settings.SCOPES)
     except CCSyncError as err:
         raise AuthorizationFailed(f"The device flow could not be started: {err}") from None
 
@@ -282,7 +282,7 @@ def store_grant(tokens: dict[str, Any], user: Any = None) -> Connection:
     """Save a new grant from any connect flow, fetch the account name and lists, release held signups."""
     client = get_client()
     account: dict[str, Any] = {}
-    if "account_read" in (tokens.get("scope") or get_setting("SCOPES")).split():
+    if "account_read" in (tokens.get("scope") or app_settings.SCOPES).split():
         try:
             account = client.account_summary(tokens["access_token"])
         except CCSyncError as err:
@@ -359,7 +359,7 @@ def _await_token_slot(should_refresh: Callable[[Connection], bool]) -> str | Non
     break CC's 1 request/s limit. While waiting, another process may refresh first: its fresh token is
     returned at once and the slot goes unused.
     """
-    deadline = time.monotonic() + ratelimit.reserve("token", float(get_setting("TOKEN_RATE")))
+    deadline = time.monotonic() + ratelimit.reserve("token", app_settings.TOKEN_RATE)
     while (remaining := deadline - time.monotonic()) > 0:
         time.sleep(min(remaining, TOKEN_WAIT_POLL))
         connection = Connection.load()
@@ -373,7 +373,7 @@ def _await_token_slot(should_refresh: Callable[[Connection], bool]) -> str | Non
 @sensitive_variables()
 def get_access_token() -> str:
     """A valid access token, refreshed first if it expires within ``TOKEN_LEEWAY`` seconds."""
-    leeway = float(get_setting("TOKEN_LEEWAY"))
+    leeway = app_settings.TOKEN_LEEWAY
     connection = Connection.load()
     if connection.status != Connection.Status.CONNECTED:
         raise ReconnectRequired("Constant Contact is not connected.")
@@ -422,8 +422,8 @@ def keep_alive() -> None:
     connection = Connection.load()
     if connection.status != Connection.Status.CONNECTED:
         return
-    leeway = float(get_setting("TOKEN_LEEWAY"))
-    cutoff = timezone.now() - timedelta(seconds=float(get_setting("KEEPALIVE_INTERVAL")))
+    leeway = app_settings.TOKEN_LEEWAY
+    cutoff = timezone.now() - timedelta(seconds=app_settings.KEEPALIVE_INTERVAL)
     refresh_tokens_if(
         lambda c: c.needs_refresh(leeway) or c.last_refreshed_at is None or c.last_refreshed_at <= cutoff
     )

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .conf import get_setting
+from .conf import app_settings
 from .models import Signup, Suppression
 from .validators import canonical_email
 
@@ -24,7 +24,7 @@ PERSONAL_FIELDS = ("email", "first_name", "last_name", "phone_number", "job_titl
 
 def _key() -> bytes:
     # A dedicated key keeps hashes stable when SECRET_KEY is rotated; SECRET_KEY is only the fallback.
-    return (get_setting("HASH_KEY") or settings.SECRET_KEY).encode()
+    return (app_settings.HASH_KEY or settings.SECRET_KEY).encode()
 
 
 def keyed_hash(value: str) -> str:
@@ -106,8 +106,8 @@ def apply_retention() -> int:
     blank.update(custom_fields=[], street_address=None, consent_user_agent="", personal_data_purged_at=now)
     purged = 0
     for status, days in (
-        (Signup.Status.SYNCED, get_setting("RETENTION_DAYS")),
-        (Signup.Status.FAILED, get_setting("FAILED_RETENTION_DAYS")),
+        (Signup.Status.SYNCED, app_settings.RETENTION_DAYS),
+        (Signup.Status.FAILED, app_settings.FAILED_RETENTION_DAYS),
     ):
         if days is None:
             continue

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from .conf import get_setting
+from .conf import app_settings
 from .models import Signup
 
 logger = logging.getLogger("cc_sync.publisher")
@@ -88,9 +88,7 @@ def publish(
     (see :mod:`cc_sync.publisher`); workers publish in their own thread.
     """
     if bounded:
-        finished, published = runner.run(
-            lambda: _send(signup_ids, countdown), float(get_setting("PUBLISH_TIMEOUT"))
-        )
+        finished, published = runner.run(lambda: _send(signup_ids, countdown), app_settings.PUBLISH_TIMEOUT)
         if not finished:
             logger.warning(
                 "The broker did not take %s signups in time; the sweeper will queue them.", len(signup_ids)
@@ -111,9 +109,7 @@ def _send(signup_ids: list[int], countdown: float | None) -> list[int]:
     published = []
     for signup_id in signup_ids:
         try:
-            sync_signup.apply_async(
-                (signup_id,), countdown=countdown, queue=get_setting("QUEUE"), retry=False
-            )
+            sync_signup.apply_async((signup_id,), countdown=countdown, queue=app_settings.QUEUE, retry=False)
         except Exception as err:  # the broker is down or misconfigured: the row stays due for the sweeper
             logger.warning(
                 "Could not queue signup %s (%s); the sweeper will queue it.", signup_id, type(err).__name__
@@ -128,6 +124,6 @@ def queue_sweep() -> None:
     from .tasks import sweep_due_signups
 
     try:
-        sweep_due_signups.apply_async(queue=get_setting("QUEUE"), retry=False)
+        sweep_due_signups.apply_async(queue=app_settings.QUEUE, retry=False)
     except Exception as err:
         logger.warning("Could not queue a sweep (%s); beat's next run will do it.", type(err).__name__)

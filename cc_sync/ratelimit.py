@@ -27,7 +27,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import transaction
 
-from .conf import get_setting
+from .conf import app_settings
 from .db import lock_row
 from .exceptions import QuotaExceeded
 from .models import RateLimitState
@@ -91,7 +91,7 @@ def presumed_reset(now: float) -> float:
 
 def next_probe(now: float) -> float:
     """Unix time of the next probe while CC refuses: a probe interval on, or just after 00:00 UTC if sooner."""
-    return min(now + float(get_setting("QUOTA_PROBE_INTERVAL")), presumed_reset(now))
+    return min(now + app_settings.QUOTA_PROBE_INTERVAL, presumed_reset(now))
 
 
 def reserve(name: str, rate: float, daily_limit: int | None = None) -> float:
@@ -141,7 +141,7 @@ def reserve(name: str, rate: float, daily_limit: int | None = None) -> float:
 
 
 def _probe_answer_wait() -> float:
-    return float(get_setting("CONNECT_TIMEOUT")) + float(get_setting("READ_TIMEOUT")) + PROBE_GRACE
+    return app_settings.CONNECT_TIMEOUT + app_settings.READ_TIMEOUT + PROBE_GRACE
 
 
 def _refusal(message: str, until: float, now: float) -> QuotaExceeded:
@@ -262,8 +262,8 @@ def quota_status(name: str = "api", now: float | None = None) -> dict[str, Any]:
         "consecutive_429s": state.quota_429s if state else 0,
         "last_429_at": info.get("last_429_at"),
         "requests_today": requests_today(name, now=now),
-        "daily_limit": int(get_setting("DAILY_LIMIT")),
-        "probe_interval": float(get_setting("QUOTA_PROBE_INTERVAL")),
+        "daily_limit": app_settings.DAILY_LIMIT,
+        "probe_interval": app_settings.QUOTA_PROBE_INTERVAL,
     }
 
 

@@ -10,7 +10,7 @@ from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from . import crypto, ratelimit
-from .conf import get_setting, list_setting
+from .conf import app_settings
 from .fields import unreadable_fields
 from .models import Connection, RateLimitState, Signup
 from .sync import default_list_ids
@@ -97,7 +97,7 @@ def report() -> Report:
         oldest_pending_at=Min("created_at", filter=Q(status__in=[S.PENDING, S.SYNCING])),
         last_synced_at=Max("synced_at"),
     )
-    configured = list_setting("LIST_IDS")
+    configured = app_settings.LIST_IDS
     list_ids = default_list_ids(connection)
     known = connection.list_names()
     # Lists CC answered 404 for (recorded by the sync), and chosen lists gone from the last fetch.
@@ -111,7 +111,7 @@ def report() -> Report:
     return Report(
         connection=connection,
         requests_today=ratelimit.requests_today("api"),
-        daily_limit=int(get_setting("DAILY_LIMIT")),
+        daily_limit=app_settings.DAILY_LIMIT,
         list_ids=list_ids,
         lists_from_settings=bool(configured),
         missing_list_ids=missing,

@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import confirmation, oauth, privacy, ratelimit
 from .client import ConstantContactClient, get_client
-from .conf import get_setting, list_setting
+from .conf import app_settings
 from .db import lock_row
 from .exceptions import (
     QuotaExceeded,
@@ -103,8 +103,8 @@ def enqueue_signup(
         list_ids=chosen_lists,
         verified=verified,
         consent_given_at=timezone.now(),
-        consent_text=get_setting("CONSENT_TEXT") if consent_text is None else consent_text,
-        consent_version=get_setting("CONSENT_VERSION") if consent_version is None else consent_version,
+        consent_text=app_settings.CONSENT_TEXT if consent_text is None else consent_text,
+        consent_version=app_settings.CONSENT_VERSION if consent_version is None else consent_version,
         source_url=source_url[:500],
         consent_ip_hash=privacy.keyed_hash(client_ip) if client_ip else "",
         consent_user_agent=user_agent[:255],
@@ -129,7 +129,7 @@ def default_list_ids(connection: Connection | None = None) -> list[str]:
     The one place for this rule. Reads the chosen lists from ``connection`` if given; otherwise it reads
     them without creating the connection row (a dry run or a status report stores nothing).
     """
-    configured = list_setting("LIST_IDS")
+    configured = app_settings.LIST_IDS
     if configured:
         return configured
     if connection is not None:
@@ -154,7 +154,7 @@ def claim(signup_id: int) -> Signup | None:
         .update(
             status=Status.SYNCING,
             attempts=F("attempts") + 1,
-            lease_expires_at=now + timedelta(seconds=float(get_setting("LEASE"))),
+            lease_expires_at=now + timedelta(seconds=app_settings.LEASE),
         )
     )
     return Signup.objects.get(pk=signup_id) if claimed else None
@@ -198,7 +198,7 @@ def usable_lists(picked: list[str]) -> list[str]:
 
 def custom_fields_for(signup: Signup) -> list[dict[str, str]]:
     """CC's ``custom_fields`` for a signup, form fields mapped through ``CUSTOM_FIELDS`` as configured now."""
-    mapping = get_setting("CUSTOM_FIELDS")
+    mapping = app_settings.CUSTOM_FIELDS
     fields = []
     for item in signup.custom_fields:
         field_id = item.get("custom_field_id") or mapping.get(item.get("name"))
@@ -252,7 +252,7 @@ def push(signup: Signup) -> tuple[str, bool]:
     if privacy.is_suppressed(signup.email):
         # Erased or unsubscribed after submitting: sign_up_form would opt them back in.
         raise Rejected("This email is on the suppression list.", error_key="suppressed")
-    if get_setting("DOUBLE_OPT_IN") and not (signup.confirmed_at or signup.verified):
+    if app_settings.DOUBLE_OPT_IN and not (signup.confirmed_at or signup.verified):
         raise NeedsConfirmation()
     list_ids = lists_for(signup)
     client = get_client()
@@ -273,7 +273,7 @@ def _send_contact(
 ) -> tuple[str, bool]:
     confirmed = signup.confirmed_at is not None
     # CC's Confirmed Opt-In applies only to sign_up_form: such accounts look the address up first.
-    create_first = not get_setting("CONFIRMED_OPT_IN_AT_CC") and (
+    create_first = not app_settings.CONFIRMED_OPT_IN_AT_CC and (
         len(custom_fields_for(signup)) <= CREATE_CUSTOM_FIELDS_MAX
     )
     if create_first:
@@ -409,7 +409,7 @@ def _ask_for_confirmation(signup: Signup) -> None:
 
 def retry_delay(attempts: int, error: RetryLater) -> float:
     """Seconds to wait before the next attempt: full-jitter capped exponential backoff, or CC's own wait."""
-    retry_max = float(get_setting("RETRY_MAX"))
+    retry_max = app_settings.RETRY_MAX
     if isinstance(error, QuotaExceeded):
         # Until the next probe of the quota (ratelimit lets one request through then, and the others wait
         # for the probe after it); spread the rows over a minute after it.
@@ -419,7 +419,7 @@ def retry_delay(attempts: int, error: RetryLater) -> float:
         # so that nothing retries every second for hours.
         spread = min(retry_max, 2.0 ** max(0, attempts - 1))
         return max(1.0, error.retry_after or 1.0) + random.uniform(0, spread)
-    cap = min(retry_max, float(get_setting("RETRY_BASE")) * 2 ** max(0, attempts - 1))
+    cap = min(retry_max, app_settings.RETRY_BASE * 2 ** max(0, attempts - 1))
     # A wait CC named (ActivityQueueFull: minutes) is the least; the backoff comes on top.
     return (error.retry_after or 0) + random.uniform(0, cap)
 
@@ -433,7 +433,7 @@ def _retry_later(signup: Signup, error: RetryLater) -> None:
     due = timezone.now() + timedelta(seconds=delay)
     # Long waits stay in the database for the sweeper: a Celery countdown longer than the broker's
     # visibility timeout gets redelivered again and again.
-    countdown = delay <= float(get_setting("MAX_COUNTDOWN"))
+    countdown = delay <= app_settings.MAX_COUNTDOWN
     queued = {"enqueued_at": due} if countdown else {}
     if _finish(
         signup,
@@ -507,7 +507,7 @@ def expected_queue_time(now: Any = None) -> float:
     (after a broker outage, or at midnight after a quota day) a message may just be waiting its turn, and
     queueing it again would only add a duplicate per sweep.
     """
-    rate = float(get_setting("API_RATE"))
+    rate = app_settings.API_RATE
     if rate <= 0:
         return 0.0
     queued = Signup.objects.due(now).filter(enqueued_at__isnull=False).count()
@@ -523,7 +523,7 @@ def sweep() -> int:
         release_held_signups()
     expire_unconfirmed()
     now = timezone.now()
-    stale = now - timedelta(seconds=float(get_setting("REQUEUE_AFTER")) + expected_queue_time(now))
+    stale = now - timedelta(seconds=app_settings.REQUEUE_AFTER + expected_queue_time(now))
     never_or_long_ago = Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=stale)
     due = SignupQuerySet.due_q(now) & never_or_long_ago
     # A dead worker's row: its lease ran out and nobody has queued it since.
@@ -533,7 +533,7 @@ def sweep() -> int:
     ids = list(
         Signup.objects.filter(due | abandoned)
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[: int(get_setting("SWEEP_BATCH"))]
+        .values_list("pk", flat=True)[: app_settings.SWEEP_BATCH]
     )
     if not ids:
         return 0
@@ -547,7 +547,7 @@ def sweep() -> int:
 
 def expire_unconfirmed() -> int:
     """Mark failed the signups whose confirmation link expired unused (``CONFIRMATION_MAX_AGE``)."""
-    cutoff = timezone.now() - timedelta(seconds=float(get_setting("CONFIRMATION_MAX_AGE")))
+    cutoff = timezone.now() - timedelta(seconds=app_settings.CONFIRMATION_MAX_AGE)
     expired = Signup.objects.filter(
         status=Status.AWAITING_CONFIRMATION, confirmation_sent_at__lte=cutoff
     ).update(

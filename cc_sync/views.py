@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.generic import FormView, TemplateView
 
 from . import confirmation, defences, privacy
-from .conf import get_setting
+from .conf import app_settings
 from .forms import SignupForm
 from .models import Signup
 from .sync import enqueue_signup
@@ -43,7 +43,7 @@ class SignupView(FormView):
         """The lists for this submission: :attr:`list_ids`, else ``CC_SYNC["LIST_CHOOSER"]``, else the default."""
         if self.list_ids:
             return self.list_ids
-        chooser = get_setting("LIST_CHOOSER")
+        chooser = app_settings.LIST_CHOOSER
         return import_string(chooser)(self.request, form.cleaned_data) if chooser else None
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -54,14 +54,15 @@ class SignupView(FormView):
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > int(get_setting("MAX_REQUEST_BYTES")):
+        if length > app_settings.MAX_REQUEST_BYTES:
             return HttpResponse(_("The form data is too large."), status=413, content_type="text/plain")
         ip_key = defences.ip_limit_key(self.get_client_ip())
-        if not defences.within_limit("ip", ip_key, get_setting("LIMIT_PER_IP")):
+        ip_limit = app_settings.LIMIT_PER_IP
+        if ip_limit and not defences.within_limit("ip", ip_key, ip_limit):
             response = self.render_to_response(
                 self.get_context_data(limited=True, form=self.get_form()), status=429
             )
-            response["Retry-After"] = str(get_setting("LIMIT_PER_IP")[1])
+            response["Retry-After"] = str(ip_limit[1])
             return response
         return super().post(request, *args, **kwargs)
 
@@ -73,7 +74,7 @@ class SignupView(FormView):
             return self.form_invalid(form)
         # Keyed as stored (canonical form), so no spelling of one address gets another allowance.
         email_key = privacy.email_hash(form.cleaned_data["email"])
-        limit = get_setting("LIMIT_PER_EMAIL")
+        limit = app_settings.LIMIT_PER_EMAIL
         if defences.within_limit("email", email_key, limit):
             try:
                 enqueue_signup(

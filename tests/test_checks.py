@@ -597,3 +597,15 @@ def test_example_project_with_debug_off_and_no_keys_yet_runs_the_key_command(tmp
     assert "CC_SYNC_HASH_KEY=" in made.stdout
     checked = subprocess.run([*manage, "check"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert checked.returncode == 1 and "cc_sync.E003" in checked.stderr
+
+
+def test_every_setting_has_one_typed_accessor_read_afresh(cc_settings):
+    from cc_sync.conf import DEFAULTS, AppSettings, app_settings
+
+    assert sorted(name for name in vars(AppSettings) if name.isupper()) == sorted(DEFAULTS)
+    cc_settings["API_RATE"] = "2.5"  # from the environment, say
+    assert app_settings.API_RATE == 2.5
+    cc_settings["LIST_IDS"] = "a, b"
+    assert app_settings.LIST_IDS == ["a", "b"]
+    cc_settings["LIMIT_PER_IP"] = None
+    assert app_settings.LIMIT_PER_IP is None

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from ..conf import list_setting
+from ..conf import app_settings
 from ..fields import unreadable_fields
 from ..models import Connection
 
@@ -28,7 +28,7 @@ def cc_sync_banner(context: dict[str, Any]) -> dict[str, Any]:
         status == Connection.Status.CONNECTED
         and not unreadable
         and not (connection and connection.list_ids)
-        and not list_setting("LIST_IDS")
+        and not app_settings.LIST_IDS
     )
     return {
         "show": status != Connection.Status.CONNECTED or unreadable or needs_lists,

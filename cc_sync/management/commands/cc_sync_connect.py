@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from cc_sync import oauth
-from cc_sync.conf import get_setting
+from cc_sync.conf import app_settings
 from cc_sync.exceptions import AuthorizationFailed
 from cc_sync.management.commands._base import CCSyncCommand
 
@@ -30,9 +30,7 @@ class Command(CCSyncCommand):
 
     def handle(self, *args: Any, device: bool = False, redirect_uri: str = "", **options: Any) -> None:
         try:
-            connection = (
-                self._device() if device else self._paste(redirect_uri or get_setting("REDIRECT_URI"))
-            )
+            connection = self._device() if device else self._paste(redirect_uri or app_settings.REDIRECT_URI)
         except AuthorizationFailed as err:
             raise CommandError(str(err)) from None
         self.stdout.write(
