@@ -1019,7 +1019,8 @@ def rate_compliance(rig: Rig, quick: bool, result: Result) -> None:
         f"refused, and never sent two requests less than QUOTA_PROBE_INTERVAL ({probe_interval:g} s) apart",
         len(late_window) == 2
         and refused_late
-        and all(e["status"] == 429 for e in refused_late)
+        # Refused: 429, or 401 for a probe that met the revoked token (a refresh, and no probe, follows).
+        and all(e["status"] in (401, 429) for e in refused_late)
         and len(refused_late) <= late / probe_interval + 1
         and all(g >= probe_interval - 0.5 for g in late_gaps),
         f"{len(refused_late)} requests {[(e['status'], e['error']) for e in refused_late]}, gaps "
