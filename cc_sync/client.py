@@ -334,7 +334,12 @@ class ConstantContactClient:
             access_token,
             params={"email": email, "status": "all", "include": "list_memberships"},
         )
-        for contact in page.get("contacts") or []:
+        contacts = page.get("contacts")
+        if not isinstance(contacts, list):
+            # "Not found" must be an empty list: an answer without one proves nothing, and reading it as
+            # "no such contact" would send a stranger's details to sign_up_form.
+            raise RetryLater("Constant Contact answered the contact lookup without a contacts list.")
+        for contact in contacts:
             if not isinstance(contact, dict) or not contact.get("contact_id"):
                 continue
             address = (contact.get("email_address") or {}).get("address") or ""

@@ -282,7 +282,11 @@ def _send_contact(
             return contact_id, True
     existing = client.find_contact(token, signup.email)
     if existing is None:
-        # New (Confirmed Opt-In account), or deleted for good between the 409 and the lookup.
+        if create_first:
+            # CC said 409 and then knows no such contact: an inconsistent pair of answers. Never guess that
+            # the address is new (sign_up_form would re-subscribe an unsubscribed contact): ask again later.
+            raise RetryLater("Constant Contact said the address exists but its lookup found no contact.")
+        # A Confirmed Opt-In account: new addresses go through sign_up_form, so CC applies its own COI.
         return client.sign_up_form(token, payload_for(signup, list_ids))
     contact_id = existing["contact_id"]
     permission = (existing.get("email_address") or {}).get("permission_to_send")

@@ -358,3 +358,16 @@ def test_admin_actions_leave_rows_a_worker_holds_alone(db):
 def test_enqueue_signup_stores_a_full_width_address_as_the_form_does(db):
     signup = sync.enqueue_signup("ａｎｎａ@ｅｘａｍｐｌｅ.com")
     assert signup.email == "anna@example.com"
+
+
+@pytest.mark.parametrize(
+    "answer", [{}, {"contacts": None}, {"contacts": []}], ids=["no-list", "null", "empty"]
+)
+def test_a_lookup_that_proves_nothing_after_a_409_is_retried_never_sent_to_sign_up_form(
+    connection, cc_api, stranger, run, answer
+):
+    conflict(cc_api)
+    cc_api.get(CONTACTS_URL, json=answer)  # cc_api fails the test on a sign_up_form it was not told of
+    signup = run(stranger)
+    assert signup.status == S.PENDING
+    assert "contact" in signup.last_error
