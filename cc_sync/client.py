@@ -338,7 +338,9 @@ class ConstantContactClient:
         if not isinstance(contacts, list):
             # "Not found" must be an empty list: an answer without one proves nothing, and reading it as
             # "no such contact" would send a stranger's details to sign_up_form.
-            raise RetryLater("Constant Contact answered the contact lookup without a contacts list.")
+            raise RetryLater(
+                f"Constant Contact answered the contact lookup without a contacts list: {json.dumps(page)[:200]}"
+            )
         for contact in contacts:
             if not isinstance(contact, dict) or not contact.get("contact_id"):
                 continue
