@@ -38,10 +38,15 @@ CC_DAY = 86_400.0
 CC_TOKEN_LIFETIME = 86_400.0
 
 
+MIN_LEEWAY = 1.0
+
+
 def simulated_day(rig: Any, day: float, signups: int, concurrency: int) -> dict[str, Any]:
     scale = CC_DAY / day
     lifetime = CC_TOKEN_LIFETIME / scale
-    leeway = float(DEFAULTS["TOKEN_LEEWAY"]) / scale
+    # At least a second: the time between checking a token and CC receiving the request (process scheduling on
+    # a busy host) does not shrink with the simulated day, and a 70 ms leeway drew a 401 on a loaded machine.
+    leeway = max(float(DEFAULTS["TOKEN_LEEWAY"]) / scale, MIN_LEEWAY)
     sandbox = rig.start_sandbox(
         api_rate=None, daily_quota=None, token_lifetime=lifetime, refresh_tokens="rotating", token_rate=1
     )
@@ -160,7 +165,8 @@ def run(quick: bool) -> dict[str, Any]:
             f"**How it was run.** A simulated day of {fmt(day, 0)} s (1 s = {fmt(ours['time_scale'], 0)} s of CC "
             f"time). CC's access tokens live 24 h, so the sandbox issues tokens that live {fmt(day, 0)} s (one "
             f"expiry per day, as with CC; `expires_in={ours['token_lifetime_s']:g}`), rotating refresh tokens, "
-            f"and limits the token endpoint to 1 call/s; cc_sync's `TOKEN_LEEWAY` is scaled the same way "
+            f"and limits the token endpoint to 1 call/s; cc_sync's `TOKEN_LEEWAY` is scaled the same way, but "
+            f"kept at least {MIN_LEEWAY:g} s, since process scheduling does not scale "
             f"(300 s -> {ours['token_leeway_s']:.2f} s). The stored connection is half a day old when the day "
             f"starts (its token expires at noon). {signups:,} signups arrive evenly over the day (their tasks "
             f"are published on schedule by this process) and one prefork worker with "
