@@ -22,6 +22,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from cc_sync.models import Connection, Signup
+from tests.sandbox_helpers import SPEC_PATH
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REDIS = ("127.0.0.1", 6379)
@@ -211,3 +212,40 @@ def no_authorization_header(request: Any) -> tuple[bool, str]:
     if "Authorization" in request.headers:
         return False, "the request carries an Authorization header"
     return True, ""
+
+
+# -- the sandbox's own tests (tests/test_sandbox_*.py) ------------------------------------------------
+
+
+@pytest.fixture
+def make_sandbox(cc_sandbox_factory):
+    """Start sandboxes; the 1/s token and 4/s API limits are off unless a test turns them on."""
+    return lambda **config: cc_sandbox_factory(**{"token_rate": None, "api_rate": None, **config})
+
+
+@pytest.fixture
+def sb(make_sandbox):
+    return make_sandbox()
+
+
+@pytest.fixture(scope="module")
+def spec_schema():
+    """``check(body, schema_name)`` validates a body against a schema of CC's spec (build 3.0.161)."""
+    if not SPEC_PATH.exists():
+        pytest.skip(f"CC's OpenAPI file is not at {SPEC_PATH}")
+    import yaml
+    from openapi_schema_validator import OAS30Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    spec = yaml.load(SPEC_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    registry = Registry().with_resource("spec", Resource.from_contents(spec, default_specification=DRAFT4))
+
+    def check(body, name):
+        schema = {"$ref": f"spec#/components/schemas/{name}"}
+        validator = OAS30Validator(schema, registry=registry, format_checker=OAS30Validator.FORMAT_CHECKER)
+        errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(body)]
+        assert errors == [], errors
+        return body
+
+    return check

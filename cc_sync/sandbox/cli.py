@@ -8,7 +8,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .server import FAULTS, FLOWS, REFRESH_TOKEN_TYPES, Sandbox
+from .config import FLOWS, REFRESH_TOKEN_TYPES
+from .faults import FAULTS
+from .server import Sandbox
 
 DEFAULT_PORT = 8765
 # Options whose value goes straight to the Sandbox setting of the same name.

@@ -1,48 +1,44 @@
-"""The sandbox's contacts: CC's contact resource and the endpoints that read and write it.
+"""The v3 contact endpoints: ``GET|POST /v3/contacts``, ``GET|PUT /v3/contacts/{contact_id}`` and
+``POST /v3/contacts/sign_up_form``; also seeding a contact (:meth:`ContactsMixin.add_contact`) and looking one up.
 
-Used by :class:`~cc_sync.sandbox.server.Sandbox` through :class:`ContactsMixin`; ``Sandbox`` stays the one
-front door. Behaviour follows CC's published contract, Swagger build 3.0.161 (``getContactById``,
-``getAllContacts``, ``createContact``, ``updateContact``, ``createOrUpdateContact`` alias ``sign_up_form``,
-``createListAddActivity`` and ``createImportJSONActivity``). Where the spec is silent the choice made is
-said in a comment and listed in docs/testing.md.
-
-Contacts are stored flat (``email_address`` as a string, ``permission_to_send`` and ``opt_in_source`` at the
-top level, as :meth:`Sandbox.contacts` has always shown them); every response body is rendered into the
-spec's shape by :func:`render_contact`.
+Behaviour follows CC's published contract, Swagger build 3.0.161 (``getContactById``, ``getAllContacts``,
+``createContact``, ``updateContact``, ``createOrUpdateContact`` alias ``sign_up_form``). Where the spec is
+silent the choice made is said in a comment and listed in docs/testing.md. How contacts are stored:
+:mod:`cc_sync.sandbox.contact_store`.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
-import json
-import uuid
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
-from .replies import _cc_errors, _json, _media_type, _Reply, _Request
+from .contact_store import (
+    INCLUDES,
+    PUT_OVERWRITTEN,
+    ContactStoreMixin,
+    _has_status,
+    email_key,
+    render_contact,
+)
+from .lists import ListsMixin
+from .replies import _cc_errors, _json, _json_body, _Reply, _Request
 from .validation import (
     CONTACT_MAX_CUSTOM_FIELDS,
     MAX_LISTS,
     MAX_PHONE_NUMBERS,
     MAX_STREET_ADDRESSES,
     NOT_FOUND,
-    PERMISSIONS,
     VALIDATION_ERROR,
-    validate_add_list_memberships,
     validate_contact,
     validate_sign_up,
 )
 
 CONTACTS_PATH = "/v3/contacts"
 SIGN_UP_PATH = "/v3/contacts/sign_up_form"
-ADD_LIST_MEMBERSHIPS_PATH = "/v3/activities/add_list_memberships"
-ACTIVITY_PREFIX = "/v3/activities/"
 CONFLICT = "contacts.api.conflict"
 
-# getAllContacts / getContactById `include` values, in the spec's order.
-INCLUDES = ("custom_fields", "list_memberships", "phone_numbers", "street_addresses", "taggings", "notes")
 # getAllContacts `status` values. `active` is not defined by the spec: the sandbox reads it as "can be sent
 # email", i.e. explicit or implicit permission and not deleted.
 CONTACT_STATUSES = (
@@ -68,17 +64,6 @@ UNSUPPORTED_QUERY = (
     "optout_before",
     "sms_status",
 )
-# Top-level properties a PUT overwrites with null when left out ("this does not apply to contact
-# subresources"). `email_address` and `sms_channel` are channel subresources and are kept.
-PUT_OVERWRITTEN = (
-    "first_name",
-    "last_name",
-    "job_title",
-    "company_name",
-    "birthday_month",
-    "birthday_day",
-    "anniversary",
-)
 SIGN_UP_SCALARS = (
     "first_name",
     "last_name",
@@ -88,85 +73,6 @@ SIGN_UP_SCALARS = (
     "birthday_day",
     "anniversary",
 )
-# contacts_json_import keys -> (phone kind) and (address kind, part). The spec: `phone` has the default kind
-# `other`; `street`, `city`, `state`, `zip`, `country` the default kind `home`.
-IMPORT_PHONES = {
-    "phone": "other",
-    "home_phone": "home",
-    "work_phone": "work",
-    "mobile_phone": "mobile",
-    "other_phone": "other",
-}
-_PARTS = {"street": "street", "street2": "street2", "city": "city", "state": "state", "zip": "postal_code"}
-_PARTS["country"] = "country"
-IMPORT_ADDRESSES: dict[str, tuple[str, str]] = {name: ("home", part) for name, part in _PARTS.items()}
-IMPORT_ADDRESSES.update(
-    {f"{kind}_{name}": (kind, part) for kind in ("home", "work", "other") for name, part in _PARTS.items()}
-)
-IMPORT_ADDRESSES["home country"] = ("home", "country")  # the spec's own spelling of this key
-IMPORT_SCALARS = (
-    "first_name",
-    "last_name",
-    "job_title",
-    "company_name",
-    "birthday_month",
-    "birthday_day",
-    "anniversary",
-)
-
-
-def email_key(address: str | None) -> str | None:
-    """The key contacts are matched on: CC treats addresses case-insensitively."""
-    return address.strip().lower() if isinstance(address, str) and address.strip() else None
-
-
-def _sms_key(digits: str | None) -> str | None:
-    value = "".join(ch for ch in digits or "" if ch.isdigit())
-    return value or None
-
-
-def render_contact(contact: dict[str, Any], include: Iterable[str] = ()) -> dict[str, Any]:
-    """A stored contact in the shape of ``getContactById_200_response``.
-
-    The spec's properties are not nullable, so a property without a value is left out rather than sent
-    as null. Subresources appear only when named in ``include``, as with CC's ``include`` parameter.
-    """
-    body: dict[str, Any] = {"contact_id": contact["contact_id"]}
-    if contact.get("email_address"):
-        email: dict[str, Any] = {
-            "address": contact["email_address"],
-            "permission_to_send": contact["permission_to_send"],
-            "created_at": contact.get("email_created_at") or contact["created_at"],
-            "updated_at": contact.get("email_updated_at") or contact["updated_at"],
-        }
-        for name in ("opt_in_source", "opt_in_date", "opt_out_source", "opt_out_date", "opt_out_reason"):
-            if contact.get(name):
-                email[name] = contact[name]
-        # "Possible values: pending, confirmed, off."
-        email["confirm_status"] = contact.get("confirm_status") or "off"
-        body["email_address"] = email
-    for name in (
-        "first_name",
-        "last_name",
-        "job_title",
-        "company_name",
-        "birthday_month",
-        "birthday_day",
-        "anniversary",
-        "update_source",
-        "create_source",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-    ):
-        if contact.get(name) is not None:
-            body[name] = contact[name]
-    if contact.get("sms_channel"):
-        body["sms_channel"] = copy.deepcopy(contact["sms_channel"])
-    for name in INCLUDES:
-        if name in include:
-            body[name] = copy.deepcopy(contact.get(name) or [])
-    return body
 
 
 def _parse_include(value: str | None) -> tuple[list[str], str | None]:
@@ -179,242 +85,8 @@ def _parse_include(value: str | None) -> tuple[list[str], str | None]:
     return names, None
 
 
-def _json_body(request: _Request) -> tuple[Any, _Reply | None]:
-    media_type = _media_type(request.header("Content-Type"))
-    if media_type != "application/json":
-        return None, _cc_errors(
-            415, "unsupported_media_type", f"Content type '{media_type or 'none'}' is not supported."
-        )
-    try:
-        return json.loads(request.body), None
-    except ValueError:
-        return None, _cc_errors(400, "malformed_json", "The request body is not valid JSON.")
-
-
-class ContactsMixin:
-    """Contact storage and the contact endpoints; mixed into ``Sandbox`` (which provides the state)."""
-
-    _config: dict[str, Any]
-    _contacts: dict[str, dict[str, Any]]  # contact_id -> stored contact, in creation order
-    _emails: dict[str, str]  # email_key -> contact_id
-    _sms_numbers: dict[str, str]  # digits of the SMS number -> contact_id
-    _activities: dict[str, dict[str, Any]]
-
-    def _now_iso(self) -> str:  # provided by Sandbox
-        raise NotImplementedError
-
-    # -- lists -------------------------------------------------------------------------------------
-
-    def _live_list_ids(self) -> set[str]:
-        return {item["list_id"] for item in self._config["lists"] if not item.get("deleted_at")}
-
-    def _missing_lists(self, list_ids: Iterable[str]) -> _Reply | None:
-        """404 naming every list that does not exist (never did, or was deleted at CC)."""
-        live = self._live_list_ids()
-        unknown = [list_id for list_id in list_ids if str(list_id).lower() not in live]
-        if unknown:
-            return _cc_errors(404, NOT_FOUND, *(f"List {list_id} was not found." for list_id in unknown))
-        return None
-
-    def _delete_list(self, list_id: str) -> dict[str, Any]:
-        key = str(list_id).lower()
-        for item in self._config["lists"]:
-            if item["list_id"] == key and not item.get("deleted_at"):
-                item["deleted_at"] = self._now_iso()
-                item["updated_at"] = item["deleted_at"]
-                # A deleted list has no members any more.
-                for contact in self._contacts.values():
-                    if key in contact["list_memberships"]:
-                        contact["list_memberships"].remove(key)
-                return copy.deepcopy(item)
-        raise LookupError(f"no list {list_id!r} (or it is deleted already)")
-
-    # -- storage -----------------------------------------------------------------------------------
-
-    def _find(self, email: str | None = None, sms: str | None = None) -> dict[str, Any] | None:
-        contact_id = self._emails.get(email_key(email) or "") or self._sms_numbers.get(_sms_key(sms) or "")
-        return self._contacts.get(contact_id) if contact_id else None
-
-    def _new_contact(self, *, create_source: str, now: str) -> dict[str, Any]:
-        contact: dict[str, Any] = {
-            "contact_id": str(uuid.uuid4()),
-            "email_address": None,
-            "permission_to_send": None,
-            "opt_in_source": None,
-            "first_name": None,
-            "last_name": None,
-            "list_memberships": [],
-            "custom_fields": [],
-            "phone_numbers": [],
-            "street_addresses": [],
-            "taggings": [],
-            "notes": [],
-            "sms_channel": None,
-            "created_at": now,
-            "updated_at": now,
-            "create_source": create_source,
-            "update_source": None,
-            "deleted_at": None,
-        }
-        self._contacts[contact["contact_id"]] = contact
-        return contact
-
-    def _set_email(self, contact: dict[str, Any], address: str, now: str) -> None:
-        old = email_key(contact.get("email_address"))
-        if old and old != email_key(address):
-            self._emails.pop(old, None)
-        if contact.get("email_address") != address:
-            contact["email_created_at"] = contact.get("email_created_at") or now
-            contact["email_updated_at"] = now
-        contact["email_address"] = address
-        self._emails[email_key(address) or ""] = contact["contact_id"]
-
-    def _set_permission(self, contact: dict[str, Any], permission: str, source: str, now: str) -> None:
-        """Apply a permission change with the opt-in/opt-out bookkeeping CC shows on ``email_address``."""
-        if contact.get("permission_to_send") == permission:
-            return
-        contact["permission_to_send"] = permission
-        contact["email_updated_at"] = now
-        if permission == "unsubscribed":
-            contact.update(opt_out_source=source, opt_out_date=now)
-        else:
-            contact.update(opt_out_source=None, opt_out_date=None, opt_out_reason=None)
-        if permission in ("explicit", "implicit"):
-            contact["opt_in_date"] = now
-            # `opt_in_source` "is set on POST, and is read-only going forward".
-            contact["opt_in_source"] = contact.get("opt_in_source") or source
-        if permission == "pending_confirmation":
-            contact["confirm_status"] = "pending"
-        elif contact.get("confirm_status") == "pending":
-            contact["confirm_status"] = "confirmed" if permission == "explicit" else "off"
-
-    def _set_sms(self, contact: dict[str, Any], channel: dict[str, Any], source: str) -> None:
-        full = (
-            channel.get("full_sms_address")
-            or f"{channel.get('dial_code', '')}{channel.get('sms_address', '')}"
-        )
-        old = contact.get("sms_channel") or {}
-        stored = {
-            "sms_channel_id": old.get("sms_channel_id") or str(uuid.uuid4()),
-            "sms_address": channel.get("sms_address") or channel.get("full_sms_address"),
-            "update_source": source,
-            "create_source": old.get("create_source") or source,
-            "sms_channel_consents": [
-                {
-                    name: consent[name]
-                    for name in (
-                        "sms_consent_permission",
-                        "consent_type",
-                        "advertised_frequency",
-                        "advertised_interval",
-                    )
-                    if name in consent
-                }
-                for consent in channel.get("sms_channel_consents") or []
-            ],
-        }
-        for name in ("dial_code", "country_code"):
-            if channel.get(name):
-                stored[name] = channel[name]
-        for consent in stored["sms_channel_consents"]:
-            # The response schema types advertised_frequency as a string (the request as an integer).
-            if "advertised_frequency" in consent:
-                consent["advertised_frequency"] = str(consent["advertised_frequency"])
-        old_key = _sms_key(contact.get("sms_full_address"))
-        if old_key:
-            self._sms_numbers.pop(old_key, None)
-        contact["sms_channel"] = stored
-        contact["sms_full_address"] = full
-        self._sms_numbers[_sms_key(full) or ""] = contact["contact_id"]
-
-    @staticmethod
-    def _merge_custom_fields(contact: dict[str, Any], fields: Iterable[dict[str, Any]]) -> None:
-        merged = {item["custom_field_id"]: item for item in contact.get("custom_fields") or []}
-        for item in fields:
-            field_id = item["custom_field_id"].lower()
-            entry = dict(merged.get(field_id) or {"custom_field_id": field_id})
-            # An item without `value` names the field and changes nothing else.
-            for name in ("value", "choice_ids"):
-                if name in item:
-                    entry[name] = copy.deepcopy(item[name])
-            merged[field_id] = entry
-        contact["custom_fields"] = list(merged.values())
-
-    @staticmethod
-    def _add_lists(contact: dict[str, Any], list_ids: Iterable[str]) -> None:
-        for list_id in list_ids:
-            if list_id.lower() not in contact["list_memberships"]:
-                contact["list_memberships"].append(list_id.lower())
-
-    @staticmethod
-    def _phone(number: str, kind: str | None, source: str, now: str) -> dict[str, Any]:
-        phone = {
-            "phone_number_id": str(uuid.uuid4()),
-            "phone_number": number,
-            "created_at": now,
-            "updated_at": now,
-            "create_source": source,
-            "update_source": source,
-        }
-        if kind:
-            phone["kind"] = kind
-        return phone
-
-    @staticmethod
-    def _address(fields: dict[str, Any], now: str) -> dict[str, Any]:
-        address = {"street_address_id": str(uuid.uuid4()), "kind": fields["kind"]}
-        for name in ("street", "city", "state", "postal_code", "country"):
-            if fields.get(name) is not None:
-                address[name] = fields[name]
-        address.update(created_at=now, updated_at=now)
-        return address
-
-    @staticmethod
-    def _put_by_kind(items: list[dict[str, Any]], new: dict[str, Any], limit: int) -> None:
-        """Replace the entry of the same kind, else append (the oldest goes beyond ``limit``)."""
-        for index, item in enumerate(items):
-            if item.get("kind") == new.get("kind"):
-                new["created_at"] = item.get("created_at", new.get("created_at"))
-                for name in ("phone_number_id", "street_address_id"):
-                    if name in item:
-                        new[name] = item[name]
-                items[index] = new
-                return
-        items.append(new)
-        del items[:-limit]
-
-    def _write_resource(self, contact: dict[str, Any], data: dict[str, Any], source: str, now: str) -> None:
-        """Store the properties and subresources of a createContact/updateContact body."""
-        for name in PUT_OVERWRITTEN:
-            if name in data:
-                contact[name] = data[name]
-        if data.get("custom_fields") is not None:
-            contact["custom_fields"] = []
-            self._merge_custom_fields(contact, data["custom_fields"])
-        if data.get("phone_numbers") is not None:
-            contact["phone_numbers"] = [
-                self._phone(item["phone_number"], item.get("kind"), source, now)
-                for item in data["phone_numbers"]
-            ]
-        if data.get("street_addresses") is not None:
-            contact["street_addresses"] = [self._address(item, now) for item in data["street_addresses"]]
-        if data.get("list_memberships") is not None:
-            contact["list_memberships"] = []
-            self._add_lists(contact, data["list_memberships"])
-        if data.get("taggings") is not None:
-            contact["taggings"] = [tag.lower() for tag in data["taggings"]]
-        if data.get("notes") is not None:
-            contact["notes"] = [
-                {
-                    "note_id": (note.get("note_id") or str(uuid.uuid4())).lower(),
-                    "created_at": note.get("created_at") or now,
-                    "content": note["content"],
-                }
-                for note in data["notes"]
-            ]
-        if data.get("sms_channel") is not None:
-            self._set_sms(contact, data["sms_channel"], source)
-        contact["updated_at"] = now
+class ContactsMixin(ContactStoreMixin, ListsMixin):
+    """The contact endpoints and the public calls that seed or show a contact; mixed into ``Sandbox``."""
 
     # -- public helpers (Sandbox's API) --------------------------------------------------------------
 
@@ -439,7 +111,7 @@ class ContactsMixin:
         (``deleted_at`` set). Not logged and not counted against any limit. Raises ValueError for an
         invalid contact, an address that exists already or a list that does not exist.
         """
-        with self._lock:  # type: ignore[attr-defined]
+        with self._lock:
             return self._seed_contact(
                 email,
                 first_name=first_name,
@@ -499,17 +171,10 @@ class ContactsMixin:
     def contact(self, email: str) -> dict[str, Any] | None:
         """The contact with this address (any case; deleted ones too) as ``GET /v3/contacts/{id}`` returns it
         with every subresource included, or None."""
-        with self._lock:  # type: ignore[attr-defined]
-            self._settle_activities()  # type: ignore[attr-defined]
+        with self._lock:
+            self._settle_activities()
             found = self._find(email)
             return render_contact(found, INCLUDES) if found else None
-
-    def delete_list(self, list_id: str) -> dict[str, Any]:
-        """Delete a list as if someone deleted it at CC: it disappears from ``GET /v3/contact_lists``
-        (except with ``status=deleted``/``all``, with ``deleted_at``), contacts lose it, and every write naming
-        it answers 404. Returns the list. Raises LookupError for an unknown or already deleted list."""
-        with self._lock:  # type: ignore[attr-defined]
-            return self._delete_list(list_id)
 
     # -- GET /v3/contacts ----------------------------------------------------------------------------
 
@@ -754,165 +419,3 @@ class ContactsMixin:
             201 if created else 200,
             {"contact_id": contact["contact_id"], "action": "created" if created else "updated"},
         )
-
-    # -- POST /v3/activities/add_list_memberships ----------------------------------------------------
-
-    def _add_list_memberships(self, request: _Request) -> _Reply:
-        data, problem = _json_body(request)
-        if problem:
-            return problem
-        errors = validate_add_list_memberships(data)
-        if errors:
-            return _cc_errors(400, VALIDATION_ERROR, *errors)
-        # The spec lists no 404 for this operation; the sandbox refuses unknown (or deleted) target and
-        # source lists at once with 404, as every other write naming a list does, so a client learns
-        # that a list is gone from the POST rather than from a failed activity.
-        missing = self._missing_lists([*data["list_ids"], *(data["source"].get("list_ids") or [])])
-        if missing:
-            return missing
-        now = self._now_iso()
-        activity_id = str(uuid.uuid4())
-        activity = {
-            "activity_id": activity_id,
-            "state": "initialized",
-            "created_at": now,
-            "updated_at": now,
-            "percent_done": 0,
-            "activity_errors": [],
-            "status": {
-                "items_total_count": 0,
-                "items_completed_count": 0,
-                "list_count": len(data["list_ids"]),
-            },
-            "_links": {"self": {"href": f"{ACTIVITY_PREFIX}{activity_id}"}},
-        }
-        self._activities[activity_id] = {
-            "activity": activity,
-            "data": data,
-            "polls": 0,
-            "kind": "add_list_memberships",
-            "created": self.now(),  # type: ignore[attr-defined]
-        }
-        return _json(201, activity)
-
-    def _run_add_list_memberships(self, record: dict[str, Any], now: str) -> None:
-        """Complete an add_list_memberships activity: only list memberships change, never permission
-        or details."""
-        activity, data = record["activity"], record.pop("data")
-        source = data["source"]
-        excluded = {value.lower() for value in (data.get("exclude") or {}).get("contact_ids") or []}
-        errors: list[str] = []
-        if "contact_ids" in source and source["contact_ids"]:
-            targets = []
-            for contact_id in dict.fromkeys(value.lower() for value in source["contact_ids"]):
-                contact = self._contacts.get(contact_id)
-                if contact is None or contact.get("deleted_at"):
-                    # Not documented by CC; the sandbox skips such ids and says so.
-                    errors.append(f"Contact {contact_id} was not found.")
-                else:
-                    targets.append(contact)
-        elif source.get("list_ids"):
-            wanted = {value.lower() for value in source["list_ids"]}
-            targets = [
-                contact
-                for contact in self._contacts.values()
-                if not contact.get("deleted_at") and wanted & set(contact["list_memberships"])
-            ]
-        else:
-            targets = [contact for contact in self._contacts.values() if _has_status(contact, {"active"})]
-        targets = [contact for contact in targets if contact["contact_id"] not in excluded]
-        live = self._live_list_ids()
-        list_ids = [list_id.lower() for list_id in data["list_ids"] if list_id.lower() in live]
-        for contact in targets:
-            # "Each contact can be a member of up to 50 lists."
-            room = MAX_LISTS - len(contact["list_memberships"])
-            new = [list_id for list_id in list_ids if list_id not in contact["list_memberships"]]
-            if len(new) > room:
-                errors.append(
-                    f"Contact {contact['contact_id']} would be a member of more than {MAX_LISTS} lists."
-                )
-                new = new[: max(room, 0)]
-            if new:
-                self._add_lists(contact, new)
-                contact["updated_at"] = now
-        activity["status"]["items_total_count"] = len(targets)
-        activity["status"]["items_completed_count"] = len(targets)
-        activity["activity_errors"] = errors
-
-    # -- POST /v3/activities/contacts_json_import (the contact part) --------------------------------
-
-    def _import_contact(
-        self, item: dict[str, Any], list_ids: list[str], sms_permission: str, now: str
-    ) -> bool:
-        """Import one contact; False when it could not be added to the lists (unsubscribed)."""
-        email = item.get("email") or None
-        # The import's sms_number is a US number without its dial code (1231231234 or 123-123-1234).
-        digits = _sms_key(item.get("sms_number"))
-        sms_full = f"1{digits}" if digits and len(digits) == 10 else digits
-        contact = self._find(email) if email else None
-        contact = contact or (self._find(sms=sms_full) if sms_full else None)
-        if contact is None:
-            contact = self._new_contact(create_source="Account", now=now)
-            if email:
-                self._set_email(contact, email, now)
-                # CC: "Importing a new contact ... sets the contact's email permission_to_send property to
-                # implicit and the opt_in_source property as Account."
-                self._set_permission(contact, "implicit", "Account", now)
-        # "Importing an existing contact only updates the contact properties you include in the request."
-        for name in IMPORT_SCALARS:
-            if item.get(name) is not None:
-                contact[name] = item[name]
-        for name, kind in IMPORT_PHONES.items():
-            if item.get(name):
-                self._put_by_kind(
-                    contact["phone_numbers"], self._phone(item[name], kind, "Account", now), MAX_PHONE_NUMBERS
-                )
-        addresses: dict[str, dict[str, Any]] = {}
-        for name, (kind, part) in IMPORT_ADDRESSES.items():
-            if item.get(name):
-                addresses.setdefault(kind, {"kind": kind})[part] = item[name]
-        for fields in addresses.values():
-            # "street2 ... is automatically appended to the street value."
-            if fields.get("street2"):
-                fields["street"] = f"{fields.get('street', '')} {fields.pop('street2')}".strip()
-            self._put_by_kind(contact["street_addresses"], self._address(fields, now), MAX_STREET_ADDRESSES)
-        if item.get("sms_number"):
-            consent = {"sms_consent_permission": sms_permission, "consent_type": "promotional_sms"}
-            channel = {
-                "full_sms_address": sms_full,
-                "sms_address": item["sms_number"],
-                "dial_code": "1",
-                "country_code": "US",
-                "sms_channel_consents": [consent],
-            }
-            self._set_sms(contact, channel, "Account")
-            if item.get("sms_consent_date"):
-                contact["sms_consent_date"] = item["sms_consent_date"]
-        custom = {name[3:]: value for name, value in item.items() if str(name).startswith("cf:")}
-        if custom:
-            # Imported custom fields are keyed by name; the sandbox has no custom-field definitions to map
-            # names to ids, so they are kept apart and not shown in `custom_fields`.
-            contact.setdefault("imported_custom_fields", {}).update(custom)
-        contact["deleted_at"] = None
-        contact["updated_at"] = now
-        # `cannot_add_to_list_count`: "previously unsubscribed contacts in the import - they cannot be added
-        # to a list".
-        if contact.get("permission_to_send") == "unsubscribed":
-            return False
-        self._add_lists(contact, list_ids)
-        return True
-
-
-def _has_status(contact: dict[str, Any], statuses: set[str]) -> bool:
-    """getAllContacts' `status` filter; no status: every contact that is not deleted."""
-    deleted = bool(contact.get("deleted_at"))
-    if not statuses:
-        return not deleted
-    if "all" in statuses:
-        return True
-    if deleted:
-        return "deleted" in statuses
-    permission = contact.get("permission_to_send") or "not_set"
-    if "active" in statuses and permission in ("explicit", "implicit"):
-        return True
-    return permission in statuses and permission in PERMISSIONS

@@ -1,13 +1,16 @@
-"""HTTP request and reply values shared by the sandbox's modules (standard library only)."""
+"""HTTP request and reply values, and the helpers that build them, shared by the sandbox's modules."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlencode
+
+_THROTTLED = {"error_key": "throttled", "error_message": "Too Many Requests"}
 
 
 def _media_type(header: str | None) -> str:
@@ -17,6 +20,10 @@ def _media_type(header: str | None) -> str:
 def _with_query(uri: str, params: Mapping[str, str | None]) -> str:
     query = urlencode([(name, value) for name, value in params.items() if value is not None])
     return f"{uri}{'&' if '?' in uri else '?'}{query}"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 @dataclass
@@ -69,3 +76,15 @@ def _oauth_error(status: int, error: str, description: str) -> _Reply:
 def _cc_errors(status: int, error_key: str, *messages: str) -> _Reply:
     # CC's error bodies are a JSON array of {error_key, error_message} (glossary of responses).
     return _json(status, [{"error_key": error_key, "error_message": m} for m in messages], error=error_key)
+
+
+def _json_body(request: _Request) -> tuple[Any, _Reply | None]:
+    media_type = _media_type(request.header("Content-Type"))
+    if media_type != "application/json":
+        return None, _cc_errors(
+            415, "unsupported_media_type", f"Content type '{media_type or 'none'}' is not supported."
+        )
+    try:
+        return json.loads(request.body), None
+    except ValueError:
+        return None, _cc_errors(400, "malformed_json", "The request body is not valid JSON.")
