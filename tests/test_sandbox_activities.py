@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from cc_sync.sandbox import Sandbox
 from tests.sandbox_helpers import (
     LIST_A,
@@ -131,6 +133,7 @@ def test_import_accepts_every_key_the_spec_defines(sb, spec_schema):
     assert sms_only["sms_channel"]["sms_channel_consents"][0]["sms_consent_permission"] == "explicit"
 
 
+@pytest.mark.slow
 def test_import_over_4_mb_imports_only_the_contacts_inside_the_first_4_mb(sb):
     token = sb.issue_tokens()["access_token"]
     items = [{"email": f"p{n:05}@example.com", "cf:notes": "x" * 200} for n in range(20_000)]
