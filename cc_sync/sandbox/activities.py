@@ -13,7 +13,7 @@ import json
 import uuid
 from typing import Any
 
-from .contact_store import ContactStoreMixin, _has_status, _sms_key
+from .contact_store import CONTACT_SCALARS, ContactStoreMixin, _has_status, _sms_key
 from .lists import ListsMixin
 from .replies import _cc_errors, _json, _json_body, _media_type, _Reply, _Request
 from .state import _iso
@@ -55,15 +55,7 @@ IMPORT_ADDRESSES.update(
     {f"{kind}_{name}": (kind, part) for kind in ("home", "work", "other") for name, part in _PARTS.items()}
 )
 IMPORT_ADDRESSES["home country"] = ("home", "country")  # the spec's own spelling of this key
-IMPORT_SCALARS = (
-    "first_name",
-    "last_name",
-    "job_title",
-    "company_name",
-    "birthday_month",
-    "birthday_day",
-    "anniversary",
-)
+IMPORT_SCALARS = CONTACT_SCALARS
 
 
 class ActivitiesMixin(ContactStoreMixin, ListsMixin):

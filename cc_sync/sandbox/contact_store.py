@@ -18,9 +18,8 @@ from .validation import PERMISSIONS
 
 # getAllContacts / getContactById `include` values, in the spec's order.
 INCLUDES = ("custom_fields", "list_memberships", "phone_numbers", "street_addresses", "taggings", "notes")
-# Top-level properties a PUT overwrites with null when left out ("this does not apply to contact
-# subresources"). `email_address` and `sms_channel` are channel subresources and are kept.
-PUT_OVERWRITTEN = (
+#: A contact's top-level scalar properties, as sign_up_form, POST/PUT /contacts and the import name them.
+CONTACT_SCALARS = (
     "first_name",
     "last_name",
     "job_title",
@@ -29,6 +28,9 @@ PUT_OVERWRITTEN = (
     "birthday_day",
     "anniversary",
 )
+# Top-level properties a PUT overwrites with null when left out ("this does not apply to contact
+# subresources"). `email_address` and `sms_channel` are channel subresources and are kept.
+PUT_OVERWRITTEN = CONTACT_SCALARS
 
 
 def email_key(address: str | None) -> str | None:

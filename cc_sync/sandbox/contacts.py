@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .contact_store import (
+    CONTACT_SCALARS,
     INCLUDES,
     PUT_OVERWRITTEN,
     ContactStoreMixin,
@@ -64,15 +65,7 @@ UNSUPPORTED_QUERY = (
     "optout_before",
     "sms_status",
 )
-SIGN_UP_SCALARS = (
-    "first_name",
-    "last_name",
-    "job_title",
-    "company_name",
-    "birthday_month",
-    "birthday_day",
-    "anniversary",
-)
+SIGN_UP_SCALARS = CONTACT_SCALARS
 
 
 def _parse_include(value: str | None) -> tuple[list[str], str | None]:
