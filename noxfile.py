@@ -78,10 +78,13 @@ def lint(session: nox.Session) -> None:
         "example_project",
         "bench",
         "faults",
+        "rig",
         "noxfile.py",
         external=True,
     )
-    session.run(PY, "-m", "ruff", "format", "--check", "cc_sync", "tests", "example_project", external=True)
+    session.run(
+        PY, "-m", "ruff", "format", "--check", "cc_sync", "tests", "example_project", "rig", external=True
+    )
 
 
 @nox.session(python=False)

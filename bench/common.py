@@ -1,7 +1,8 @@
 """What the benchmarks share: the rig with production settings, bulk signups, waiting, memory and CPU readings.
 
-The rig (Redis, sandbox, workers) is the fault suite's, :class:`faults.rig.Rig`; only its settings differ:
-the benchmarks run cc_sync with its production defaults (:data:`faults.rig.PRODUCTION`), not scaled ones.
+The rig (Redis, sandbox, workers) is the fault suite's, :class:`rig.deployment.Rig`; only its settings
+differ: the benchmarks run cc_sync with its production defaults (:data:`rig.timing.PRODUCTION`), not scaled
+ones.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from bench.bare import create_body
 from cc_sync import privacy
 from cc_sync.models import Signup
 from cc_sync.sync import publish
-from faults.rig import PRODUCTION, ROOT, Rig, Worker, children_of, percentile, status_counts, wait_until
+from rig import ROOT
+from rig.database import status_counts
+from rig.deployment import Rig
+from rig.figures import percentile
+from rig.processes import Worker
+from rig.proctable import children_of
+from rig.timing import PRODUCTION
+from rig.waiting import TimedOut, wait_until
 
 __all__ = [
     "ROOT",
@@ -115,7 +123,10 @@ def wait_synced(rig: Rig, count: int, timeout: float, interval: float = 0.2) -> 
         rig.supervise()
         return Signup.objects.filter(status=Signup.Status.SYNCED).count() >= count
 
-    return bool(wait_until(done, timeout, interval=interval))
+    try:
+        return bool(wait_until(done, timeout, interval=interval, what=f"{count} signups synced"))
+    except TimedOut:
+        return False
 
 
 def synced_span() -> tuple[float, float]:

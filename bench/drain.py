@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from cc_sync.ratelimit import SPACING_MARGIN
-from faults.rig import max_in_any_window
+from rig.figures import max_in_any_window
 
 from .common import (
     bench_rig,

@@ -20,7 +20,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from rig import ROOT
+from rig.database import scratch_database
+from rig.record import run_record
+
 DEFAULT_DB = "cc_sync_bench"
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 # name: module under bench/ (each has run(quick: bool) -> dict with title, markdown, figures).
@@ -77,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in known]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(known)}")
-
-    from faults.run import run_record, scratch_database
 
     with scratch_database(args.db):
         from . import report

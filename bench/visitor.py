@@ -17,9 +17,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from cc_sync.models import Signup
-from faults.rig import Managed, free_port
+from rig.processes import Managed, free_port
+from rig.waiting import TimedOut, wait_until
 
-from .common import bench_rig, fmt, latency_summary, table, verdict, wait_until
+from .common import bench_rig, fmt, latency_summary, table, verdict
 
 TITLE = "Visitor latency"
 LATENCY = 0.25  # seconds: a CC-like answer time of POST /contacts
@@ -147,8 +148,10 @@ def gunicorn(rig: Any) -> Iterator[str]:
             return False
 
     try:
-        if not wait_until(answers, timeout=60, interval=0.2):
-            raise RuntimeError(f"gunicorn did not answer; see {server.log_path}")
+        try:
+            wait_until(answers, timeout=60, interval=0.2, what="gunicorn to answer")
+        except TimedOut as timeout:
+            raise RuntimeError(f"gunicorn did not answer; see {server.log_path}") from timeout
         yield base
     finally:
         server.stop()

@@ -12,93 +12,16 @@ only when ``--output`` is given.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from rig import ROOT
+from rig.database import scratch_database
+from rig.record import machine_info, run_record
+
 DEFAULT_DB = "cc_sync_faults"
 DEFAULT_OUTPUT = ROOT / "docs" / "reliability.md"
-
-
-def _admin_connection():
-    import psycopg
-
-    return psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", autocommit=True)
-
-
-def create_database(name: str) -> None:
-    with _admin_connection() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(name: str) -> None:
-    with _admin_connection() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def scratch_database(name: str) -> Iterator[None]:
-    """Create database ``name``, set this process up on it (:func:`bootstrap`), and drop it at the end."""
-    create_database(name)
-    try:
-        bootstrap(name)
-        yield
-    finally:
-        from django.conf import settings
-
-        if settings.configured:
-            from django.db import connections
-
-            connections.close_all()
-        drop_database(name)
-
-
-def run_record(args: argparse.Namespace, program: str, default_output: Path) -> tuple[str, str, str | None]:
-    """The run's load average, its command line, and where its report goes (a full run: the docs page)."""
-    load = os.getloadavg()
-    command = f"python -m {program}" + (" --quick" if args.quick else "")
-    command += f" --only {args.only}" if args.only else ""
-    output = args.output
-    if output is None and not args.quick and not args.only:
-        output = str(default_output)
-    return f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}", command, output
-
-
-def bootstrap(db_name: str) -> None:
-    """Configure this process as the example project's web process on the runner's own database."""
-    import secrets
-
-    from cryptography.fernet import Fernet
-
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "example_project.settings",
-            "DEBUG": "false",
-            "SECRET_KEY": "fault-suite-" + secrets.token_hex(16),
-            "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
-            "CC_CLIENT_ID": "sandbox-client-id",
-            "CC_CLIENT_SECRET": "sandbox-client-secret",
-            "CC_SYNC_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "CC_SYNC_LOG_LEVEL": "INFO",
-        }
-    )
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    # The example project logs cc_sync to the console; the rig writes it to a file per scenario.
-    for handler in list(logging.getLogger("cc_sync").handlers):
-        logging.getLogger("cc_sync").removeHandler(handler)
-    logging.getLogger("cc_sync").propagate = False
-    call_command("migrate", verbosity=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [n for n in names if n not in scenarios.SCENARIOS]
         if unknown:
             parser.error(f"unknown scenario(s) {unknown}; known: {', '.join(scenarios.SCENARIOS)}")
-        machine = report.machine_info()
+        machine = machine_info()
         started = time.time()
         results = []
         for name in names:

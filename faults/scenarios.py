@@ -1,7 +1,7 @@
 """The fault scenarios. Each injects faults into a running rig, waits for the outcome and checks it.
 
 A scenario is a function ``(rig, quick, result)`` that fills ``result`` with what it injected, the figures
-it observed and the checks it made; :func:`run` gives it a fresh :class:`~faults.rig.Rig`. ``quick`` picks
+it observed and the checks it made; :func:`run` gives it a fresh :class:`~rig.deployment.Rig`. ``quick`` picks
 the smaller sizes that CI runs; the shape of every scenario is the same in both sizes.
 """
 
@@ -16,6 +16,7 @@ import traceback
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -33,16 +34,12 @@ from cc_sync.client import ConstantContactClient
 from cc_sync.models import Connection, RateLimitState, Signup
 from cc_sync.sandbox import Sandbox
 from cc_sync.sync import enqueue_signup
-
-from .rig import (
-    SCALED,
-    Rig,
-    Worker,
-    max_in_any_window,
-    percentile,
-    status_counts,
-    wait_until,
-)
+from rig.database import status_counts
+from rig.deployment import Rig
+from rig.figures import max_in_any_window, percentile
+from rig.processes import Worker
+from rig.timing import SCALED
+from rig.waiting import TimedOut, wait_until
 
 Status = Signup.Status
 # The requests one signup costs (docs/signups.md, "Contact safety"): a new address is created with
@@ -195,7 +192,10 @@ def wait_for_statuses(
             on_tick()
         return condition(status_counts())
 
-    return bool(wait_until(probe, timeout, interval=0.5))
+    try:
+        return bool(wait_until(probe, timeout, interval=0.5, what="the signups' statuses"))
+    except TimedOut:
+        return False
 
 
 def emails(prefix: str, count: int, start: int = 0) -> list[str]:
@@ -473,11 +473,14 @@ def one_refresh(rig: Rig, quick: bool, result: Result) -> None:
         sandbox.expire_access_tokens()
         with transaction.atomic():
             ids = [enqueue_signup(address).pk for address in emails(f"round{round_number:02d}-", processes)]
-        done = wait_until(
-            lambda ids=ids: Signup.objects.filter(pk__in=ids, status=Status.SYNCED).count() == processes,
-            30,
-            interval=0.1,
-        )
+        done = False
+        with suppress(TimedOut):  # the round's problems below say what did not happen
+            done = wait_until(
+                lambda ids=ids: Signup.objects.filter(pk__in=ids, status=Status.SYNCED).count() == processes,
+                30,
+                interval=0.1,
+                what=f"the {processes} signups of the round synced",
+            )
         after = Connection.load()
         entries = sandbox.requests()[log_start:]
         posts = creates(entries)
@@ -580,22 +583,36 @@ def lost_write(rig: Rig, quick: bool, result: Result) -> None:
                     return entry
             return None
 
-        lost = wait_until(lost_entry, 60, interval=0.02)
+        lost = None
+        with suppress(TimedOut):  # a timeout is the failed check below
+            lost = wait_until(lost_entry, 60, interval=0.02, what="CC's held-back answer")
         sandbox.configure(token_faults={})
         if not result.check(f"{label}CC rotated the refresh token and the answer was held back", lost):
             return
         rig.note(f"{label}refresh token rotated at CC, answer held back")
         killed = ""
         if variant == "worker killed":
-            waiting = wait_until(lambda: worker.child_connected_to(sandbox.port), 2, interval=0.02)
+            waiting = None
+            with suppress(TimedOut):
+                waiting = wait_until(
+                    lambda: worker.child_connected_to(sandbox.port),
+                    2,
+                    interval=0.02,
+                    what="the pool process waiting for CC's answer",
+                )
             if waiting:
                 os.kill(waiting, signal.SIGKILL)
                 killed = f"pool process {waiting}"
                 rig.note(f"SIGKILL pool process {waiting} while CC holds the rotated token")
             result.check(f"{label}the pool process waiting for CC's answer was killed", waiting)
-        became = wait_until(
-            lambda: Connection.load().status == Connection.Status.NEEDS_RECONNECT, 60, interval=0.1
-        )
+        became = False
+        with suppress(TimedOut):
+            became = wait_until(
+                lambda: Connection.load().status == Connection.Status.NEEDS_RECONNECT,
+                60,
+                interval=0.1,
+                what="the connection marked needs_reconnect",
+            )
         needs_at = time.time()
         entries = sandbox.requests()[log_start:]
         after = [e for e in entries if e["time"] > lost["time"] and e["time"] <= needs_at]
@@ -1074,13 +1091,16 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     for kind in kinds:
         sandbox.configure(faults={kind: 1.0})
         batches[kind] = [enqueue_signup(a).pk for a in emails(f"{kind.replace('_', '-')}-", per_kind)]
-        retried = wait_until(
-            lambda ids=batches[kind]: all(
-                a >= 2 for a in Signup.objects.filter(pk__in=ids).values_list("attempts", flat=True)
-            ),
-            40,
-            interval=0.3,
-        )
+        retried = False
+        with suppress(TimedOut):  # a timeout is the failed check below
+            retried = wait_until(
+                lambda ids=batches[kind]: all(
+                    a >= 2 for a in Signup.objects.filter(pk__in=ids).values_list("attempts", flat=True)
+                ),
+                40,
+                interval=0.3,
+                what=f"every {kind} signup retried",
+            )
         synced_while_bad = max(synced_while_bad, Signup.objects.filter(status=Status.SYNCED).count())
         row = Signup.objects.get(pk=batches[kind][0])
         samples[kind] = row.last_error
@@ -1089,9 +1109,13 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     bad_ids = [pk for ids in batches.values() for pk in ids]
     synced_while_bad = max(synced_while_bad, Signup.objects.filter(status=Status.SYNCED).count())
     sandbox.configure(faults={})
-    drained = wait_until(
-        lambda: Signup.objects.filter(pk__in=bad_ids, status=Status.SYNCED).count() == len(bad_ids), 90
-    )
+    drained = False
+    with suppress(TimedOut):
+        drained = wait_until(
+            lambda: Signup.objects.filter(pk__in=bad_ids, status=Status.SYNCED).count() == len(bad_ids),
+            90,
+            what="the retried signups synced",
+        )
     result.check("no row marked synced while every answer was bad", synced_while_bad == 0, synced_while_bad)
     result.check("all of them synced once the answers were good again", drained)
     # The answers were lost after CC did the work: the retries must find the contact (409, lookup) and
@@ -1161,14 +1185,16 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     permanent = {400: bad_field, 415: wrong_type}
     gone_list = str(uuid.uuid4())
     no_list = enqueue_signup("no-such-list@example.com", list_ids=[gone_list])
-    wait_until(
-        lambda: (
-            Signup.objects.filter(pk__in=[s.pk for s in permanent.values()], status=Status.FAILED).count()
-            == len(permanent)
-            and Signup.objects.filter(pk=no_list.pk, status=Status.SYNCED).exists()
-        ),
-        30,
-    )
+    with suppress(TimedOut):  # the checks below say which signup did not end as expected
+        wait_until(
+            lambda: (
+                Signup.objects.filter(pk__in=[s.pk for s in permanent.values()], status=Status.FAILED).count()
+                == len(permanent)
+                and Signup.objects.filter(pk=no_list.pk, status=Status.SYNCED).exists()
+            ),
+            30,
+            what="the permanent errors failed and the missing list's signup synced",
+        )
     time.sleep(2 * SCALED["RETRY_MAX"])  # long enough for any retry to have happened
     posts = contact_requests(sandbox.requests()[log_start:])
     for status, signup in permanent.items():
@@ -1208,7 +1234,8 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     log_start = len(sandbox.requests())
     sandbox.expire_access_tokens()
     revoked = enqueue_signup("revoked-token@example.com")
-    wait_until(lambda: Signup.objects.filter(pk=revoked.pk, status=Status.SYNCED).exists(), 30)
+    with suppress(TimedOut):  # the check below says so
+        wait_until(lambda: Signup.objects.filter(pk=revoked.pk, status=Status.SYNCED).exists(), 30)
     revoked.refresh_from_db()
     tries = [e["status"] for e in contact_requests(sandbox.requests()[log_start:])]
     refreshes = sandbox.token_calls("refresh_token") - calls
@@ -1225,13 +1252,17 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
     log_start = len(sandbox.requests())
     calls = sandbox.token_calls("refresh_token")
     forbidden = enqueue_signup("no-scope@example.com")
-    wait_until(lambda: Signup.objects.filter(pk=forbidden.pk, status=Status.WAITING_RECONNECT).exists(), 30)
+    with suppress(TimedOut):
+        wait_until(
+            lambda: Signup.objects.filter(pk=forbidden.pk, status=Status.WAITING_RECONNECT).exists(), 30
+        )
     forbidden.refresh_from_db()
     connection_status = Connection.load().status
     tries = [e["status"] for e in contact_requests(sandbox.requests()[log_start:])]
     told = rig.reconnect_mails() - mails
     rig.connect()
-    wait_until(lambda: Signup.objects.filter(pk=forbidden.pk, status=Status.SYNCED).exists(), 60)
+    with suppress(TimedOut):
+        wait_until(lambda: Signup.objects.filter(pk=forbidden.pk, status=Status.SYNCED).exists(), 60)
     synced_after = Signup.objects.get(pk=forbidden.pk).status
     result.figures["[403] CC requests / signup / connection / mails / after reconnect"] = (
         f"{tries} / {forbidden.status} / {connection_status} / {told} / {synced_after}"

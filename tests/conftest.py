@@ -1,17 +1,13 @@
-"""Shared fixtures.
+"""The fixtures of cc_sync's own tests, built on the rig (``rig/``); nothing imports from this file.
 
 Tests marked ``services`` need the real PostgreSQL and Redis on 127.0.0.1. Without them they are skipped
-with the reason printed, except under CI (``CI=true``), where a missing service is an error.
+with the reason printed, except under CI (``CI=true``), where a missing service is an error
+(:mod:`rig.services`).
 """
 
 from __future__ import annotations
 
-import base64
-import os
-import shutil
-import socket
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,75 +15,33 @@ import redis
 import responses
 from celery import Celery
 from django.conf import settings as django_settings
-from django.utils import timezone
 
 from cc_sync.models import Connection, Signup
-from tests.sandbox_helpers import SPEC_PATH
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-REDIS = ("127.0.0.1", 6379)
-LIST_ID = "07936f78-662a-11eb-af0a-fa163e56c9b0"
-ACCESS_TOKEN = "access-token-0123456789abcdef0123456789"
-REFRESH_TOKEN = "refresh-token-0123456789abcdef0123456789"
-# CC's endpoints as tests/settings.py configures them, for the requests the tests expect.
-AUTHORIZE_URL = "https://authz.cc.test/oauth2/default/v1/authorize"
-TOKEN_URL = "https://authz.cc.test/oauth2/default/v1/token"
-DEVICE_URL = "https://authz.cc.test/oauth2/default/v1/device/authorize"
-API_URL = "https://api.cc.test/v3"
-SIGN_UP_URL = f"{API_URL}/contacts/sign_up_form"
-CONTACTS_URL = f"{API_URL}/contacts"
-ADD_LISTS_URL = f"{API_URL}/activities/add_list_memberships"
-REDIRECT_URI = "https://site.example/admin/cc_sync/connection/callback/"
-BASIC = {"Authorization": "Basic " + base64.b64encode(b"test-client-id:test-client-secret").decode()}
+from rig.brokers import test_celery_app
+from rig.cc import make_connection
+from rig.constants import SPEC_PATH
+from rig.services import REDIS, REDIS_TEST_URL, reachable, require_redis_server, require_service
 
 # Unit tests publish to an in-memory broker; nothing in them reaches a real broker.
 # The sandbox fixtures users get (cc_sandbox, cc_sandbox_factory) serve our own tests too.
 pytest_plugins = ["cc_sync.sandbox.pytest_plugin"]
 
-test_celery_app = Celery("cc_sync_tests", broker="memory://")
-test_celery_app.conf.task_ignore_result = True
 test_celery_app.set_default()
 test_celery_app.set_current()
-
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def missing(message: str, hint: str) -> None:
-    """Skip with the reason printed, or fail under CI, where service tests must run."""
-    if IN_CI:
-        pytest.fail(f"{message}, and CI=true: service tests must run in CI.", pytrace=False)
-    pytest.skip(f"{message}; {hint}.")
-
-
-def require_service(name: str, available: bool) -> None:
-    """Skip (or fail under CI) when a real service the test needs is not there."""
-    if not available:
-        missing(f"{name} is not reachable on 127.0.0.1", "start it to run this test")
 
 
 @pytest.fixture
 def services() -> None:
     """The real PostgreSQL (as the test database) and Redis."""
-    from tests.settings import POSTGRES_AVAILABLE
-
-    require_service(
-        "PostgreSQL",
-        POSTGRES_AVAILABLE and django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
-    )
+    # tests/settings.py chose PostgreSQL only if it answered; otherwise the tests run on SQLite.
+    require_service("PostgreSQL", django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"))
     require_service("Redis", reachable(*REDIS))
 
 
 @pytest.fixture
 def rig_services(services: None, transactional_db: Any) -> None:
     """The fault suite's and the benchmarks' rig: committed data (worker processes see it), ``redis-server``."""
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not on the PATH", "install it to run the fault suite and the benchmarks")
+    require_redis_server()
 
 
 @pytest.fixture
@@ -102,22 +56,6 @@ def cc_settings(settings: Any) -> dict[str, Any]:
     """The CC_SYNC dict of tests/settings.py (editable per test through pytest-django's ``settings``)."""
     settings.CC_SYNC = dict(settings.CC_SYNC)
     return settings.CC_SYNC
-
-
-def make_connection(expires_in: float = 3600, **fields: Any) -> Connection:
-    defaults = {
-        "status": Connection.Status.CONNECTED,
-        "access_token": ACCESS_TOKEN,
-        "refresh_token": REFRESH_TOKEN,
-        "expires_at": timezone.now() + timedelta(seconds=expires_in),
-        "scopes": "contact_data offline_access account_read",
-        "account_name": "Acme Inc",
-        "last_refreshed_at": timezone.now(),
-        "connected_at": timezone.now(),
-    }
-    defaults.update(fields)
-    Connection.objects.update_or_create(pk=Connection.SINGLETON_PK, defaults=defaults)
-    return Connection.load()
 
 
 @pytest.fixture
@@ -178,8 +116,6 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 @pytest.fixture
 def redis_broker() -> Iterator[Celery]:
     """Publish from this process to a real, emptied Redis database, as the example project's web does."""
-    from tests.processes import REDIS_TEST_URL
-
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
     app = Celery("cc_sync_service_tests", broker=REDIS_TEST_URL)
     app.conf.update(
@@ -191,27 +127,6 @@ def redis_broker() -> Iterator[Celery]:
     test_celery_app.set_current()
     test_celery_app.set_default()
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
-
-
-SCOPES = "contact_data offline_access account_read"
-
-
-def token_body(access: str, refresh: str, expires_in: int = 86400) -> dict[str, Any]:
-    """A token endpoint's success body, as CC answers it."""
-    return {
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "access_token": access,
-        "refresh_token": refresh,
-        "scope": SCOPES,
-    }
-
-
-def no_authorization_header(request: Any) -> tuple[bool, str]:
-    """A ``responses`` matcher: public (PKCE, device) clients send no HTTP Basic credentials."""
-    if "Authorization" in request.headers:
-        return False, "the request carries an Authorization header"
-    return True, ""
 
 
 # -- the sandbox's own tests (tests/test_sandbox_*.py) ------------------------------------------------

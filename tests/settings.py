@@ -1,24 +1,25 @@
 """Settings for cc_sync's own tests.
 
 PostgreSQL (127.0.0.1:5432) is used when it answers, as in production; otherwise SQLite, and the tests
-that need real services are skipped (an error instead when CI=true, see conftest.py).
+that need real services are skipped (an error instead when CI=true, see rig/services.py). The client,
+the list and CC's URLs are the rig's test values (rig/constants.py), which the tests expect.
 """
 
 import os
-import socket
 
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-POSTGRES_AVAILABLE = os.environ.get("CC_SYNC_TEST_DB", "postgres") == "postgres" and _reachable(
-    "127.0.0.1", 5432
+from rig.constants import (
+    API_URL,
+    AUTHORIZE_URL,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    DEVICE_URL,
+    LIST_ID,
+    REDIRECT_URI,
+    TOKEN_URL,
 )
+from rig.services import POSTGRES, reachable
+
+POSTGRES_AVAILABLE = os.environ.get("CC_SYNC_TEST_DB", "postgres") == "postgres" and reachable(*POSTGRES)
 
 SECRET_KEY = "tests-only"
 DEBUG = False
@@ -75,15 +76,15 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 ADMINS = [("Site admin", "admin@example.com")]
 
 CC_SYNC = {
-    "CLIENT_ID": "test-client-id",
-    "CLIENT_SECRET": "test-client-secret",
-    "REDIRECT_URI": "https://site.example/admin/cc_sync/connection/callback/",
-    "AUTHORIZE_URL": "https://authz.cc.test/oauth2/default/v1/authorize",
-    "TOKEN_URL": "https://authz.cc.test/oauth2/default/v1/token",
-    "DEVICE_AUTHORIZE_URL": "https://authz.cc.test/oauth2/default/v1/device/authorize",
-    "API_URL": "https://api.cc.test/v3",
+    "CLIENT_ID": CLIENT_ID,
+    "CLIENT_SECRET": CLIENT_SECRET,
+    "REDIRECT_URI": REDIRECT_URI,
+    "AUTHORIZE_URL": AUTHORIZE_URL,
+    "TOKEN_URL": TOKEN_URL,
+    "DEVICE_AUTHORIZE_URL": DEVICE_URL,
+    "API_URL": API_URL,
     "ENCRYPTION_KEYS": ["pRmgMa8T0INjEAfksaq2aafzoZXEuwKI7wDe4c1F8AY="],
-    "LIST_IDS": ["07936f78-662a-11eb-af0a-fa163e56c9b0"],
+    "LIST_IDS": [LIST_ID],
     # Tests of the form's limits turn them on; elsewhere they would make tests depend on each other.
     "LIMIT_PER_IP": None,
     "LIMIT_PER_EMAIL": None,

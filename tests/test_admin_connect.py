@@ -20,7 +20,9 @@ from responses import matchers
 from cc_sync import oauth
 from cc_sync.client import DEVICE_GRANT, ConstantContactClient
 from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift
-from tests.conftest import (
+from rig.cc import make_connection, no_authorization_header
+from rig.cc import token_body as cc_token_body
+from rig.constants import (
     ACCESS_TOKEN,
     API_URL,
     AUTHORIZE_URL,
@@ -31,10 +33,7 @@ from tests.conftest import (
     REFRESH_TOKEN,
     SCOPES,
     TOKEN_URL,
-    make_connection,
-    no_authorization_header,
 )
-from tests.conftest import token_body as conftest_token_body
 
 PAGE = "/admin/cc_sync/connection/"
 CONNECT = PAGE + "connect/"
@@ -49,7 +48,7 @@ OTHER_LIST_ID = "2b9c1f2e-662a-11eb-af0a-fa163e56c9b0"
 
 
 def token_body(access: str = NEW_ACCESS, refresh: str = NEW_REFRESH, expires_in: int = 86400) -> dict:
-    return conftest_token_body(access, refresh, expires_in)
+    return cc_token_body(access, refresh, expires_in)
 
 
 def expect_code_exchange(cc_api, code: str, **kwargs):

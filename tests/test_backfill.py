@@ -19,7 +19,8 @@ from cc_sync.client import ConstantContactClient
 from cc_sync.exceptions import Rejected
 from cc_sync.models import BackfillBatch, BackfillRun, Connection
 from cc_sync.sandbox import DEFAULT_LISTS, Sandbox
-from tests.conftest import ACCESS_TOKEN, LIST_ID, make_connection
+from rig.cc import make_connection
+from rig.constants import ACCESS_TOKEN, LIST_ID
 
 API = "https://api.cc.test/v3"
 IMPORT_URL = f"{API}/activities/contacts_json_import"

@@ -14,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from cc_sync import checks, conf
 from cc_sync.exceptions import CCSyncConfigurationError
 from cc_sync.models import Connection
-from tests.conftest import LIST_ID, make_connection
+from rig.cc import make_connection
+from rig.constants import LIST_ID
 
 
 def ids(messages) -> list[str]:

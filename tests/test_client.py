@@ -25,7 +25,8 @@ from cc_sync.exceptions import (
     Throttled,
 )
 from cc_sync.models import RateLimitState, Signup
-from tests.conftest import LIST_ID, make_connection
+from rig.cc import make_connection
+from rig.constants import LIST_ID
 
 API = "https://api.cc.test/v3"
 BEARER = {"Authorization": "Bearer tok"}

@@ -22,7 +22,10 @@ from cc_sync import oauth, privacy
 from cc_sync.client import DEVICE_GRANT
 from cc_sync.exceptions import AuthorizationFailed
 from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift
-from tests.conftest import (
+from rig import ROOT
+from rig.cc import make_connection, no_authorization_header
+from rig.cc import token_body as cc_token_body
+from rig.constants import (
     ACCESS_TOKEN,
     API_URL,
     AUTHORIZE_URL,
@@ -33,11 +36,7 @@ from tests.conftest import (
     REFRESH_TOKEN,
     SCOPES,
     TOKEN_URL,
-    make_connection,
-    no_authorization_header,
 )
-from tests.conftest import token_body as conftest_token_body
-from tests.processes import ROOT
 
 NEW_ACCESS = "cli-access-token-cccccccccccccccccccccc"
 NEW_REFRESH = "cli-refresh-token-dddddddddddddddddddddd"
@@ -53,7 +52,7 @@ POLL = {"grant_type": DEVICE_GRANT, "device_code": DEVICE["device_code"], "clien
 
 
 def token_body() -> dict:
-    return conftest_token_body(NEW_ACCESS, NEW_REFRESH)
+    return cc_token_body(NEW_ACCESS, NEW_REFRESH)
 
 
 def expect_account_and_lists(cc_api):

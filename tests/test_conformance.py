@@ -34,16 +34,15 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from tests.conftest import IN_CI, LIST_ID
+from rig.constants import LIST_ID, SPEC_PATH
+from rig.services import IN_CI
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cc-v3-openapi.yaml"
 SPEC_BUILD = "3.0.161"
 
 if not SPEC_PATH.is_file():

@@ -19,7 +19,7 @@ from responses import matchers
 
 from cc_sync import confirmation, sync
 from cc_sync.models import Connection, Signup
-from tests.conftest import ADD_LISTS_URL, API_URL, CONTACTS_URL, LIST_ID, SIGN_UP_URL
+from rig.constants import ADD_LISTS_URL, API_URL, CONTACTS_URL, LIST_ID, SIGN_UP_URL
 
 S = Signup.Status
 CONTACT_ID = "ab7ab702-b935-11e9-8a58-fa163e6b01c1"

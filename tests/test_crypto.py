@@ -15,7 +15,8 @@ from cc_sync import crypto, sync
 from cc_sync.exceptions import CCSyncConfigurationError, ReconnectRequired
 from cc_sync.fields import is_set, unreadable_fields
 from cc_sync.models import Connection, Signup
-from tests.conftest import ACCESS_TOKEN, LIST_ID, REFRESH_TOKEN, make_connection
+from rig.cc import make_connection
+from rig.constants import ACCESS_TOKEN, LIST_ID, REFRESH_TOKEN
 
 KEY_A = "pRmgMa8T0INjEAfksaq2aafzoZXEuwKI7wDe4c1F8AY="  # the key in tests/settings.py
 KEY_B = "0Xb7yJ9dyq1m8QwnZ9u6K0W1v1l6i8s0h3tqVj2J8nE="

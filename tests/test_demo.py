@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.processes import ROOT, wait_until
+from rig import ROOT
+from rig.waiting import wait_until
 
 # Real processes (runserver, a worker, the sandbox): the services tier.
 pytestmark = pytest.mark.services

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cc_sync.conf import DEFAULTS
-from tests.conftest import IN_CI
+from rig.services import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

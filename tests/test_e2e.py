@@ -28,8 +28,10 @@ import pytest
 
 from cc_sync.models import Connection, Signup
 from cc_sync.sandbox import Sandbox
-from tests import conftest
-from tests.processes import ROOT, celery_worker, example_env, wait_until
+from rig import ROOT
+from rig.processes import celery_worker, example_env
+from rig.services import IN_CI
+from rig.waiting import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.browser, pytest.mark.usefixtures("services")]
 
@@ -63,7 +65,7 @@ def require_browser() -> Any:
         problems.append("the playwright package is missing (pip install playwright)")
     if problems:
         message = "; ".join(problems)
-        if conftest.IN_CI:
+        if IN_CI:
             pytest.fail(f"{message}, and CI=true: the browser test must run in CI.", pytrace=False)
         pytest.skip(f"{message}; install it to run the browser test.")
     return sync_api

@@ -20,7 +20,8 @@ from cc_sync.conf import DEFAULTS
 from cc_sync.forms import SignupForm
 from cc_sync.models import Signup
 from cc_sync.views import SignupView
-from tests.conftest import make_connection, test_celery_app
+from rig.brokers import test_celery_app
+from rig.cc import make_connection
 
 EXAMPLE_TEMPLATES = Path(__file__).resolve().parent.parent / "example_project" / "templates"
 VALID = {"email": "jane.doe@example.com", "first_name": "Jane", "last_name": "Doe", "consent": "on"}

@@ -31,7 +31,9 @@ import pytest
 import requests
 
 from cc_sync.sandbox import Sandbox
-from tests.processes import ROOT, stop, wait_until
+from rig import ROOT
+from rig.processes import stop
+from rig.waiting import wait_until
 
 GUIDE = ROOT / "docs" / "installation.md"
 PROJECT = "yourproject"
@@ -128,13 +130,17 @@ def test_a_new_project_built_from_the_wheel_and_the_guide_syncs_a_signup(tmp_pat
         timings[name] = time.monotonic() - started
         started = time.monotonic()
 
-    # The wheel, as it would be published, with the license the metadata declares.
+    # The wheel, as it would be published, with the license the metadata declares and cc_sync alone: the
+    # test rig (rig/), the tests, the fault suite and the benchmarks stay in the checkout.
     wheels = tmp_path / "wheels"
     run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(ROOT)], cwd=ROOT
     )
     [wheel] = wheels.glob("cc_sync-*.whl")
-    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in zipfile.ZipFile(wheel).namelist())
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    dist_info = "-".join(wheel.name.split("-")[:2]) + ".dist-info"
+    assert {name.split("/")[0] for name in names} == {"cc_sync", dist_info}
     lap("build the wheel")
 
     # A new virtualenv with the guide's install line, the wheel standing in for the name on PyPI.

@@ -15,15 +15,8 @@ from responses import matchers
 from cc_sync import oauth, ratelimit
 from cc_sync.exceptions import ReconnectRequired, RetryLater, Throttled
 from cc_sync.models import Connection, Signup
-from tests.conftest import (
-    ACCESS_TOKEN,
-    BASIC,
-    REFRESH_TOKEN,
-    TOKEN_URL,
-    make_connection,
-    no_authorization_header,
-    token_body,
-)
+from rig.cc import make_connection, no_authorization_header, token_body
+from rig.constants import ACCESS_TOKEN, BASIC, REFRESH_TOKEN, TOKEN_URL
 
 
 def expect_refresh(cc_api, refresh_token=REFRESH_TOKEN, status=200, body=None, **kwargs):

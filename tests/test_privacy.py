@@ -13,7 +13,7 @@ from cc_sync import privacy, sync, tasks
 from cc_sync.models import Signup, Suppression
 from cc_sync.schedules import BEAT_SCHEDULE, beat_schedule
 from cc_sync.validators import canonical_email
-from tests.conftest import CONTACTS_URL
+from rig.constants import CONTACTS_URL
 
 CUSTOM_FIELD_ID = "1618ae62-4752-11e9-9c8a-fa163e6b01c1"
 VIP_LIST = "5b3e8e2a-4f0c-11ef-9f3e-fa163e56c9b0"

@@ -8,15 +8,7 @@ import uuid
 import pytest
 
 from cc_sync.sandbox import Sandbox
-from tests.sandbox_helpers import (
-    LIST_A,
-    LIST_B,
-    LIST_C,
-    PINNED,
-    api,
-    poll_until_done,
-    sign_up,
-)
+from rig.sandbox import LIST_A, LIST_B, LIST_C, PINNED, api, poll_until_done, sign_up
 
 # -- POST /v3/activities/add_list_memberships --------------------------------------------------------
 

@@ -7,15 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.sandbox_helpers import (
-    AUTH,
-    CLIENT_ID,
-    PINNED,
-    THROTTLED,
-    bearer,
-    lists_page,
-    sign_up,
-)
+from rig.sandbox import AUTH, CLIENT_ID, PINNED, THROTTLED, bearer, lists_page, sign_up
 
 # -- /v3 authentication, scopes and limits ---------------------------------------------------------
 

@@ -12,16 +12,7 @@ import pytest
 import requests
 
 from cc_sync.sandbox import DEFAULT_LISTS, Sandbox
-from tests.sandbox_helpers import (
-    FIELD_ID,
-    LIST_A,
-    LIST_B,
-    api,
-    bearer,
-    find,
-    new_contact,
-    sign_up,
-)
+from rig.sandbox import FIELD_ID, LIST_A, LIST_B, api, bearer, find, new_contact, sign_up
 
 # -- POST /v3/contacts/sign_up_form ----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import uuid
 import requests
 
 from cc_sync.sandbox import DEFAULT_LISTS
-from tests.sandbox_helpers import (
+from rig.sandbox import (
     CLIENT_ID,
     INVALID_REFRESH,
     LIST_A,

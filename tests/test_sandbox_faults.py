@@ -8,14 +8,7 @@ import pytest
 import requests
 
 from cc_sync.sandbox import DEFAULT_SCOPE
-from tests.sandbox_helpers import (
-    CLIENT_ID,
-    INVALID_REFRESH,
-    THROTTLED,
-    lists_page,
-    refresh,
-    sign_up,
-)
+from rig.sandbox import CLIENT_ID, INVALID_REFRESH, THROTTLED, lists_page, refresh, sign_up
 
 # -- faults ----------------------------------------------------------------------------------------
 

@@ -7,13 +7,7 @@ import uuid
 import requests
 
 from cc_sync.sandbox import DEFAULT_LISTS
-from tests.sandbox_helpers import (
-    LIST_A,
-    LIST_B,
-    bearer,
-    lists_page,
-    sign_up,
-)
+from rig.sandbox import LIST_A, LIST_B, bearer, lists_page, sign_up
 
 # -- GET /v3/contact_lists -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from cc_sync.sandbox import DEFAULT_SCOPE
-from tests.sandbox_helpers import (
+from rig.sandbox import (
     AUTH,
     CLIENT_ID,
     DEVICE_GRANT,

@@ -16,13 +16,8 @@ import pytest
 import requests
 
 from cc_sync.sandbox import Sandbox, cli
-from tests.sandbox_helpers import (
-    CLIENT_ID,
-    PINNED,
-    ROOT,
-    lists_page,
-    sign_up,
-)
+from rig import ROOT
+from rig.sandbox import CLIENT_ID, PINNED, lists_page, sign_up
 
 
 def test_configuration_is_validated():

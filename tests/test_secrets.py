@@ -23,7 +23,8 @@ from cc_sync import oauth, tasks
 from cc_sync.client import scrub
 from cc_sync.exceptions import ReconnectRequired
 from cc_sync.models import Connection, Signup
-from tests.conftest import API_URL, LIST_ID, TOKEN_URL, make_connection, token_body
+from rig.cc import make_connection, token_body
+from rig.constants import API_URL, LIST_ID, TOKEN_URL
 
 SECRET = "client-secret-4f9a2b"
 ACCESS = "access-token-77c1e0d9"

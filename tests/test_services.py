@@ -16,8 +16,11 @@ from django.utils import timezone
 
 from cc_sync.models import Connection, Signup
 from cc_sync.sandbox import Sandbox
-from tests.conftest import make_connection
-from tests.processes import ROOT, celery_worker, example_env, max_in_any_window, wait_until
+from rig import ROOT
+from rig.cc import make_connection
+from rig.figures import max_in_any_window
+from rig.processes import celery_worker, example_env
+from rig.waiting import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
 

@@ -8,7 +8,8 @@ from responses import matchers
 from cc_sync import oauth, signals, tasks
 from cc_sync.exceptions import ReconnectRequired
 from cc_sync.models import Connection, Signup
-from tests.conftest import CONTACTS_URL, LIST_ID, TOKEN_URL, make_connection
+from rig.cc import make_connection
+from rig.constants import CONTACTS_URL, LIST_ID, TOKEN_URL
 
 
 @pytest.fixture

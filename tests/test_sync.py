@@ -13,7 +13,8 @@ from responses import matchers
 
 from cc_sync import publisher, ratelimit, sync
 from cc_sync.models import Connection, Signup
-from tests.conftest import ACCESS_TOKEN, CONTACTS_URL, LIST_ID, TOKEN_URL, make_connection
+from rig.cc import make_connection
+from rig.constants import ACCESS_TOKEN, CONTACTS_URL, LIST_ID, TOKEN_URL
 
 CONTACT_ID = "ab7ab702-b935-11e9-8a58-fa163e6b01c1"
 S = Signup.Status

@@ -1,19 +1,16 @@
-"""What the sandbox's tests share: its default app and lists, and requests to its endpoints."""
+"""What the sandbox's own tests (tests/test_sandbox_*.py) share: its default app and lists, and requests to
+its endpoints."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import os
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 
 from cc_sync.sandbox import DEFAULT_LISTS, DEFAULT_SCOPE
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 CLIENT_ID = "sandbox-client-id"
 
@@ -99,9 +96,6 @@ def pkce_pair() -> tuple[str, str]:
     verifier = base64.urlsafe_b64encode(os.urandom(40)).rstrip(b"=").decode()
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
-
-
-SPEC_PATH = ROOT.parent / "shared" / "reference" / "cc-v3-openapi.yaml"
 
 
 LIST_C = DEFAULT_LISTS[2]["list_id"]

@@ -1,4 +1,4 @@
-"""The rig shared by the fault scenarios: an own Redis, the CC sandbox, Celery workers and beat.
+"""A whole deployment for one fault scenario or benchmark: an own Redis, the CC sandbox, workers and beat.
 
 Everything listens on 127.0.0.1. The process running a scenario plays the web site: it saves signups
 (through :func:`cc_sync.sync.enqueue_signup` or the real signup view), publishes to the rig's Redis with
@@ -12,364 +12,32 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import Celery
 from celery import _state as celery_state
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Count
+from django.db import connection
 from django.test.utils import override_settings
 from django.utils import timezone
 
-from cc_sync.models import Connection, RateLimitState, Signup, Suppression
+from cc_sync.models import Connection
 from cc_sync.sandbox import Sandbox
-from example_project.tuning import TUNABLE_SETTINGS
-from tests.processes import max_in_any_window, worker_command
+from rig import ROOT
+from rig.database import reset_tables
+from rig.processes import Managed, Worker
+from rig.redis_server import RedisServer
+from rig.timing import ENV_KEYS, EXTRA_KEYS, SCALED, SWEEP_INTERVAL, VISIBILITY_TIMEOUT
+from rig.waiting import TimedOut, wait_until
 
-__all__ = ["Rig", "max_in_any_window", "percentile", "status_counts", "wait_until"]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-# Production settings with time scaled down. These, the sweeper interval and the visibility timeout are
-# the only differences from a production deployment of the example project.
-SCALED: dict[str, float] = {
-    "CONNECT_TIMEOUT": 2.0,
-    "READ_TIMEOUT": 2.0,
-    "RETRY_BASE": 2.0,
-    "RETRY_MAX": 8.0,
-    "LEASE": 10.0,
-    "REQUEUE_AFTER": 5.0,
-    "MAX_COUNTDOWN": 10.0,
-    "PUBLISH_TIMEOUT": 1.0,
-}
-PRODUCTION: dict[str, float] = {
-    "CONNECT_TIMEOUT": 5.0,
-    "READ_TIMEOUT": 20.0,
-    "RETRY_BASE": 2.0,
-    "RETRY_MAX": 600.0,
-    "LEASE": 120.0,
-    "REQUEUE_AFTER": 300.0,
-    "MAX_COUNTDOWN": 300.0,
-    "PUBLISH_TIMEOUT": 1.0,
-}
-SWEEP_INTERVAL = 1.0
-VISIBILITY_TIMEOUT = 30
-# CC_SYNC keys the example project reads from CC_SYNC_<NAME> environment variables, and those only the
-# fault suite's settings overlay reads (faults/worker_settings.py; importing it would load the settings).
-EXTRA_KEYS = frozenset({"QUOTA_PROBE_INTERVAL"})
-ENV_KEYS = frozenset(TUNABLE_SETTINGS) | EXTRA_KEYS
 ADMIN_EMAIL = "admin@example.com"
 RECONNECT_SUBJECT = "Constant Contact needs to be reconnected"
-QUEUE = "celery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition"
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; ``None`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile (``fraction`` 0.99 for p99) of ``values``."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-fraction * len(ordered) // 1))))
-    return ordered[rank - 1]
-
-
-# -- the process table (by id only) ----------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """``(state, ppid, pgid)`` of a process, or None if it is gone."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = data.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1]), int(fields[2])
-
-
-def _processes() -> Iterator[tuple[int, str, int, int]]:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _stat(int(entry))
-            if stat:
-                yield int(entry), *stat
-
-
-def children_of(pid: int) -> list[int]:
-    """Live (not zombie) child processes of ``pid``."""
-    return sorted(p for p, state, ppid, _pgid in _processes() if ppid == pid and state != "Z")
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes of the process group ``pgid`` (a group the rig created)."""
-    return sorted(p for p, state, _ppid, group in _processes() if group == pgid and state != "Z")
-
-
-def tcp_peer_ports(pid: int) -> set[int]:
-    """Remote ports of the established TCP connections a process holds."""
-    inodes = set()
-    try:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        return set()
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 9 and fields[3] == "01" and fields[9] in inodes:
-                ports.add(int(fields[2].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def alive(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
-# -- processes --------------------------------------------------------------------------------------
-
-
-class Managed:
-    """A process the rig started (in its own session, so its process group id is its pid)."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.command = command
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-        self.pgid: int | None = None
-        self.starts = 0
-        self._log: Any = None
-
-    def start(self) -> Managed:
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            self.command,
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pgid = self.process.pid
-        self.starts += 1
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> int:
-        """SIGKILL the main process by id; its group's leftovers are killed by id after a grace period."""
-        pid = self.pid
-        os.kill(pid, signal.SIGKILL)
-        assert self.process is not None
-        self.process.wait(timeout=10)
-        self._reap_group(grace=5.0)
-        self._close_log()
-        return pid
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (a warm shutdown for Celery), then SIGKILL by id if it does not end in time."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            try:
-                os.kill(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        self._reap_group(grace=2.0)
-        self._close_log()
-
-    def _reap_group(self, grace: float) -> None:
-        if self.pgid is None:
-            return
-        deadline = time.monotonic() + grace
-        while group_members(self.pgid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in group_members(self.pgid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-class Worker(Managed):
-    """``celery -A example_project worker`` (prefork or solo)."""
-
-    def __init__(
-        self, name: str, env: dict[str, str], log_path: Path, concurrency: int = 2, pool: str = "prefork"
-    ) -> None:
-        command = worker_command(name, concurrency, pool)
-        super().__init__(name, command, env, log_path)
-        self.concurrency = concurrency
-        self.pool = pool
-
-    def children(self) -> list[int]:
-        return children_of(self.pid) if self.running else []
-
-    def child_connected_to(self, port: int) -> int | None:
-        """The pool process holding a connection to ``port`` (e.g. waiting for the sandbox's answer)."""
-        return next((pid for pid in self.children() if port in tcp_peer_ports(pid)), None)
-
-    def wait_ready(self, timeout: float = 60.0) -> bool:
-        if self.pool == "solo":
-            return True
-        return bool(wait_until(lambda: len(self.children()) >= self.concurrency, timeout))
-
-
-class RedisServer:
-    """An own ``redis-server`` without persistence: stopping it loses every queued message."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-        self.stopped_stats: Counter[str] = Counter()
-        self.frozen = False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
-
-    def start(self) -> None:
-        log = open(self.workdir / "redis.log", "ab")
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        if not wait_until(self._pings, 10, interval=0.05):
-            raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def _pings(self) -> bool:
-        try:
-            return bool(self.client().ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM by process id: Redis exits without saving (no save points, no AOF)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        if self.frozen:
-            self.thaw()
-        self.stopped_stats.update(self._commandstats())
-        os.kill(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=15)
-
-    def freeze(self) -> None:
-        """SIGSTOP: connections are still accepted by the kernel, but nothing is ever answered."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-        self.frozen = True
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
-        self.frozen = False
-
-    def _commandstats(self) -> Counter[str]:
-        try:
-            stats = self.client().info("commandstats")
-        except redis.RedisError:
-            return Counter()
-        return Counter({name.removeprefix("cmdstat_"): int(v.get("calls", 0)) for name, v in stats.items()})
-
-    def calls(self, command: str) -> int:
-        """Calls of ``command`` over every run of this server (LPUSH: messages published or restored)."""
-        return self.stopped_stats[command] + self._commandstats()[command]
-
-    def queue_length(self) -> int | None:
-        try:
-            return int(self.client().llen(QUEUE))
-        except redis.RedisError:
-            return None
-
-    def blocked_consumers(self) -> int:
-        """Clients waiting in BRPOP: idle worker processes ready for a task."""
-        try:
-            return sum(1 for client in self.client().client_list() if client.get("cmd") == "brpop")
-        except redis.RedisError:
-            return 0
-
-
-# -- the rig ----------------------------------------------------------------------------------------
 
 
 class Rig:
@@ -545,7 +213,7 @@ class Rig:
         }
         env.update({f"CC_SYNC_{name}": str(value) for name, value in self.cc.items()})
         if EXTRA_KEYS & set(self.cc):
-            env["DJANGO_SETTINGS_MODULE"] = "faults.worker_settings"
+            env["DJANGO_SETTINGS_MODULE"] = "rig.worker_settings"
         return env
 
     def settings_record(self) -> dict[str, Any]:
@@ -617,7 +285,18 @@ class Rig:
                 process.start()
 
     def wait_consumers(self, count: int, timeout: float = 90.0) -> bool:
-        return bool(wait_until(lambda: self.redis.blocked_consumers() >= count, timeout, interval=0.2))
+        """Wait until ``count`` worker processes wait for tasks; False if they do not within ``timeout``."""
+        try:
+            return bool(
+                wait_until(
+                    lambda: self.redis.blocked_consumers() >= count,
+                    timeout,
+                    interval=0.2,
+                    what=f"{count} worker processes waiting for tasks",
+                )
+            )
+        except TimedOut:
+            return False
 
     # -- CC connection -------------------------------------------------------------------------
 
@@ -669,27 +348,3 @@ class Rig:
                 if any(secret in text for secret in secrets):
                     hits.append(path.name)
         return hits
-
-
-def reset_tables() -> None:
-    with transaction.atomic():
-        Signup.objects.all().delete()
-        Connection.objects.all().delete()
-        RateLimitState.objects.all().delete()
-        Suppression.objects.all().delete()
-
-
-def status_counts() -> dict[str, int]:
-    return {
-        row["status"]: row["n"] for row in Signup.objects.values("status").annotate(n=Count("id")).order_by()
-    }
-
-
-@contextmanager
-def timed() -> Iterator[list[float]]:
-    box: list[float] = []
-    started = time.monotonic()
-    try:
-        yield box
-    finally:
-        box.append(time.monotonic() - started)
