@@ -2,7 +2,8 @@
 
 Each scenario starts its own ``redis-server`` on a free port, the CC sandbox, and Celery worker and beat
 processes of the example project on the test database, injects its faults and checks the outcome (see
-``faults/scenarios.py``). ``python -m faults.run`` runs the full sizes and writes docs/reliability.md.
+``faults/scenarios/``, a module per scenario). ``python -m faults.run`` runs the full sizes and writes
+docs/reliability.md.
 
 Needs PostgreSQL and Redis on 127.0.0.1 (the ``services`` fixture) and the ``redis-server`` binary; without
 them the tests are skipped with the reason printed, and under CI=true that is an error.
