@@ -32,6 +32,7 @@ BENCHMARKS = {
     "memory": "bench.memory",
     "backfill": "bench.backfill",  # written separately; included when the module exists
     "cases": "bench.cases",
+    "surge": "bench.surge",
 }
 
 
