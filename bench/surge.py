@@ -60,6 +60,7 @@ def _surge(sandbox: Sandbox, count: int, list_id: str) -> dict[str, Any]:
     start = len(sandbox.requests())
     started = time.monotonic()
     ids = _store(count, "surge")
+    stored = time.monotonic()
     surge.forget()
     # The broker delivers the first messages of the burst: each worker task sees the backlog and steps aside.
     for pk in ids[:THREADS]:
@@ -78,6 +79,7 @@ def _surge(sandbox: Sandbox, count: int, list_id: str) -> dict[str, Any]:
     return {
         "signups": count,
         "wall_seconds": wall,
+        "store_seconds": stored - started,
         "requests": len(entries),
         "import_requests": sum(e["path"] == IMPORT_PATH for e in entries),
         "status_requests": sum(e["path"] != IMPORT_PATH for e in entries),
@@ -189,7 +191,8 @@ def run(quick: bool) -> dict[str, Any]:
         ],
         [
             "time until all are in the list",
-            f"{fmt(bulk['wall_seconds'])} s (measured)",
+            f"{fmt(bulk['wall_seconds'])} s (measured, from the first INSERT; storing the rows took "
+            f"{fmt(bulk['store_seconds'])} s)",
             f"{fmt(paced_seconds / 60)} min at {API_RATE:g}/s with cc_sync's pacing (estimated); "
             f"{fmt(measured_seconds / 60)} min extrapolated from {sample:,} measured "
             f"({fmt(single['rate_per_second'], 2)}/s)",

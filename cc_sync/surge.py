@@ -162,10 +162,8 @@ def diverts(signup_id: int) -> bool:
 
 def check_backlog() -> bool:
     """The sweeper's hook: queue ``import_surge`` when a batch waits for a worker or the backlog calls for it."""
-    if not enabled():
-        return False
-    waiting = _free_batches(timezone.now()).exists()
-    if waiting or decide():
+    # Batches left unfinished are resumed even with surge mode switched off since: their rows are held.
+    if _free_batches(timezone.now()).exists() or decide():
         queue_import()
         return True
     return False
@@ -250,11 +248,19 @@ def _plan(holder: SurgeBatch, signups: list[Signup], now: Any) -> list[SurgeBatc
     """Split claimed signups into batches by lists and size; signups without a usable list go one by one."""
     groups: dict[tuple[str, ...], list[Signup]] = defaultdict(list)
     no_list: list[Signup] = []
+    resolved: dict[tuple[str, ...], tuple[str, ...] | None] = {}  # lists_for(), once per distinct pick
     for signup in signups:
-        try:
-            groups[tuple(sync.lists_for(signup))].append(signup)
-        except sync.ListsMissing:
+        picked = tuple(signup.list_ids)
+        if picked not in resolved:
+            try:
+                resolved[picked] = tuple(sync.usable_lists(list(picked)))
+            except sync.ListsMissing:
+                resolved[picked] = None
+        list_ids = resolved[picked]
+        if list_ids is None:
             no_list.append(signup)
+        else:
+            groups[list_ids].append(signup)
     if no_list:
         # The one-by-one path holds them for a list (waiting_list) and tells the admin.
         _one_by_one(holder, [signup.pk for signup in no_list], now)
@@ -316,13 +322,16 @@ class Surge:
         self.client = client or get_client()
 
     def run(self) -> int:
-        """Resume unfinished batches, then take due signups until none is left; return the batches ended."""
-        ended = 0
+        """Resume unfinished batches, then take due signups while the backlog calls for it; return the batches ended."""
+        ended, first = 0, True
         try:
             while True:
                 batches = take_unfinished()
-                if enabled():
+                # The first round takes what is due (the task was queued for it); later rounds only while the
+                # backlog still calls for bulk, so that steady traffic after a surge goes one by one again.
+                if enabled() and (first or decide()):
                     batches += claim_batches()
+                first = False
                 if not batches:
                     return ended
                 done = self.drive(batches)

@@ -238,6 +238,42 @@ def test_the_sweeper_queues_the_import_once_for_a_long_queue(
     assert len(queued) == 1
 
 
+def test_signups_arriving_after_the_surge_are_left_to_the_one_by_one_path(
+    connected, django_capture_on_commit_callbacks, monkeypatch
+):
+    add(4)
+    poll = surge.Surge.poll
+
+    def poll_while_one_more_arrives(self, batch):
+        if not Signup.objects.filter(email="late@example.com").exists():
+            Signup.objects.create(email="late@example.com", next_attempt_at=timezone.now())
+        return poll(self, batch)
+
+    monkeypatch.setattr(surge.Surge, "poll", poll_while_one_more_arrives)
+
+    assert run_surge(django_capture_on_commit_callbacks) == 1
+
+    assert statuses().pop("late@example.com") == S.PENDING  # 1 due is below the threshold: not imported
+    assert len(imports(connected)) == 1
+
+
+def test_a_batch_left_unfinished_is_resumed_even_with_surge_mode_switched_off(
+    db, clock, cc_settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from cc_sync import tasks
+
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(tasks.import_surge, "apply_async", lambda **options: queued.append(options))
+    add(2)
+    surge.claim_batches()
+    cc_settings["SURGE_IMPORT"] = False
+    with django_capture_on_commit_callbacks(execute=True):
+        assert surge.check_backlog() is False  # the first worker still holds it
+        clock.advance(121)
+        assert surge.check_backlog() is True
+    assert len(queued) == 1
+
+
 # -- contact safety --------------------------------------------------------------------------------
 
 
@@ -295,6 +331,23 @@ def test_an_unsubscribed_contact_is_not_resubscribed_and_its_signup_goes_one_by_
     assert SurgeBatch.objects.get().cannot_add_to_list_count == 1
     paths = [(e["method"], e["path"]) for e in connected.requests()]
     assert paths.count(("GET", "/v3/contacts")) == 1  # one page of the account's unsubscribed contacts
+
+
+def test_the_unsubscribed_are_found_across_pages_of_the_accounts_unsubscribed_contacts(
+    connected, published, django_capture_on_commit_callbacks, monkeypatch
+):
+    for n in range(3):
+        connected.add_contact(f"someone{n}@example.com", permission_to_send="unsubscribed")
+    connected.add_contact("person4@example.com", permission_to_send="unsubscribed")
+    add(4)
+    monkeypatch.setattr(surge, "UNSUBSCRIBED_PAGE_SIZE", 2)
+
+    run_surge(django_capture_on_commit_callbacks)
+
+    assert statuses()["person4@example.com"] == S.PENDING
+    assert {statuses()[f"person{n}@example.com"] for n in (1, 2, 3)} == {S.SYNCED}
+    paths = [(e["method"], e["path"]) for e in connected.requests()]
+    assert paths.count(("GET", "/v3/contacts")) == 2  # stopped at the page that held the one CC counted
 
 
 def test_when_the_unsubscribed_cannot_be_found_no_signup_of_the_batch_counts_as_synced(
@@ -436,3 +489,16 @@ def test_sync_process_signup_still_sends_one_by_one_below_the_threshold(connecte
     signup = run(signup)
     assert signup.status == S.SYNCED
     assert [(e["method"], e["path"]) for e in connected.requests()] == [("POST", "/v3/contacts")]
+
+
+def test_bulk_imports_are_shown_read_only_in_the_admin(admin_client):
+    batch = SurgeBatch.objects.create(
+        list_ids=[LIST_ID], signup_ids=[1, 2], status=SurgeBatch.Status.SUBMITTED, activity_id="a-1"
+    )
+    assert "a-1" in admin_client.get(f"/admin/cc_sync/surgebatch/{batch.pk}/change/").content.decode()
+    assert admin_client.get("/admin/cc_sync/surgebatch/").status_code == 200
+    assert admin_client.get("/admin/cc_sync/surgebatch/add/").status_code == 403
+    assert (
+        admin_client.post(f"/admin/cc_sync/surgebatch/{batch.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
+    assert SurgeBatch.objects.filter(pk=batch.pk).exists()
