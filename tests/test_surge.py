@@ -6,6 +6,8 @@ sandbox's request log is the witness of what reached CC and how often.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -419,6 +421,42 @@ def test_a_worker_killed_after_cc_took_the_import_is_followed_by_polling_never_a
     assert set(statuses().values()) == {S.SYNCED}
     assert len(imports(connected)) == 1
     assert len(connected.contacts()) == 5
+
+
+@pytest.mark.services
+@pytest.mark.usefixtures("services")
+def test_a_real_worker_sigkilled_after_cc_took_the_import_is_followed_by_polling_never_a_second_import(
+    transactional_db, cc_settings, redis_broker
+):
+    from cc_sync.publisher import publish
+    from tests.processes import celery_worker, example_env, wait_until
+
+    with Sandbox(api_rate=None, token_rate=None, import_polls=2) as sandbox:
+        cc_settings.update(sandbox.cc_sync_settings(), LIST_IDS=[LIST_ID])
+        tokens = sandbox.issue_tokens()
+        make_connection(access_token=tokens["access_token"], refresh_token=tokens["refresh_token"])
+        signups = add(10)
+        env = example_env(sandbox, CC_SYNC_SURGE_THRESHOLD=3, CC_SYNC_LEASE=3, CC_SYNC_SWEEP_INTERVAL=1)
+        with celery_worker(env, concurrency=1, name="surge1") as worker:
+            publish([signups[0].pk], marked_at=timezone.now(), bounded=False)  # its task notices the surge
+            wait_until(
+                lambda: SurgeBatch.objects.filter(status=SurgeBatch.Status.SUBMITTED).exists(),
+                timeout=60,
+                what="CC to accept the import",
+            )
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        assert len(imports(sandbox)) == 1
+        assert set(statuses().values()) == {S.SYNCING}
+
+        # Beat's sweeper finds the batch once its lease has run out, and a worker polls the same activity.
+        with celery_worker(env, concurrency=1, beat=True, name="surge2"):
+            wait_until(
+                lambda: set(statuses().values()) == {S.SYNCED}, timeout=90, what="the signups to be synced"
+            )
+        assert len(imports(sandbox)) == 1
+        assert sorted(c["email_address"] for c in sandbox.contacts()) == sorted(statuses())
+        assert all(c["list_memberships"] == [LIST_ID] for c in sandbox.contacts())
 
 
 def test_a_crash_while_recording_the_outcome_leaves_the_batch_to_be_polled_again(
