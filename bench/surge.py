@@ -11,12 +11,10 @@ would) and the full time is extrapolated from the measured rate; both figures ar
 from __future__ import annotations
 
 import math
-import threading
 import time
 from typing import Any
 
 from django.conf import settings
-from django.db import connection as db_connection
 from django.test.utils import override_settings
 from django.utils import timezone
 
@@ -26,7 +24,7 @@ from cc_sync.oauth import store_grant
 from cc_sync.sandbox import Sandbox
 from cc_sync.sandbox.server import IMPORT_PATH
 
-from .common import fmt, table, verdict
+from .common import fmt, run_in_threads, table, verdict
 
 TITLE = "Surge mode: a burst of signups by bulk import against one request each"
 LATENCY = 0.25  # CC-like answer time of every /v3 request (as in the drain and backfill benchmarks)
@@ -98,24 +96,12 @@ def _surge(sandbox: Sandbox, count: int, list_id: str) -> dict[str, Any]:
 def _one_by_one_sample(sandbox: Sandbox, count: int) -> dict[str, Any]:
     ids = _store(count, "single")
     start = len(sandbox.requests())
-    errors: list[str] = []
 
     def send(offset: int) -> None:
-        try:
-            for pk in ids[offset::THREADS]:
-                sync.process_signup(pk)
-        except Exception as err:  # reported in the figures, never hidden
-            errors.append(f"{type(err).__name__}: {err}")
-        finally:
-            db_connection.close()  # each thread's own database connection (the shared limiter's row)
+        for pk in ids[offset::THREADS]:
+            sync.process_signup(pk)
 
-    threads = [threading.Thread(target=send, args=(offset,)) for offset in range(THREADS)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.monotonic() - started
+    wall, errors = run_in_threads(send, THREADS)
     entries = [e for e in sandbox.requests()[start:] if e["kind"] == "api"]
     return {
         "measured_signups": count,

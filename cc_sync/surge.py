@@ -385,18 +385,9 @@ class Surge:
 
     def _hold_for_reconnect(self, batches: list[SurgeBatch], reason: str) -> None:
         """Unsent batches dissolve: their signups wait for a connection, as the one-by-one path's would."""
-        now = timezone.now()
         for batch in batches:
             with transaction.atomic():
-                Signup.objects.filter(surge_batch=batch, status=Status.SYNCING).update(
-                    status=Status.WAITING_RECONNECT,
-                    surge_batch=None,
-                    last_error=reason[:2000],
-                    last_error_key="reconnect_required",
-                    updated_at=now,
-                )
-                batch.status, batch.finished_at, batch.last_error = BatchStatus.FAILED, now, reason[:2000]
-                batch.save()
+                _dissolve(batch, reason, status=Status.WAITING_RECONNECT, last_error_key="reconnect_required")
 
     def _call(self, method: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
         return backfill.call_api(method, *args, sleep=self.sleep)
@@ -561,24 +552,31 @@ class Surge:
             _fail(
                 batch, set(expired), f"Gave up: the bulk import did not complete: {reason}", "import_failed"
             )
-            rows.update(
+            _dissolve(
+                batch,
+                reason,
                 status=Status.PENDING,
-                surge_batch=None,
                 next_attempt_at=now + timedelta(seconds=delay),
                 enqueued_at=None,
                 lease_expires_at=None,
-                last_error=reason[:2000],
                 last_error_key="import_failed",
-                updated_at=now,
             )
-            batch.status, batch.finished_at, batch.last_error = BatchStatus.FAILED, now, reason[:2000]
-            batch.save()
         logger.warning(
             "Surge batch %s did not complete (%s); its signups are retried in %.0f s.",
             batch.pk,
             reason,
             delay,
         )
+
+
+def _dissolve(batch: SurgeBatch, reason: str, **fields: Any) -> None:
+    """End a batch as failed; its signups still held leave it (free for a later import) with ``fields``."""
+    now = timezone.now()
+    Signup.objects.filter(surge_batch=batch, status=Status.SYNCING).update(
+        surge_batch=None, last_error=reason[:2000], updated_at=now, **fields
+    )
+    batch.status, batch.finished_at, batch.last_error = BatchStatus.FAILED, now, reason[:2000]
+    batch.save()
 
 
 def _count(activity: dict[str, Any], name: str) -> int:
