@@ -173,7 +173,7 @@ def run(quick: bool) -> dict[str, Any]:
         [
             "days of the 10,000/day quota",
             f"{bulk['requests'] / DAILY_LIMIT:.4f}",
-            f"{count / DAILY_LIMIT:g}: {quota_days} days",
+            f"{count / DAILY_LIMIT:g} ({quota_days} days of sending)",
         ],
         [
             "time until all are in the list",
@@ -211,9 +211,10 @@ def run(quick: bool) -> dict[str, Any]:
             "both labelled.",
             "",
             "The sandbox finishes an import after two status checks, whatever its size; how long real CC "
-            "takes to process 20,000 contacts is not documented, so the wall time here is mostly the poll "
-            "interval and a lower bound. The request counts do not depend on that. Surge mode imports a "
-            "stranger's signup with its email and lists only (docs/signups.md).",
+            "takes to process 20,000 contacts is not documented, so the surge's wall time (storing the rows, "
+            "two polls 5 s apart, the sandbox's import and recording every signup) is a lower bound for real "
+            "CC. The request counts do not depend on that. Surge mode imports a stranger's signup with its "
+            "email and lists only, and CC gives new contacts implicit permission (docs/signups.md).",
         ]
     )
     if single["errors"]:
