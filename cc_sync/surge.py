@@ -354,6 +354,9 @@ class Surge:
             while pending or in_flight:
                 while pending and len(in_flight) < backfill.MAX_IN_FLIGHT:
                     batch = pending[0]
+                    if not self._hold(batch):
+                        pending.pop(0)  # our lease ran out while other batches were polled: not ours now
+                        continue
                     self.submit(batch)  # raises before the pop: a batch CC did not take stays pending
                     pending.pop(0)
                     if batch.status == BatchStatus.SUBMITTED:
@@ -363,7 +366,9 @@ class Surge:
                 if in_flight:
                     self.sleep(self.poll_interval)
                     for batch in list(in_flight):
-                        if self.poll(batch):
+                        if not self._hold(batch):
+                            in_flight.remove(batch)
+                        elif self.poll(batch):
                             in_flight.remove(batch)
                             ended += 1
         except ActivityQueueFull as err:
@@ -374,6 +379,20 @@ class Surge:
         except RetryLater as err:  # QuotaExceeded included: its retry_after is the next probe
             self._wait([*in_flight, *pending], max(err.retry_after or 0.0, app_settings.LEASE), str(err))
         return ended
+
+    def _hold(self, batch: SurgeBatch) -> bool:
+        """Renew this worker's lease on ``batch``; False when it ran out and another worker may have the batch."""
+        until = timezone.now() + timedelta(seconds=app_settings.LEASE)
+        held = SurgeBatch.objects.filter(
+            pk=batch.pk, status=batch.status, lease_expires_at=batch.lease_expires_at
+        ).filter(lease_expires_at__gt=timezone.now())
+        if not held.update(lease_expires_at=until):
+            logger.warning(
+                "Surge batch %s: this worker's lease ran out; another worker resumes it.", batch.pk
+            )
+            return False
+        batch.lease_expires_at = until
+        return True
 
     def _wait(self, batches: list[SurgeBatch], seconds: float, reason: str) -> None:
         until = timezone.now() + timedelta(seconds=seconds)
@@ -447,8 +466,7 @@ class Surge:
         state, percent = backfill.activity_progress(activity, batch.percent_done)
         batch.state, batch.percent_done = state, percent
         if state not in backfill.FINAL_STATES:
-            batch.lease_expires_at = timezone.now() + timedelta(seconds=app_settings.LEASE)
-            batch.save(update_fields=["state", "percent_done", "lease_expires_at"])
+            batch.save(update_fields=["state", "percent_done"])
             return False
         if state != "completed":
             self._retry(batch, backfill.activity_failure(activity, state))

@@ -459,6 +459,30 @@ def test_a_real_worker_sigkilled_after_cc_took_the_import_is_followed_by_polling
         assert all(c["list_memberships"] == [LIST_ID] for c in sandbox.contacts())
 
 
+def test_a_worker_whose_lease_ran_out_sends_nothing_more(
+    connected, django_capture_on_commit_callbacks, monkeypatch, clock
+):
+    monkeypatch.setattr(backfill, "MAX_CONTACTS", 2)
+    monkeypatch.setattr(backfill, "MAX_IN_FLIGHT", 1)
+    add(4)
+    taken_over: list[SurgeBatch] = []
+
+    def stalled(seconds: float) -> None:
+        if not taken_over:  # this worker stalls past its lease; the sweeper's next import_surge takes over
+            clock.advance(121)
+            taken_over.extend(surge.take_unfinished())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert surge.Surge(poll_interval=0, sleep=stalled).run() == 0
+    assert [b.status for b in taken_over] == [SurgeBatch.Status.SUBMITTED, SurgeBatch.Status.PENDING]
+    assert len(imports(connected)) == 1  # the stalled worker did not send the second batch
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert surge.Surge(poll_interval=0, sleep=lambda seconds: None).drive(taken_over) == 2
+    assert set(statuses().values()) == {S.SYNCED}
+    assert len(imports(connected)) == 2
+
+
 def test_a_crash_while_recording_the_outcome_leaves_the_batch_to_be_polled_again(
     connected, django_capture_on_commit_callbacks, monkeypatch, clock
 ):
