@@ -394,6 +394,26 @@ def test_per_contact_errors_fail_exactly_their_signups(connected, django_capture
     assert failed.last_error_key == "import_error" and "Invalid email address" in failed.last_error
 
 
+def test_an_error_cc_ties_to_no_contact_sends_the_whole_batch_one_by_one(
+    connected, published, django_capture_on_commit_callbacks, monkeypatch
+):
+    add(4)
+    answer = {"state": "completed", "activity_errors": ["Something went wrong."], "status": {}}
+    monkeypatch.setattr(
+        surge.Surge,
+        "_call",
+        lambda self, method, *args: (
+            answer if method.__name__ == "activity" else backfill.call_api(method, *args)
+        ),
+    )
+
+    run_surge(django_capture_on_commit_callbacks)
+
+    assert set(statuses().values()) == {S.PENDING}
+    assert len(published) == 4
+    assert SurgeBatch.objects.get().errors == [{"index": None, "message": "Something went wrong."}]
+
+
 # -- crash safety ------------------------------------------------------------------------------------
 
 
