@@ -226,7 +226,7 @@ def claim_batches(now: Any = None) -> list[SurgeBatch]:
     if not ids:
         return []
     with transaction.atomic():
-        holder = SurgeBatch.objects.create(lease_expires_at=now + timedelta(seconds=app_settings.LEASE))
+        holder = SurgeBatch.objects.create(lease_expires_at=batch_lease_until(now))
         taken = (
             Signup.objects.due(now)
             .filter(eligible_q(), pk__in=ids)
@@ -284,6 +284,12 @@ def _plan(holder: SurgeBatch, signups: list[Signup], now: Any) -> list[SurgeBatc
     return batches
 
 
+def batch_lease_until(now: Any) -> Any:
+    """When a worker's hold on a batch runs out: ``LEASE`` from ``now``, and at least three polls away, so that a
+    short ``LEASE`` never lets another worker take a batch between two polls of the one working it."""
+    return now + timedelta(seconds=max(app_settings.LEASE, 3 * POLL_INTERVAL))
+
+
 def _free_batches(now: Any) -> Any:
     return SurgeBatch.objects.filter(status__in=SurgeBatch.UNFINISHED).filter(
         Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
@@ -295,7 +301,7 @@ def take_unfinished(now: Any = None) -> list[SurgeBatch]:
     now = now or timezone.now()
     taken = []
     for pk in _free_batches(now).order_by("pk").values_list("pk", flat=True):
-        until = now + timedelta(seconds=app_settings.LEASE)
+        until = batch_lease_until(now)
         if _free_batches(now).filter(pk=pk).update(lease_expires_at=until):
             batch = SurgeBatch.objects.get(pk=pk)
             Signup.objects.filter(surge_batch=batch, status=Status.SYNCING).update(
@@ -382,10 +388,11 @@ class Surge:
 
     def _hold(self, batch: SurgeBatch) -> bool:
         """Renew this worker's lease on ``batch``; False when it ran out and another worker may have the batch."""
-        until = timezone.now() + timedelta(seconds=app_settings.LEASE)
+        until = batch_lease_until(timezone.now())
+        # Taking a batch over changes its lease: the same value means nobody has (even if it has run out).
         held = SurgeBatch.objects.filter(
             pk=batch.pk, status=batch.status, lease_expires_at=batch.lease_expires_at
-        ).filter(lease_expires_at__gt=timezone.now())
+        )
         if not held.update(lease_expires_at=until):
             logger.warning(
                 "Surge batch %s: this worker's lease ran out; another worker resumes it.", batch.pk
@@ -450,7 +457,7 @@ class Surge:
         batch.state = str(activity.get("state") or "initialized")[:20]
         batch.status, batch.submitted_at = BatchStatus.SUBMITTED, timezone.now()
         batch.last_error = ""
-        batch.lease_expires_at = timezone.now() + timedelta(seconds=app_settings.LEASE)
+        batch.lease_expires_at = batch_lease_until(timezone.now())
         batch.save()
         logger.info(
             "Surge batch %s (%s signups) submitted as activity %s.", batch.pk, len(ids), batch.activity_id
