@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection as db_connection
 from django.test.utils import override_settings
 
 from cc_sync import backfill
@@ -27,7 +25,7 @@ from cc_sync.oauth import get_access_token, store_grant
 from cc_sync.sandbox import Sandbox
 from cc_sync.sandbox.server import IMPORT_PATH
 
-from .common import fmt, table
+from .common import fmt, run_in_threads, table
 
 TITLE = "Backfill: bulk import against sign_up_form"
 LATENCY = 0.25  # CC-like answer time of every /v3 request (as in the drain benchmark)
@@ -85,26 +83,14 @@ def _backfill(sandbox: Sandbox, path: str, poll_interval: float) -> dict[str, An
 def _sign_up_sample(sandbox: Sandbox, count: int, list_id: str) -> dict[str, Any]:
     token = get_access_token()
     start = len(sandbox.requests())
-    errors: list[str] = []
 
     def send(offset: int) -> None:
         client = get_client()
-        try:
-            for n in range(offset, count, THREADS):
-                payload = {"email_address": f"signup{n:06d}@example.com", "list_memberships": [list_id]}
-                client.sign_up_form(token, payload)
-        except Exception as err:  # reported in the figures, never hidden
-            errors.append(f"{type(err).__name__}: {err}")
-        finally:
-            db_connection.close()  # each thread's own database connection (the shared limiter's row)
+        for n in range(offset, count, THREADS):
+            payload = {"email_address": f"signup{n:06d}@example.com", "list_memberships": [list_id]}
+            client.sign_up_form(token, payload)
 
-    threads = [threading.Thread(target=send, args=(offset,)) for offset in range(THREADS)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.monotonic() - started
+    wall, errors = run_in_threads(send, THREADS)
     entries = [e for e in sandbox.requests()[start:] if e["path"] == SIGN_UP_PATH]
     return {
         "measured_calls": count,

@@ -35,6 +35,7 @@ BENCHMARKS = {
     "memory": "bench.memory",
     "backfill": "bench.backfill",  # written separately; included when the module exists
     "cases": "bench.cases",
+    "surge": "bench.surge",
 }
 
 

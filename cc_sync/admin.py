@@ -32,7 +32,15 @@ from . import fields, oauth, status, sync
 from .client import get_client
 from .conf import app_settings
 from .exceptions import AuthorizationFailed, CCSyncError, ReconnectRequired
-from .models import BackfillBatch, BackfillRun, Connection, Signup, Suppression, SuppressionLift
+from .models import (
+    BackfillBatch,
+    BackfillRun,
+    Connection,
+    Signup,
+    Suppression,
+    SuppressionLift,
+    SurgeBatch,
+)
 from .validators import validate_list_ids
 
 logger = logging.getLogger("cc_sync.admin")
@@ -544,3 +552,29 @@ class BackfillRunAdmin(ReadOnlyAdmin):
     )
     exclude = ("fingerprint",)
     inlines = [BackfillBatchInline]
+
+
+@admin.register(SurgeBatch)
+class SurgeBatchAdmin(ReadOnlyAdmin):
+    """Surge mode's bulk imports of due signups and their CC activities (cc_sync.surge); workers resume them."""
+
+    list_display = ("__str__", "status", "state", "percent_done", "cannot_add_to_list_count", "created_at")
+    list_filter = ("status",)
+    readonly_fields = (
+        "status",
+        "list_ids",
+        "activity_id",
+        "state",
+        "percent_done",
+        "cannot_add_to_list_count",
+        "errors",
+        "last_error",
+        "lease_expires_at",
+        "created_at",
+        "submitted_at",
+        "finished_at",
+    )
+    exclude = ("signup_ids",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # its signups are held until it ends

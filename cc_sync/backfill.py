@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,27 +95,124 @@ def request_body(contacts: list[dict[str, str]], list_ids: list[str]) -> bytes:
     return json.dumps({"import_data": contacts, "list_ids": list_ids}).encode()
 
 
-def plan_batches(source: Source, list_ids: list[str]) -> list[list[int]]:
-    """Cut the sendable rows into batches of at most ``MAX_CONTACTS`` and under ``MAX_BYTES`` each."""
+def split_batches(
+    contacts: Sequence[dict[str, Any]], list_ids: list[str]
+) -> tuple[list[list[int]], list[int]]:
+    """Cut ``contacts`` into import requests within CC's limits: ``(batches, too_large)``, both as positions.
+
+    Each batch holds at most ``MAX_CONTACTS`` contacts and its body stays under ``MAX_BYTES``; a contact that
+    could not fit a request even alone is listed in ``too_large`` (never sent: CC would cut it silently).
+    The backfill and surge mode (:mod:`cc_sync.surge`) both plan their requests here.
+    """
     base = len(request_body([], list_ids))
     batches: list[list[int]] = []
+    too_large: list[int] = []
     current: list[int] = []
     size = base
-    for index in source.sendable:
-        row = source.rows[index]
-        item = len(json.dumps(row.contact))
+    for position, item_contact in enumerate(contacts):
+        item = len(json.dumps(item_contact))
         if base + item >= MAX_BYTES:  # only possible with lowered limits, but never send what CC would cut
-            row.contact, row.problem = None, _("Too large for one import request.")
+            too_large.append(position)
             continue
         extra = item + (2 if current else 0)  # ", " between items, as json.dumps writes it
         if current and (len(current) >= MAX_CONTACTS or size + extra >= MAX_BYTES):
             batches.append(current)
             current, size, extra = [], base, item
-        current.append(index)
+        current.append(position)
         size += extra
     if current:
         batches.append(current)
-    return batches
+    return batches, too_large
+
+
+def plan_batches(source: Source, list_ids: list[str]) -> list[list[int]]:
+    """Cut the sendable rows into batches of at most ``MAX_CONTACTS`` and under ``MAX_BYTES`` each."""
+    indexes = list(source.sendable)
+    batches, too_large = split_batches([source.rows[index].contact or {} for index in indexes], list_ids)
+    for position in too_large:
+        row = source.rows[indexes[position]]
+        row.contact, row.problem = None, _("Too large for one import request.")
+    return [[indexes[position] for position in batch] for batch in batches]
+
+
+# -- what the backfill and surge mode share: one call, queue-full backoff, an activity's outcome -------
+
+
+def call_api(
+    method: Callable[..., dict[str, Any]], *args: Any, sleep: Callable[[float], None] | None = None
+) -> dict[str, Any]:
+    """One API call with a valid token: one refresh after a 401, transient failures retried with backoff.
+
+    ``QuotaExceeded`` and ``ActivityQueueFull`` are raised at once (minutes or hours away: the caller
+    decides), as is ``RetryLater`` after ``RETRY_ATTEMPTS`` tries.
+    """
+    attempt = 0
+    while True:
+        try:
+            return oauth.with_access_token(lambda token: method(token, *args))
+        except (QuotaExceeded, ActivityQueueFull):
+            raise
+        except RetryLater as err:
+            attempt += 1
+            if attempt >= RETRY_ATTEMPTS:
+                raise
+            delay = max(err.retry_after or 0.0, RETRY_BASE * 2 ** (attempt - 1))
+            logger.info("Bulk call failed (%s); retrying in %.1f s.", err, delay)
+            (sleep or time.sleep)(delay)
+
+
+def queue_full_delay(err: ActivityQueueFull, refusals: int) -> float:
+    """Seconds before a refused import is tried again: 1, 2, 4 ... 15 minutes, or CC's own wait if longer."""
+    return min(QUEUE_FULL_BACKOFF_MAX, max(QUEUE_FULL_BACKOFF * 2 ** (refusals - 1), err.retry_after or 0.0))
+
+
+def activity_progress(activity: dict[str, Any], percent_before: int) -> tuple[str, int]:
+    """``(state, percent_done)`` of an activity as CC reported it (the percentage clamped to 0-100)."""
+    state = str(activity.get("state") or "")[:20]
+    try:
+        percent = max(0, min(100, int(activity.get("percent_done") or 0)))
+    except (TypeError, ValueError):
+        percent = percent_before
+    return state, percent
+
+
+def activity_failure(activity: dict[str, Any], state: str) -> str:
+    """Why an activity that did not complete ended: CC's messages, else its final state."""
+    messages = "; ".join(str(item) for item in activity.get("activity_errors") or [])
+    return (messages or _("The activity ended as %(state)s.") % {"state": state})[:2000]
+
+
+def contact_errors(emails: Sequence[str | None], activity: dict[str, Any]) -> list[dict[str, Any]]:
+    """CC's per-contact errors of an import of ``emails`` (in request order), each tied to its position.
+
+    CC's schema (build 3.0.161, ``ActivityImport.activity_errors``) documents plain message strings, and its
+    older API wrote them as "Line 2: Invalid birthday"; whether a line number counts from the first
+    contact is not documented (https://developer.constantcontact.com/api_guide/activity_status.html).
+    So, worst case: an object's ``email``, an address of the batch quoted in the message, then a line
+    number (1 = the first contact); otherwise the error is kept without a contact (``index`` None).
+    """
+    position = {email.lower(): number for number, email in enumerate(emails) if email}
+    errors = []
+    for item in activity.get("activity_errors") or []:
+        line = None
+        if isinstance(item, dict):
+            message = str(item.get("message") or item.get("error_message") or json.dumps(item))
+            line, email = item.get("line_number"), item.get("email")
+            index = position.get(email.strip().lower()) if isinstance(email, str) else None
+        else:
+            message, index = str(item), None
+        if index is None:
+            index = next(
+                (position[c.lower()] for c in _EMAIL_IN_TEXT.findall(message) if c.lower() in position),
+                None,
+            )
+        if index is None:
+            match = _LINE_IN_TEXT.search(message)
+            line = int(match.group(1)) if line is None and match else line
+            if isinstance(line, int) and 1 <= line <= len(emails):
+                index = line - 1
+        errors.append({"index": index, "message": message[:1000]})
+    return errors
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -262,26 +359,11 @@ class Backfill:
             )
 
     def _call(self, method: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-        """One API call with a valid token: one refresh after a 401, transient failures retried with backoff."""
-        attempt = 0
-        while True:
-            try:
-                return oauth.with_access_token(lambda token: method(token, *args))
-            except (QuotaExceeded, ActivityQueueFull):
-                raise  # minutes or hours away: the caller decides, never a retry within seconds
-            except RetryLater as err:
-                attempt += 1
-                if attempt >= RETRY_ATTEMPTS:
-                    raise
-                delay = max(err.retry_after or 0.0, RETRY_BASE * 2 ** (attempt - 1))
-                logger.info("Backfill call failed (%s); retrying in %.1f s.", err, delay)
-                self._sleep(delay)
+        return call_api(method, *args, sleep=self._sleep)
 
     def _queue_full(self, batch: BackfillBatch, err: ActivityQueueFull, refusals: int) -> float:
         """Record and tell why ``batch`` waits; return the seconds before it is sent again (1, 2, 4 ... 15 min)."""
-        delay = min(
-            QUEUE_FULL_BACKOFF_MAX, max(QUEUE_FULL_BACKOFF * 2 ** (refusals - 1), err.retry_after or 0.0)
-        )
+        delay = queue_full_delay(err, refusals)
         message = _(
             "Constant Contact refused batch %(number)d for now: this account has more than 1,000 bulk "
             "activities queued (HTTP 429), from this or other applications. Trying again in %(minutes)s min "
@@ -334,20 +416,13 @@ class Backfill:
             batch.last_error = str(err)[:2000]
             self._finish(batch, BackfillBatch.Status.FAILED)
             return True
-        state = str(activity.get("state") or "")[:20]
-        try:
-            percent = max(0, min(100, int(activity.get("percent_done") or 0)))
-        except (TypeError, ValueError):
-            percent = batch.percent_done
+        state, percent = activity_progress(activity, batch.percent_done)
         batch.state, batch.percent_done = state, percent
         if state in FINAL_STATES:
             # A failed activity's errors are about the activity; its contacts are reported as a failed batch.
             batch.errors = self._contact_errors(batch, activity) if state == "completed" else []
             if state != "completed":
-                messages = "; ".join(str(item) for item in activity.get("activity_errors") or [])
-                batch.last_error = (messages or _("The activity ended as %(state)s.") % {"state": state})[
-                    :2000
-                ]
+                batch.last_error = activity_failure(activity, state)
             self._finish(
                 batch,
                 BackfillBatch.Status.COMPLETED if state == "completed" else BackfillBatch.Status.FAILED,
@@ -366,37 +441,7 @@ class Backfill:
         self._report(batch)
 
     def _contact_errors(self, batch: BackfillBatch, activity: dict[str, Any]) -> list[dict[str, Any]]:
-        """CC's per-contact errors, each tied to its position in the batch where that can be told.
-
-        CC's schema (build 3.0.161, ``ActivityImport.activity_errors``) documents plain message strings, and its
-        older API wrote them as "Line 2: Invalid birthday"; whether a line number counts from the first
-        contact is not documented (https://developer.constantcontact.com/api_guide/activity_status.html).
-        So, worst case: an object's ``email``, an address of the batch quoted in the message, then a line
-        number (1 = the first contact); otherwise the error is kept without a contact.
-        """
-        emails = [self.source.rows[index].email.lower() for index in batch.rows]
-        position = {email: number for number, email in enumerate(emails)}
-        errors = []
-        for item in activity.get("activity_errors") or []:
-            line = None
-            if isinstance(item, dict):
-                message = str(item.get("message") or item.get("error_message") or json.dumps(item))
-                line, email = item.get("line_number"), item.get("email")
-                index = position.get(email.strip().lower()) if isinstance(email, str) else None
-            else:
-                message, index = str(item), None
-            if index is None:
-                index = next(
-                    (position[c.lower()] for c in _EMAIL_IN_TEXT.findall(message) if c.lower() in position),
-                    None,
-                )
-            if index is None:
-                match = _LINE_IN_TEXT.search(message)
-                line = int(match.group(1)) if line is None and match else line
-                if isinstance(line, int) and 1 <= line <= len(emails):
-                    index = line - 1
-            errors.append({"index": index, "message": message[:1000]})
-        return errors
+        return contact_errors([self.source.rows[index].email for index in batch.rows], activity)
 
 
 def run_backfill(

@@ -350,6 +350,15 @@ class ConstantContactClient:
         return None
 
     @sensitive_variables("access_token")
+    def contacts_page(self, access_token: str, params: dict[str, Any], next_href: str = "") -> dict[str, Any]:
+        """One page of ``GET /contacts``: the first with ``params``, a later one from CC's ``_links.next.href``."""
+        if next_href:
+            if not next_href.startswith("/v3/contacts?"):  # never follow a link elsewhere with the token
+                raise Rejected(f"Unexpected pagination link from Constant Contact: {next_href[:200]!r}")
+            return self._api_json("GET", next_href, access_token)
+        return self._api_json("GET", "/contacts", access_token, params=params)
+
+    @sensitive_variables("access_token")
     def add_list_memberships(self, access_token: str, contact_id: str, list_ids: list[str]) -> dict[str, Any]:
         """``POST /activities/add_list_memberships`` for one contact: lists only, details and permission untouched."""
         return self._api_json(

@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     "PUBLISH_TIMEOUT": 1.0,
     # Celery queue for cc_sync's tasks (None: the default queue).
     "QUEUE": None,
+    # Surge mode: when more signups are due than this (None: a minute of sending at API_RATE), or than the
+    # day's remaining DAILY_LIMIT, they go to CC in bulk imports instead of one request each (docs/signups.md).
+    "SURGE_IMPORT": True,
+    "SURGE_THRESHOLD": None,
     # Privacy: key of the email hashes (default: SECRET_KEY; set it so hashes survive a SECRET_KEY rotation),
     # and days after which synced / failed signups lose their personal fields (None: keep).
     "HASH_KEY": "",
@@ -202,6 +206,8 @@ class AppSettings:
     REQUEUE_AFTER = _Setting(float)
     SWEEP_BATCH = _Setting(int)
     PUBLISH_TIMEOUT = _Setting(float)
+    SURGE_IMPORT = _Setting(bool)
+    SURGE_THRESHOLD = _Setting(_optional(int))
     QUEUE = _Setting(_optional(str))
     HASH_KEY = _Setting(str)
     RETENTION_DAYS = _Setting(_optional(float))

@@ -197,6 +197,17 @@ class Signup(models.Model):
     consent_ip_hash = models.CharField(_("consent IP (keyed hash)"), max_length=64, blank=True)
     consent_user_agent = models.CharField(_("consent user agent"), max_length=255, blank=True)
     personal_data_purged_at = models.DateTimeField(_("personal data removed at"), null=True, blank=True)
+    # The bulk import (surge mode) that took this signup. Kept after it ends: a pending row with a batch is
+    # one the import sent back to be sent one by one (cc_sync.surge), so it is never taken in bulk again.
+    surge_batch = models.ForeignKey(
+        "SurgeBatch",
+        verbose_name=_("bulk import"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="signups",
+        editable=False,
+    )
 
     created_at = models.DateTimeField(_("submitted at"), default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -353,3 +364,47 @@ class BackfillBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}/{self.number} ({self.get_status_display()})"
+
+
+class SurgeBatch(models.Model):
+    """One ``contacts_json_import`` of live signups in surge mode (:mod:`cc_sync.surge`), resumable after a crash.
+
+    The batch stores the CC activity id as soon as CC accepts the import: a worker killed from then on is
+    followed by one that polls the same activity, never by a second import of the same signups.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUBMITTED = "submitted", _("Submitted")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+
+    #: Batches that still need a worker: to be sent, or to be polled until CC has finished them.
+    UNFINISHED = (Status.PENDING, Status.SUBMITTED)
+
+    list_ids = models.JSONField(_("lists"), default=list)
+    # The signups' ids in request order: CC's per-contact errors point at positions in the request.
+    signup_ids = models.JSONField(_("signups"), default=list)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PENDING)
+    activity_id = models.CharField(_("CC activity id"), max_length=64, blank=True)
+    state = models.CharField(_("CC activity state"), max_length=20, blank=True)
+    percent_done = models.PositiveSmallIntegerField(_("percent done"), default=0)
+    # status.cannot_add_to_list_count: contacts CC had as unsubscribed, so not added to the lists.
+    cannot_add_to_list_count = models.PositiveIntegerField(_("not added (unsubscribed)"), default=0)
+    # CC's per-contact errors: [{"index": position in signup_ids or None, "message": ...}].
+    errors = models.JSONField(_("contact errors"), default=list, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    # The worker that sends or polls this batch holds it until then (renewed on every poll).
+    lease_expires_at = models.DateTimeField(_("held by a worker until"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("bulk import of signups")
+        verbose_name_plural = _("bulk imports of signups")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"], name="cc_sync_surgebatch_status")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} ({self.get_status_display()}, {len(self.signup_ids)} signups)"

@@ -19,7 +19,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import confirmation, oauth, privacy, ratelimit
+from . import confirmation, oauth, privacy, ratelimit, surge
 from .client import ConstantContactClient, get_client
 from .conf import app_settings
 from .db import lock_row
@@ -317,6 +317,8 @@ def _missing_lists(list_ids: list[str]) -> list[str]:
 
 def process_signup(signup_id: int) -> None:
     """Claim, push and record the outcome of one signup (what the Celery task runs)."""
+    if surge.diverts(signup_id):
+        return  # a long queue: this signup goes in a bulk import (cc_sync.surge)
     signup = claim(signup_id)
     if signup is None:
         return
@@ -526,6 +528,7 @@ def sweep() -> int:
     if Connection.load().status == Connection.Status.CONNECTED:
         release_held_signups()
     expire_unconfirmed()
+    surge.check_backlog()
     now = timezone.now()
     stale = now - timedelta(seconds=app_settings.REQUEUE_AFTER + expected_queue_time(now))
     never_or_long_ago = Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=stale)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import connections
 
-from . import oauth, privacy, sync
+from . import oauth, privacy, surge, sync
 
 
 def _usable_database() -> None:
@@ -33,6 +33,13 @@ def sweep_due_signups() -> int:
     """Queue due signups whose message is missing (run every minute by beat)."""
     _usable_database()
     return sync.sweep()
+
+
+@shared_task(name="cc_sync.import_surge", ignore_result=True)
+def import_surge() -> int:
+    """Send the due backlog in bulk imports and poll them to the end (queued by surge mode; see cc_sync.surge)."""
+    _usable_database()
+    return surge.run()
 
 
 @shared_task(name="cc_sync.keep_connection_alive", ignore_result=True)

@@ -1,6 +1,7 @@
 """The cc_sync settings the example project reads from ``CC_SYNC_<NAME>`` environment variables.
 
-Timing and rate knobs only: scaled-down test, fault and benchmark runs set them; production leaves them.
+Timing, rate and surge-mode knobs only: scaled-down test, fault and benchmark runs set them; production leaves
+them.
 """
 
 TUNABLE_SETTINGS = (
@@ -17,4 +18,7 @@ TUNABLE_SETTINGS = (
     "MAX_COUNTDOWN",
     "REQUEUE_AFTER",
     "PUBLISH_TIMEOUT",
+    "SURGE_THRESHOLD",
+    # 0 turns surge mode off (read as a number like the others): the fault suite measures the one-by-one path.
+    "SURGE_IMPORT",
 )

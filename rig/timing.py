@@ -15,6 +15,9 @@ SCALED: dict[str, float] = {
     "REQUEUE_AFTER": 5.0,
     "MAX_COUNTDOWN": 10.0,
     "PUBLISH_TIMEOUT": 1.0,
+    # The scenarios exercise the one-by-one path under faults (backlogs, quotas); surge mode would take their
+    # queues in bulk. It has its own tests (tests/test_surge.py) and benchmark (bench/surge.py).
+    "SURGE_IMPORT": 0.0,
 }
 PRODUCTION: dict[str, float] = {
     "CONNECT_TIMEOUT": 5.0,
@@ -25,6 +28,7 @@ PRODUCTION: dict[str, float] = {
     "REQUEUE_AFTER": 300.0,
     "MAX_COUNTDOWN": 300.0,
     "PUBLISH_TIMEOUT": 1.0,
+    "SURGE_IMPORT": 1.0,
 }
 SWEEP_INTERVAL = 1.0
 VISIBILITY_TIMEOUT = 30

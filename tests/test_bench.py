@@ -109,6 +109,17 @@ def check_cases(figures: dict[str, Any]) -> None:
     ]
 
 
+def check_surge(figures: dict[str, Any]) -> None:
+    bulk, single = figures["surge"], figures["one_by_one"]
+    # Every signup of the burst reached the list through a handful of requests; the first tasks sent nothing.
+    assert bulk["in_list"] == bulk["synced"] == figures["signups"], bulk
+    assert bulk["import_requests"] == 1 and bulk["requests"] <= 10, bulk
+    assert bulk["stepped_aside"] == bulk["first_tasks"] and bulk["first_tasks_sent"] == 0, bulk
+    assert single["synced"] == single["measured_signups"] and single["requests"] >= single["synced"], single
+    assert single["quota_days"] >= 1 and positive(single["estimated_seconds_at_pacing"])
+    assert positive(single["rate_per_second"]) and positive(figures["request_ratio"])
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "visitor": check_visitor,
     "drain": check_drain,
@@ -116,6 +127,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "tokens": check_tokens,
     "memory": check_memory,
     "cases": check_cases,
+    "surge": check_surge,
 }
 
 

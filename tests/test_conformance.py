@@ -62,7 +62,7 @@ from openapi_schema_validator import (  # noqa: E402
     oas30_format_checker,
 )
 
-from cc_sync import backfill, sync  # noqa: E402
+from cc_sync import backfill, surge, sync  # noqa: E402
 from cc_sync.client import ConstantContactClient  # noqa: E402
 from cc_sync.models import Signup  # noqa: E402
 from cc_sync.sandbox import DEFAULT_LISTS, Sandbox  # noqa: E402
@@ -338,6 +338,24 @@ def contacts_json_import(call: Call) -> None:
     call.client.import_contacts_json(call.token, contacts, [LIST_ID, OTHER_LIST])
 
 
+def surge_import(call: Call) -> None:
+    # Surge mode's bodies: a stranger's signup (email only) and verified ones with their details.
+    verified = full_signup("verified@example.com")
+    verified.verified, verified.custom_fields = True, []
+    work = full_signup("work@example.com")
+    work.verified, work.custom_fields = True, []
+    work.street_address = {**(work.street_address or {}), "kind": "work"}
+    contacts = [surge.contact_for(s) for s in (full_signup("stranger@example.com"), verified, work)]
+    call.client.import_contacts_json(call.token, contacts, [LIST_ID])
+
+
+def unsubscribed_contacts(call: Call) -> None:
+    # After an import CC could not add some contacts to: the account's unsubscribed contacts. Only the first
+    # page's query is cc_sync's; later pages follow CC's own opaque `_links.next.href`, as for the lists.
+    call.sandbox.add_contact("gone@example.com", permission_to_send="unsubscribed")
+    call.client.contacts_page(call.token, {"status": "unsubscribed", "limit": surge.UNSUBSCRIBED_PAGE_SIZE})
+
+
 def activity_polling(call: Call) -> None:
     contacts = [backfill.contact_from({"email": "polled@example.com"})]
     activity = call.client.import_contacts_json(call.token, contacts, [LIST_ID])
@@ -363,6 +381,8 @@ SCENARIOS = [
     pytest.param(find_contact, id="GET-contacts-by-email"),
     pytest.param(add_list_memberships, id="add_list_memberships"),
     pytest.param(contacts_json_import, id="contacts_json_import"),
+    pytest.param(surge_import, id="contacts_json_import-surge"),
+    pytest.param(unsubscribed_contacts, id="GET-contacts-unsubscribed-pages"),
     pytest.param(activity_polling, id="activity-polling"),
     pytest.param(contact_lists, id="GET-contact_lists"),
     pytest.param(account_summary, id="GET-account-summary"),

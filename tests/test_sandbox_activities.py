@@ -125,6 +125,36 @@ def test_import_accepts_every_key_the_spec_defines(sb, spec_schema):
     assert sms_only["sms_channel"]["sms_channel_consents"][0]["sms_consent_permission"] == "explicit"
 
 
+def test_import_treats_new_existing_and_unsubscribed_contacts_as_the_spec_says(sb):
+    # createImportJSONActivity: a new contact gets implicit permission and opt_in_source Account; an existing
+    # one "only updates the contact properties you include"; an unsubscribed one "cannot be added to a list"
+    # (ActivityImport.status.cannot_add_to_list_count).
+    token = sb.issue_tokens()["access_token"]
+    sb.add_contact("old@example.com", first_name="Olga", last_name="Original", list_memberships=[LIST_B])
+    sb.add_contact("gone@example.com", first_name="Gus", permission_to_send="unsubscribed")
+    body = {
+        "import_data": [
+            {"email": "new@example.com"},
+            {"email": "old@example.com", "first_name": "Changed"},
+            {"email": "gone@example.com"},
+        ],
+        "list_ids": [LIST_A],
+    }
+
+    done = poll_until_done(sb, token, post_import(sb, token, body).json())
+
+    assert done["status"]["cannot_add_to_list_count"] == 1 and done["activity_errors"] == []
+    new, old, gone = (sb.contact(f"{name}@example.com") for name in ("new", "old", "gone"))
+    assert new["email_address"]["permission_to_send"] == "implicit"
+    assert new["email_address"]["opt_in_source"] == "Account" and new["create_source"] == "Account"
+    assert new["list_memberships"] == [LIST_A]
+    assert (old["first_name"], old["last_name"]) == ("Changed", "Original")  # only what was sent
+    assert old["email_address"]["permission_to_send"] == "explicit"
+    assert sorted(old["list_memberships"]) == sorted([LIST_A, LIST_B])
+    assert gone["email_address"]["permission_to_send"] == "unsubscribed" and gone["list_memberships"] == []
+    assert gone["first_name"] == "Gus"
+
+
 @pytest.mark.slow
 def test_import_over_4_mb_imports_only_the_contacts_inside_the_first_4_mb(sb):
     token = sb.issue_tokens()["access_token"]
