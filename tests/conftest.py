@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from cc_sync.models import Connection, Signup
+from tests.brokers import BROKERS, BrokerProxy, TestBroker
 from tests.sandbox_helpers import SPEC_PATH
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -175,21 +177,30 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
+@contextmanager
+def publishing_to(broker_url: str) -> Iterator[Celery]:
+    """Publish from this process to ``broker_url`` with the example project's broker timeouts."""
+    app = Celery("cc_sync_service_tests", broker=broker_url)
+    app.conf.update(
+        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
+    )
+    app.set_current()
+    app.set_default()
+    try:
+        yield app
+    finally:
+        test_celery_app.set_current()
+        test_celery_app.set_default()
+
+
 @pytest.fixture
 def redis_broker() -> Iterator[Celery]:
     """Publish from this process to a real, emptied Redis database, as the example project's web does."""
     from tests.processes import REDIS_TEST_URL
 
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
-    app = Celery("cc_sync_service_tests", broker=REDIS_TEST_URL)
-    app.conf.update(
-        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
-    )
-    app.set_current()
-    app.set_default()
-    yield app
-    test_celery_app.set_current()
-    test_celery_app.set_default()
+    with publishing_to(REDIS_TEST_URL) as app:
+        yield app
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
 
 
@@ -249,3 +260,30 @@ def spec_schema():
         return body
 
     return check
+
+
+# -- both brokers (tests/brokers.py) ----------------------------------------------------------------
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest, services: None) -> Iterator[TestBroker]:
+    """Each real-worker test once per broker: an emptied Redis database, then an emptied RabbitMQ queue.
+
+    This process publishes to it as the example project's web does; ``broker.worker_env(sandbox)`` gives
+    the workers the same broker. RabbitMQ missing is a skip locally and an error under CI, as Redis is.
+    """
+    chosen = TestBroker(request.param)
+    require_service(chosen.title, reachable("127.0.0.1", chosen.own_port))
+    chosen.empty()
+    with publishing_to(chosen.url):
+        yield chosen
+    chosen.empty()
+
+
+@pytest.fixture
+def proxied_broker(broker: TestBroker) -> Iterator[TestBroker]:
+    """``broker`` reached through a :class:`~tests.brokers.BrokerProxy` (``.proxy``) that a test can cut."""
+    with BrokerProxy(broker.own_port) as proxy:
+        proxied = TestBroker(broker.name, proxy=proxy)
+        with publishing_to(proxied.url):
+            yield proxied
