@@ -1,7 +1,8 @@
 """Shared fixtures.
 
-Tests marked ``services`` need the real PostgreSQL and Redis on 127.0.0.1. Without them they are skipped
-with the reason printed, except under CI (``CI=true``), where a missing service is an error.
+Tests marked ``services`` need the real PostgreSQL and Redis on 127.0.0.1, and those with real workers
+RabbitMQ too (the ``broker`` fixture). Without them they are skipped with the reason printed, except under CI
+(``CI=true``), where a missing service is an error.
 """
 
 from __future__ import annotations
