@@ -215,10 +215,10 @@ def test_a_worker_that_keeps_its_database_connection_replaces_one_the_server_dro
 # -- losing a worker or the broker, on each broker ----------------------------------------------------
 
 
-def enqueue_one_and_kill_mid_request(sandbox, worker) -> int:
-    """Queue a signup, let the worker send it to a slow CC, and SIGKILL the pool process waiting for CC.
+def pool_process_waiting_for_cc(sandbox, worker) -> int:
+    """Queue a signup and return the worker's pool process that is sending it to a slow CC.
 
-    Returns that process's id. CC has stored the contact by then; only its answer is still to come.
+    CC has stored the contact by then; only its answer is still to come, so the task is mid-way.
     """
     from cc_sync.sync import enqueue_signup
     from faults.rig import children_of, tcp_peer_ports
@@ -231,7 +231,6 @@ def enqueue_one_and_kill_mid_request(sandbox, worker) -> int:
         what="the pool process waiting for CC's answer",
     )
     assert Signup.objects.get().status == Signup.Status.SYNCING
-    os.kill(child, signal.SIGKILL)
     return child
 
 
@@ -260,7 +259,7 @@ def test_a_pool_process_killed_mid_task_is_delivered_again_without_the_sweeper(
     connect_to(sandbox)
     sandbox.configure(delay=30)
     with celery_worker(broker.worker_env(sandbox, **KILL_ENV), concurrency=1, name="survivor") as worker:
-        enqueue_one_and_kill_mid_request(sandbox, worker)
+        os.kill(pool_process_waiting_for_cc(sandbox, worker), signal.SIGKILL)
         sandbox.configure(delay=0)
         killed_signup_synced(sandbox)
         assert worker.poll() is None  # the same worker, with a new pool process, did it
@@ -273,8 +272,8 @@ def test_a_worker_killed_mid_task_loses_no_signup(transactional_db, sandbox_sett
     sandbox.configure(delay=30)
     env = broker.worker_env(sandbox, CC_SYNC_SWEEP_INTERVAL=1, **KILL_ENV)
     with celery_worker(env, concurrency=1, name="doomed") as doomed:
-        enqueue_one_and_kill_mid_request(sandbox, doomed)
-        os.killpg(doomed.pid, signal.SIGKILL)
+        pool_process_waiting_for_cc(sandbox, doomed)
+        os.killpg(doomed.pid, signal.SIGKILL)  # the main process and its pool at once
         doomed.wait(timeout=10)
     sandbox.configure(delay=0)
     if broker.name == "rabbitmq":
