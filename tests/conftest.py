@@ -178,30 +178,21 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
-@contextmanager
-def publishing_to(broker_url: str) -> Iterator[Celery]:
-    """Publish from this process to ``broker_url`` with the example project's broker timeouts."""
-    app = Celery("cc_sync_service_tests", broker=broker_url)
-    app.conf.update(
-        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
-    )
-    app.set_current()
-    app.set_default()
-    try:
-        yield app
-    finally:
-        test_celery_app.set_current()
-        test_celery_app.set_default()
-
-
 @pytest.fixture
 def redis_broker() -> Iterator[Celery]:
     """Publish from this process to a real, emptied Redis database, as the example project's web does."""
     from tests.processes import REDIS_TEST_URL
 
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
-    with publishing_to(REDIS_TEST_URL) as app:
-        yield app
+    app = Celery("cc_sync_service_tests", broker=REDIS_TEST_URL)
+    app.conf.update(
+        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
+    )
+    app.set_current()
+    app.set_default()
+    yield app
+    test_celery_app.set_current()
+    test_celery_app.set_default()
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
 
 
@@ -264,6 +255,22 @@ def spec_schema():
 
 
 # -- both brokers (tests/brokers.py) ----------------------------------------------------------------
+
+
+@contextmanager
+def publishing_to(broker_url: str) -> Iterator[Celery]:
+    """Publish from this process to ``broker_url`` with the example project's broker timeouts."""
+    app = Celery("cc_sync_service_tests", broker=broker_url)
+    app.conf.update(
+        broker_connection_timeout=2, broker_transport_options={"socket_connect_timeout": 2, "max_retries": 0}
+    )
+    app.set_current()
+    app.set_default()
+    try:
+        yield app
+    finally:
+        test_celery_app.set_current()
+        test_celery_app.set_default()
 
 
 @pytest.fixture(params=BROKERS)
