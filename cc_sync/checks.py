@@ -413,6 +413,58 @@ def check_broker_transport(app_configs: Any = None, **kwargs: Any) -> Messages:
     return []
 
 
+#: Schemes of brokers that redeliver a message a worker holds unacknowledged for longer than a limit.
+VISIBILITY_TIMEOUT_SCHEMES = ("redis", "rediss", "sentinel", "sqs")
+RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp")
+#: Celery's visibility timeout on Redis and SQS when the transport options name none, in seconds.
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+#: RabbitMQ's ``consumer_timeout`` since 3.8.17, in seconds (a server setting cc_sync cannot read).
+RABBITMQ_CONSUMER_TIMEOUT = 1800
+
+
+@register()
+def check_broker_holding_time(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """W005: a sync message may be held unacknowledged for longer than the broker allows.
+
+    With late acknowledgement a worker holds a message from delivery until its task ends: through its
+    countdown (at most ``MAX_COUNTDOWN``) and its run (bounded by ``LEASE``). Redis and SQS hand a message
+    held longer than the visibility timeout to another worker, again and again; RabbitMQ closes the worker's
+    channel once a delivery is unacknowledged for ``consumer_timeout`` (PRECONDITION_FAILED), and Celery
+    stops the worker.
+    """
+    url = broker_url()
+    scheme = urlsplit(url).scheme.split("+")[0].lower()
+    countdown, lease = _number(get_setting("MAX_COUNTDOWN")), _number(get_setting("LEASE"))
+    if countdown is None or lease is None:
+        return []  # E006 reports them
+    held = countdown + lease
+    if scheme in VISIBILITY_TIMEOUT_SCHEMES:
+        options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+        limit = _number(options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT))
+        if limit is not None and limit <= held:
+            return [
+                Warning(
+                    f"The broker's visibility_timeout ({limit:g} s) is not above CC_SYNC['MAX_COUNTDOWN'] + "
+                    f"CC_SYNC['LEASE'] ({held:g} s): waiting sync messages are delivered again and again.",
+                    hint="Raise CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'] (an hour is fine) or "
+                    "lower MAX_COUNTDOWN.",
+                    id="cc_sync.W005",
+                )
+            ]
+    if scheme in RABBITMQ_SCHEMES and held >= RABBITMQ_CONSUMER_TIMEOUT:
+        return [
+            Warning(
+                f"CC_SYNC['MAX_COUNTDOWN'] + CC_SYNC['LEASE'] ({held:g} s) reach RabbitMQ's default "
+                f"consumer_timeout ({RABBITMQ_CONSUMER_TIMEOUT} s): RabbitMQ would close the channel of a worker "
+                "holding a waiting sync message.",
+                hint="Lower MAX_COUNTDOWN (longer waits stay in the database for the sweeper), or raise "
+                "consumer_timeout in rabbitmq.conf and silence this warning.",
+                id="cc_sync.W005",
+            )
+        ]
+    return []
+
+
 @register(deploy=True)
 def check_https(app_configs: Any = None, **kwargs: Any) -> Messages:
     """W001 (``REDIRECT_URI``) and W002 (CC's endpoints): http where tokens or codes travel.
@@ -499,6 +551,7 @@ SETTINGS_CHECKS: tuple[Callable[..., Messages], ...] = (
     check_list_ids,
     check_limit_cache,
     check_broker_transport,
+    check_broker_holding_time,
 )
 
 

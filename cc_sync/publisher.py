@@ -77,15 +77,16 @@ runner = BoundedRunner()
 
 
 def publish(
-    signup_ids: list[int], marked_at: datetime, countdown: float | None = None, bounded: bool = True
+    signup_ids: list[int], marked_at: datetime | None, countdown: float | None = None, bounded: bool = True
 ) -> list[int]:
     """Send one sync task per id and return the ids the broker took.
 
     Callers mark the rows as queued first (``enqueued_at = marked_at``, in the statement that makes them
     due), so a publish that works costs no query; the rows the broker did not take are unmarked here and
-    the next sweep queues them. A broker failure is logged, never raised. With ``bounded`` (the visitor's
-    request, admin actions) the caller waits at most ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker
-    (see :mod:`cc_sync.publisher`); workers publish in their own thread.
+    the next sweep queues them (``marked_at=None``: an extra message, for rows the sweeper watches anyway).
+    A broker failure is logged, never raised. With ``bounded`` (the visitor's request, admin actions) the
+    caller waits at most ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker (see
+    :mod:`cc_sync.publisher`); workers publish in their own thread.
     """
     if bounded:
         finished, published = runner.run(lambda: _send(signup_ids, countdown), app_settings.PUBLISH_TIMEOUT)
@@ -97,7 +98,7 @@ def publish(
     else:
         published = _send(signup_ids, countdown)
     missed = set(signup_ids) - set(published)
-    if missed:
+    if missed and marked_at is not None:
         # Only rows still carrying this mark: one taken again since by a sweep is that sweep's to publish.
         Signup.objects.filter(pk__in=missed, enqueued_at=marked_at).update(enqueued_at=None)
     return published

@@ -321,6 +321,7 @@ def process_signup(signup_id: int) -> None:
         return  # a long queue: this signup goes in a bulk import (cc_sync.surge)
     signup = claim(signup_id)
     if signup is None:
+        _come_back_when_the_lease_ends(signup_id)
         return
     try:
         contact_id, created = push(signup)
@@ -355,6 +356,25 @@ def process_signup(signup_id: int) -> None:
         ):
             logger.info("Signup %s synced to Constant Contact (contact %s).", signup.pk, contact_id)
             signup_synced.send(sender=Signup, signup=signup)
+
+
+def _come_back_when_the_lease_ends(signup_id: int) -> None:
+    """A delivery that finds the row held by another worker's lease is published again for the lease's end.
+
+    A broker delivers a message again as soon as the worker holding it dies: RabbitMQ when the dead worker's
+    connection closes, either broker when a worker's pool process is killed (``reject_on_worker_lost``). That
+    is usually before the dead worker's lease runs out. Dropping the delivery would leave the row to the
+    sweeper; following the lease lets the broker finish the job. If the worker is alive after all, the later
+    delivery finds the row synced (or claimable once more, as the sweeper would) and does nothing more.
+    """
+    lease_end = (
+        Signup.objects.in_flight().filter(pk=signup_id).values_list("lease_expires_at", flat=True).first()
+    )
+    if lease_end is None:
+        return
+    wait = max(0.0, (lease_end - timezone.now()).total_seconds())
+    if wait <= app_settings.MAX_COUNTDOWN:  # longer waits are the sweeper's, like every long wait
+        publish([signup_id], marked_at=None, countdown=wait, bounded=False)
 
 
 def _hold_for_list(signup: Signup, missing: list[str]) -> None:

@@ -155,7 +155,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=None)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The publish on the visitor's request must fail fast when the broker is down (the sweeper catches up),
-# and the visibility timeout must exceed the longest countdown cc_sync uses (MAX_COUNTDOWN, 300 s).
+# and the visibility timeout must exceed how long a worker holds a message (MAX_COUNTDOWN + LEASE, check
+# cc_sync.W005). The same options serve RabbitMQ, whose client ignores the Redis-only ones (docs/celery.md).
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),

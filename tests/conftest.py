@@ -1,8 +1,8 @@
 """The fixtures of cc_sync's own tests, built on the rig (``rig/``); nothing imports from this file.
 
-Tests marked ``services`` need the real PostgreSQL and Redis on 127.0.0.1. Without them they are skipped
-with the reason printed, except under CI (``CI=true``), where a missing service is an error
-(:mod:`rig.services`).
+Tests marked ``services`` need the real PostgreSQL and Redis on 127.0.0.1, and those with real workers
+RabbitMQ too (the ``broker`` fixture). Without them they are skipped with the reason printed, except under CI
+(``CI=true``), where a missing service is an error (:mod:`rig.services`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from celery import Celery
 from django.conf import settings as django_settings
 
 from cc_sync.models import Connection, Signup
-from rig.brokers import test_celery_app
+from rig.brokers import BROKERS, BrokerProxy, TestBroker, publishing_to, test_celery_app
 from rig.cc import make_connection
 from rig.constants import SPEC_PATH
 from rig.services import REDIS, REDIS_TEST_URL, reachable, require_redis_server, require_service
@@ -164,3 +164,30 @@ def spec_schema():
         return body
 
     return check
+
+
+# -- both brokers (rig/brokers.py) ------------------------------------------------------------------
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest, services: None) -> Iterator[TestBroker]:
+    """Each real-worker test once per broker: an emptied Redis database, then an emptied RabbitMQ queue.
+
+    This process publishes to it as the example project's web does; ``broker.worker_env(sandbox)`` gives
+    the workers the same broker. RabbitMQ missing is a skip locally and an error under CI, as Redis is.
+    """
+    chosen = TestBroker(request.param)
+    require_service(chosen.title, reachable("127.0.0.1", chosen.own_port))
+    chosen.empty()
+    with publishing_to(chosen.url):
+        yield chosen
+    chosen.empty()
+
+
+@pytest.fixture
+def proxied_broker(broker: TestBroker) -> Iterator[TestBroker]:
+    """``broker`` reached through a :class:`~rig.brokers.BrokerProxy` (``.proxy``) that a test can cut."""
+    with BrokerProxy(broker.own_port) as proxy:
+        proxied = TestBroker(broker.name, proxy=proxy)
+        with publishing_to(proxied.url):
+            yield proxied

@@ -565,6 +565,44 @@ def test_rabbitmq_brokers_name_the_rabbitmq_extra(settings, monkeypatch):
     assert 'pip install "cc-sync[rabbitmq]"' in message.hint
 
 
+# -- W005: how long a worker holds a sync message, against the broker's limit ------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "max_countdown", "lease", "expected"),
+    [
+        # Redis and SQS: the visibility timeout (Celery's default an hour) must exceed countdown + run.
+        ("redis://127.0.0.1:6379/0", {}, 300, 120, []),
+        ("redis://127.0.0.1:6379/0", {"visibility_timeout": 3600}, 3500, 120, ["cc_sync.W005"]),
+        ("rediss://cache.example:6380/0", {"visibility_timeout": 400}, 300, 120, ["cc_sync.W005"]),
+        ("sqs://", {"visibility_timeout": 600}, 300, 120, []),
+        # RabbitMQ: its consumer_timeout (30 min by default) closes a channel holding a delivery longer.
+        ("amqp://guest@127.0.0.1//", {"visibility_timeout": 60}, 300, 120, []),
+        ("amqp://guest@127.0.0.1//", {}, 1700, 120, ["cc_sync.W005"]),
+        ("pyamqp://h//;amqp://h2//", {}, 1800, 0, ["cc_sync.W005"]),
+        # No such limit on these.
+        ("memory://", {"visibility_timeout": 1}, 300, 120, []),
+        ("", {}, 86400, 120, []),
+    ],
+)
+def test_a_sync_message_held_longer_than_the_broker_allows_is_w005(
+    settings, cc_settings, url, options, max_countdown, lease, expected
+):
+    settings.CELERY_BROKER_URL = url
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    cc_settings.update(MAX_COUNTDOWN=max_countdown, LEASE=lease)
+    messages = checks.check_broker_holding_time()
+    assert ids(messages) == expected
+    assert all("MAX_COUNTDOWN" in message.hint for message in messages)
+
+
+def test_w005_leaves_bad_numbers_to_e006(settings, cc_settings):
+    settings.CELERY_BROKER_URL = "amqp://guest@127.0.0.1//"
+    cc_settings["MAX_COUNTDOWN"] = "a day"
+    assert ids(checks.check_broker_holding_time()) == []
+    assert "cc_sync.E006" in ids(checks.check_settings())
+
+
 def test_the_broker_extras_exist_in_the_package_metadata():
     from importlib.metadata import metadata
 

@@ -80,6 +80,50 @@ def test_a_row_claimed_by_a_live_worker_is_not_taken_twice(connection, cc_api, s
     assert sync.claim(signup.pk) is None
 
 
+def test_a_delivery_finding_the_row_held_comes_back_when_the_lease_ends(
+    connection, cc_api, signup, published, cc_settings, monkeypatch, run
+):
+    # A broker redelivers a dead worker's message at once (RabbitMQ, or a killed pool process): the row is
+    # still under the dead worker's lease, so the delivery is published again for the lease's end.
+    cc_settings["LEASE"] = 120
+    claimed_at = datetime(2026, 2, 28, 23, 59, 30, tzinfo=dt_timezone.utc)
+    Signup.objects.filter(pk=signup.pk).update(next_attempt_at=claimed_at)
+    monkeypatch.setattr(timezone, "now", lambda: claimed_at)
+    assert sync.claim(signup.pk) is not None
+    monkeypatch.setattr(timezone, "now", lambda: claimed_at + timedelta(seconds=20))
+    assert run(signup).status == S.SYNCING  # cc_api: no request reaches CC
+    assert published == [
+        {
+            "task": "cc_sync.sync_signup",
+            "args": (signup.pk,),
+            "countdown": 100.0,
+            "queue": None,
+            "retry": False,
+        }
+    ]
+    assert signup.enqueued_at is None  # the sweeper still sees the row as abandoned once the lease ends
+
+
+@pytest.mark.parametrize("status", [S.SYNCED, S.PENDING])
+def test_a_delivery_finding_the_row_not_held_publishes_nothing(
+    connection, cc_api, signup, published, status, run
+):
+    Signup.objects.filter(pk=signup.pk).update(
+        status=status, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    assert run(signup).status == status
+    assert published == []
+
+
+def test_a_lease_longer_than_max_countdown_is_left_to_the_sweeper(
+    connection, cc_api, signup, published, cc_settings, run
+):
+    cc_settings.update(LEASE=900, MAX_COUNTDOWN=300)
+    assert sync.claim(signup.pk) is not None
+    assert run(signup).status == S.SYNCING
+    assert published == []
+
+
 def test_a_row_left_syncing_by_a_dead_worker_is_claimable_after_its_lease(connection, cc_api, signup, run):
     Signup.objects.filter(pk=signup.pk).update(
         status=S.SYNCING, lease_expires_at=timezone.now() - timedelta(seconds=1)
