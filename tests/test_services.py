@@ -223,9 +223,8 @@ def pool_process_waiting_for_cc(sandbox, worker) -> int:
 
     CC has stored the contact by then; only its answer is still to come, so the task is mid-way.
     """
-    from faults.rig import children_of, tcp_peer_ports
-
     from cc_sync.sync import enqueue_signup
+    from rig.proctable import children_of, tcp_peer_ports
 
     enqueue_signup("killed@example.com")
     wait_until(lambda: sandbox.contacts(), timeout=60, what="the worker's request to reach CC")
