@@ -1,17 +1,21 @@
-"""The worker's side: what one synced signup costs in SQL, and the pacing that keeps CC's per-second limit.
+"""The worker's side: what one synced signup costs in SQL, the pacing that keeps CC's per-second limit, and
+a worker's log (each line once).
 
 The time-dependent tests pin the clock (``time.time``, ``time.sleep`` and ``timezone.now``); none of them
-measures a duration.
+measures a duration. The log test runs a real Celery worker (``services``: PostgreSQL and Redis).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -22,6 +26,7 @@ from cc_sync.db import update_returning
 from cc_sync.exceptions import Throttled
 from cc_sync.models import RateLimitState, Signup
 from tests.conftest import API_URL, CONTACTS_URL, LIST_ID, make_connection
+from tests.processes import ROOT, example_env, stop, wait_until, worker_command
 
 MOMENT = datetime(2028, 2, 29, 10, 0, tzinfo=dt_timezone.utc)
 THROTTLED = {"error_key": "throttled", "error_message": "Too Many Requests"}
@@ -181,3 +186,60 @@ def test_a_request_throttled_twice_in_a_row_is_left_to_the_signups_retry(cc_api,
     with pytest.raises(Throttled):
         ConstantContactClient().account_summary("tok")
     assert RateLimitState.objects.get(name="api").quota_429s == 2
+
+
+# -- logs: each line once, also in a Celery worker ---------------------------------------------------------
+
+
+def documented_logging() -> dict[str, Any]:
+    """The ``LOGGING`` example of docs/operations.md ("Log records"), as the page shows it."""
+    page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = page[page.index("To see cc_sync's INFO records") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - our own documentation
+    return namespace["LOGGING"]
+
+
+@pytest.mark.services
+@pytest.mark.usefixtures("services")
+@pytest.mark.parametrize("logging_from", ["example project", "docs/operations.md"])
+def test_a_celery_worker_prints_each_cc_sync_line_once(
+    logging_from, transactional_db, redis_broker, tmp_path, cc_settings
+):
+    from cc_sync import privacy, tasks
+    from cc_sync.sandbox import Sandbox
+
+    email = "erased@example.com"
+    privacy.suppress(email)  # the worker fails the signup at once and says so: nothing reaches CC
+    signup = new_signup(email)
+    with Sandbox() as sandbox:
+        # The same key as this process, so that the worker finds the suppressed address by its hash.
+        env = example_env(sandbox, CC_SYNC_LOG_LEVEL="INFO", SECRET_KEY=django_settings.SECRET_KEY)
+        if logging_from != "example project":
+            env.update(
+                DJANGO_SETTINGS_MODULE="tests.logging_settings",
+                CC_SYNC_TEST_LOGGING=json.dumps(documented_logging()),
+            )
+        log_path = tmp_path / "worker.log"
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [*worker_command("logs", 1), "--loglevel=INFO"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            tasks.sync_signup.delay(signup.pk)
+            wait_until(
+                lambda: Signup.objects.filter(pk=signup.pk, status=Signup.Status.FAILED).exists(),
+                timeout=60,
+                what="the worker to fail the suppressed signup",
+            )
+        finally:
+            stop(worker)
+    line = f"Signup {signup.pk} failed: This email is on the suppression list."
+    output = log_path.read_text(encoding="utf-8", errors="replace")
+    assert output.count(line) == 1, output[-3000:]
