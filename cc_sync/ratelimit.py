@@ -47,15 +47,15 @@ from .models import RateLimitState
 
 logger = logging.getLogger("cc_sync.ratelimit")
 
-# ``rate`` consecutive API slots span this many seconds (1/0.97 of the limit's second). The margin covers
-# what happens after the late check below: the HTTP stack, the network, CC's own front end. Requests that
-# leave more than PACING_TOLERANCE late are held back, so a margin of twice that is enough; the drain then
-# reaches 97 % of CC's limit at most (before, 8 % of padding for lateness that went unchecked capped it at
-# 92.6 %).
-SPACING_MARGIN = 1.03
+# ``rate`` consecutive API slots span this many seconds, so the drain reaches 96 % of CC's limit at most
+# (1.08 s before, 92.6 %). A request may still reach CC up to this margin (40 ms) later than the one ``rate``
+# slots after it: PACING_TOLERANCE of that is a late wake-up, checked before sending; the rest is the way
+# from the check to CC (HTTP stack, network, CC's front end). On a loaded two-core machine, 99 % of the
+# requests of a drain left within 32 ms of their slot (docs/benchmarks.md, "Drain at the rate limit").
+SPACING_MARGIN = 1.04
 # A request that could not leave within this many seconds of its slot takes a later slot instead: sent that
 # late, it could meet the request ``rate`` slots on inside one sliding second.
-PACING_TOLERANCE = 0.015
+PACING_TOLERANCE = 0.03
 # Slots given up that way before a request is sent all the same (and then its 429 says nothing of the
 # quota): a host too busy to keep any slot must still make progress.
 LATE_RESERVATIONS = 3
@@ -124,24 +124,26 @@ def spacing(name: str, rate: float) -> float:
     return (TOKEN_SPACING_MARGIN if name == "token" else SPACING_MARGIN) / rate
 
 
-def reserve(name: str, rate: float, daily_limit: int | None = None) -> float:
+def reserve(name: str, rate: float, daily_limit: int | None = None, again: bool = False) -> float:
     """Reserve the next slot in budget ``name``; return how many seconds to wait before using it.
 
     Raises :class:`QuotaExceeded` without reserving anything when ``daily_limit`` requests were already
     reserved today (UTC), or while the quota is believed spent and it is not yet time for the next probe.
+    ``again``: a later slot for a request whose slot passed unused; the day's count already holds it.
     """
     interval = spacing(name, rate)
     now = time.time()
-    reserved = _reserve_at_once(name, interval, daily_limit, now)
+    counted = 0 if again else 1
+    reserved = _reserve_at_once(name, interval, daily_limit, now, counted)
     if reserved is not None:
         slot, quota_429s = reserved
         _reservations()[name] = _Reservation(slot, probe=False, watched=quota_429s > 0)
         return max(0.0, slot - now)
-    return _reserve_locked(name, interval, daily_limit)
+    return _reserve_locked(name, interval, daily_limit, counted)
 
 
 def _reserve_at_once(
-    name: str, interval: float, daily_limit: int | None, now: float
+    name: str, interval: float, daily_limit: int | None, now: float, counted: int
 ) -> tuple[float, int] | None:
     """The usual reservation in one statement: ``(slot, quota_429s)``, or None for the locked path."""
     open_today = RateLimitState.objects.filter(name=name, day=_aware(now).date(), blocked_until__isnull=True)
@@ -150,13 +152,13 @@ def _reserve_at_once(
     after = Greatest(F("next_slot"), Value(now, output_field=FloatField())) + Value(
         interval, output_field=FloatField()
     )
-    updated = update_returning(open_today, next_slot=after, day_count=F("day_count") + 1)
+    updated = update_returning(open_today, next_slot=after, day_count=F("day_count") + counted)
     if not updated:
         return None
     return updated[0].next_slot - interval, updated[0].quota_429s
 
 
-def _reserve_locked(name: str, interval: float, daily_limit: int | None) -> float:
+def _reserve_locked(name: str, interval: float, daily_limit: int | None, counted: int) -> float:
     """Reserve under the row lock: the first request of a day, a probe, a refusal, or no ``RETURNING``."""
     refusal: QuotaExceeded | None = None
     slot = now = 0.0
@@ -187,7 +189,7 @@ def _reserve_locked(name: str, interval: float, daily_limit: int | None) -> floa
                 state.blocked_until = _aware(now + _probe_answer_wait())
             slot = max(now, state.next_slot)
             state.next_slot = slot + interval
-            state.day_count += 1
+            state.day_count += counted
             state.save()
             _reservations()[name] = _Reservation(slot, probe, watched=probe or state.quota_429s > 0)
     if refusal is not None:
@@ -215,8 +217,8 @@ def wait_for_slot(name: str, rate: float, daily_limit: int | None = None) -> Non
     Returns within :data:`PACING_TOLERANCE` of the slot: when this process could not wake up in time (a busy
     host), the slot is given up and a later one reserved, at most :data:`LATE_RESERVATIONS` times.
     """
-    for _attempt in range(LATE_RESERVATIONS + 1):
-        delay = reserve(name, rate, daily_limit)
+    for attempt in range(LATE_RESERVATIONS + 1):
+        delay = reserve(name, rate, daily_limit, again=attempt > 0)
         if delay:
             time.sleep(delay)
         reservation = _reservations()[name]
