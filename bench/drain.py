@@ -150,9 +150,10 @@ def run(quick: bool) -> dict[str, Any]:
             f"**How it was run.** For each rate R: the sandbox enforces R requests per second on `/v3` (sliding "
             f"one-second window over the requests' arrival, 429 above it) and answers after {LATENCY * 1000:.0f} "
             f"ms; cc_sync runs with `API_RATE=R` and its other production settings, in {WORKERS} prefork "
-            f"workers x {CONCURRENCY} processes of the example project, each of which has synced one signup first. "
-            "N pending signups are saved at once (one bulk INSERT), then their N tasks are published. *At CC* is the rate the sandbox accepted requests "
-            "at, from the first to the last (so neither the workers' start nor the last answer counts); the "
+            f"workers x {CONCURRENCY} processes of the example project, each of which has synced one signup "
+            "first. N pending signups are saved at once (one bulk INSERT), then their N tasks are published. "
+            "*At CC* is the rate the sandbox accepted requests at, from the first to the last (so neither the "
+            "workers' start nor the last answer counts); the "
             "drain time runs from the first publish to the last `synced_at` (ideal N/R). No fault is injected, "
             "so every 429 is one the pacing earned.",
             f"*Cost per signup*, in the same run, on a rig of its own without a rate limit or latency: SQL "
