@@ -129,11 +129,14 @@ def reserve(name: str, rate: float, daily_limit: int | None = None, again: bool 
 
     Raises :class:`QuotaExceeded` without reserving anything when ``daily_limit`` requests were already
     reserved today (UTC), or while the quota is believed spent and it is not yet time for the next probe.
-    ``again``: a later slot for a request whose slot passed unused; the day's count already holds it.
+    ``again``: a later slot for a request whose slot passed unused; the day's count already holds it, so
+    neither counts nor checks it again.
     """
     interval = spacing(name, rate)
     now = time.time()
     counted = 0 if again else 1
+    if again:
+        daily_limit = None
     reserved = _reserve_at_once(name, interval, daily_limit, now, counted)
     if reserved is not None:
         slot, quota_429s = reserved

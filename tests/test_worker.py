@@ -249,3 +249,17 @@ def test_a_celery_worker_prints_each_cc_sync_line_once(
     line = f"Signup {signup.pk} failed: This email is on the suppression list."
     output = log_path.read_text(encoding="utf-8", errors="replace")
     assert output.count(line) == 1, output[-3000:]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_last_request_of_the_daily_budget_keeps_its_place_when_it_wakes_late(monkeypatch, cc_settings):
+    clock = Clock(monkeypatch)
+    oversleep = [0.2]
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds + (oversleep.pop() if oversleep else 0.0)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    RateLimitState.objects.create(name="api", day=MOMENT.date(), day_count=9, next_slot=clock.now + 0.1)
+    ratelimit.wait_for_slot("api", 4.0, daily_limit=10)  # the 10th: late, re-slotted, not refused
+    assert ratelimit.requests_today("api") == 10
