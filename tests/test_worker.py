@@ -263,3 +263,19 @@ def test_the_last_request_of_the_daily_budget_keeps_its_place_when_it_wakes_late
     RateLimitState.objects.create(name="api", day=MOMENT.date(), day_count=9, next_slot=clock.now + 0.1)
     ratelimit.wait_for_slot("api", 4.0, daily_limit=10)  # the 10th: late, re-slotted, not refused
     assert ratelimit.requests_today("api") == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_update_returning_the_claim_and_the_slot_take_the_long_way(cc_api, monkeypatch):
+    # MySQL and MariaDB cannot return columns from an UPDATE: update_returning() says so with None.
+    Clock(monkeypatch)
+    make_connection()
+    monkeypatch.setattr(sync, "update_returning", lambda queryset, **values: None)
+    monkeypatch.setattr(ratelimit, "update_returning", lambda queryset, **values: None)
+    signup = new_signup("anna@example.com")
+    create_answer(cc_api, "c-1")
+    sync.process_signup(signup.pk)
+    signup.refresh_from_db()
+    assert (signup.status, signup.contact_id, signup.attempts) == (Signup.Status.SYNCED, "c-1", 1)
+    assert sync.claim(signup.pk) is None
+    assert ratelimit.requests_today("api") == 1
