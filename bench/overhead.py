@@ -40,7 +40,7 @@ PROCESSES = 2  # worker pool processes on one side, client processes on the othe
 # The areas of the profile: (label, file fragment, function name) whose cumulative time is reported.
 AREAS = [
     ("the whole task (`cc_sync.sync.process_signup`)", "cc_sync/sync.py", "process_signup"),
-    ("claim the row (`sync.claim`: UPDATE + SELECT)", "cc_sync/sync.py", "claim"),
+    ("claim the row (`sync.claim`: UPDATE ... RETURNING)", "cc_sync/sync.py", "claim"),
     ("suppression check (`privacy.is_suppressed`)", "cc_sync/privacy.py", "is_suppressed"),
     ("access token (`oauth.get_access_token`)", "cc_sync/oauth.py", "get_access_token"),
     ("  of which `Connection.load` (SELECT, get_or_create)", "cc_sync/models.py", "load"),

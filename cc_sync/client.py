@@ -49,7 +49,9 @@ _SECRET_KEYS = {
     "device_code",
 }
 _MIN_SECRET_LENGTH = 4  # shorter values are no real secret, and masking them would garble the message
-_SCRUB_CHARS = 20_000  # of an error body, scrubbed before the first 200 are kept
+_SCRUB_CHARS = 20_000
+# A request CC throttled is sent once more in a later slot before the caller hears of the 429.
+THROTTLED_RESENDS = 1  # of an error body, scrubbed before the first 200 are kept
 _KEYS = "|".join(sorted(_SECRET_KEYS, key=len, reverse=True))
 _FORM_SECRET = re.compile(rf"(?i)\b({_KEYS})=[A-Za-z0-9%._~+/=-]{{4,}}")
 _JSON_SECRET = re.compile(rf'(?i)"({_KEYS})"\s*:\s*"[^"]{{4,}}"')
@@ -159,6 +161,11 @@ def describe_error(
     ]
     message = "; ".join(described) or json.dumps(body)[:200]
     return error_key, message, errors
+
+
+def _activity_post(method: str, path: str) -> bool:
+    """A bulk-activity POST, whose 429 means CC's queue of activities is full, not the request rate."""
+    return method != "GET" and path.removeprefix("/v3").startswith("/activities/")
 
 
 def _retry_after(response: requests.Response, minimum: float) -> float:
@@ -400,7 +407,19 @@ class ConstantContactClient:
         if json_body is not None:
             headers["Content-Type"] = "application/json"
             data = json.dumps(json_body)
-        response = self._send("api", method, url, params=params, data=data, headers=headers)
+        quota_wait: float | None = None
+        for attempt in range(THROTTLED_RESENDS + 1):
+            response = self._send("api", method, url, params=params, data=data, headers=headers)
+            if response.status_code != 429 or _activity_post(method, path):
+                break
+            # CC's error key alone does not decide: no CC source confirms `quota_exceeded`, so a run of 429s
+            # while our pacing is kept means the quota as well (ratelimit.record_429).
+            quota_wait = ratelimit.record_429(describe_error(response, [access_token])[0])
+            if quota_wait is not None or attempt == THROTTLED_RESENDS:
+                break
+            # Throttled: the limiter backs off and the request goes out again in a later slot (CC did not
+            # process it), so a signup does not pay for a 429 that the pacing let happen.
+            logger.info("Constant Contact throttled %s %s; it is sent again in a later slot.", method, path)
         status = response.status_code
         if status < 300 or (400 <= status < 500 and status not in (401, 403, 429)):
             # CC processed this request, so its daily quota is not spent. A 401 or 403 may come from a layer
@@ -419,7 +438,7 @@ class ConstantContactClient:
                 **context,
             )
         if status == 429:
-            if method != "GET" and path.removeprefix("/v3").startswith("/activities/"):
+            if _activity_post(method, path):
                 # On bulk-activity POSTs CC's spec gives 429 one meaning: more than 1,000 activities are queued
                 # (Activities429ErrorResponse in https://developer.constantcontact.com/api_reference/index.html).
                 # Minutes, not seconds, and no sign of the daily quota.
@@ -428,13 +447,10 @@ class ConstantContactClient:
                     retry_after=_retry_after(response, 60.0),
                     **context,
                 )
-            # CC's error key alone does not decide: no CC source confirms `quota_exceeded`, so a run of
-            # 429s while our pacing is kept means the quota as well (ratelimit.record_429).
-            wait = ratelimit.record_429(error_key)
-            if wait is not None:
+            if quota_wait is not None:
                 raise QuotaExceeded(
                     f"Constant Contact's daily quota is believed spent: {message}",
-                    retry_after=wait,
+                    retry_after=quota_wait,
                     **{**context, "error_key": "quota_exceeded"},
                 )
             raise Throttled(

@@ -371,10 +371,13 @@ def _await_token_slot(should_refresh: Callable[[Connection], bool]) -> str | Non
 
 
 @sensitive_variables()
-def get_access_token() -> str:
-    """A valid access token, refreshed first if it expires within ``TOKEN_LEEWAY`` seconds."""
+def get_access_token(connection: Connection | None = None) -> str:
+    """A valid access token, refreshed first if it expires within ``TOKEN_LEEWAY`` seconds.
+
+    ``connection``: the connection row just loaded by the caller, to save reading it again.
+    """
     leeway = app_settings.TOKEN_LEEWAY
-    connection = Connection.load()
+    connection = connection or Connection.load()
     if connection.status != Connection.Status.CONNECTED:
         raise ReconnectRequired("Constant Contact is not connected.")
     if not connection.needs_refresh(leeway):
@@ -390,13 +393,13 @@ def replace_rejected_token(rejected_token: str) -> str:
 
 @sensitive_variables()
 @sensitive_variables("token")
-def with_access_token(call: Callable[[str], T]) -> T:
+def with_access_token(call: Callable[[str], T], connection: Connection | None = None) -> T:
     """Run ``call(access_token)``; on a 401, refresh once (unless another process did) and run it once more.
 
     A second 401 right after a refresh means CC no longer accepts the grant: the connection is marked for
-    a reconnect and :class:`ReconnectRequired` raised.
+    a reconnect and :class:`ReconnectRequired` raised. ``connection``: as for :func:`get_access_token`.
     """
-    token = get_access_token()
+    token = get_access_token(connection)
     try:
         return call(token)
     except AccessTokenRejected:

@@ -22,7 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import confirmation, oauth, privacy, ratelimit, surge
 from .client import ConstantContactClient, get_client
 from .conf import app_settings
-from .db import lock_row
+from .db import lock_row, update_returning
 from .exceptions import (
     QuotaExceeded,
     ReconnectRequired,
@@ -145,19 +145,20 @@ def claim(signup_id: int) -> Signup | None:
     """Take the row for this worker with one conditional UPDATE; ``None`` if it is not due or not ours.
 
     A duplicate delivery of the same message finds the row already ``syncing`` (or not yet due) and does
-    nothing. A row left ``syncing`` by a killed worker can be claimed again once its lease has run out.
+    nothing. A row left ``syncing`` by a killed worker can be claimed again once its lease has run out. The
+    UPDATE returns the claimed row (``RETURNING``) where the database can; elsewhere a SELECT follows.
     """
     now = timezone.now()
-    claimed = (
-        Signup.objects.claimable(now)
-        .filter(pk=signup_id)
-        .update(
-            status=Status.SYNCING,
-            attempts=F("attempts") + 1,
-            lease_expires_at=now + timedelta(seconds=app_settings.LEASE),
-        )
-    )
-    return Signup.objects.get(pk=signup_id) if claimed else None
+    claimable = Signup.objects.claimable(now).filter(pk=signup_id)
+    claim_fields: dict[str, Any] = {
+        "status": Status.SYNCING,
+        "attempts": F("attempts") + 1,
+        "lease_expires_at": now + timedelta(seconds=app_settings.LEASE),
+    }
+    claimed = update_returning(claimable, **claim_fields)
+    if claimed is not None:
+        return claimed[0] if claimed else None
+    return Signup.objects.get(pk=signup_id) if claimable.update(**claim_fields) else None
 
 
 class NeedsConfirmation(Exception):
@@ -172,25 +173,29 @@ class ListsMissing(Exception):
         self.list_ids = list_ids
 
 
-def lists_for(signup: Signup) -> list[str]:
+def lists_for(signup: Signup, connection: Connection | None = None) -> list[str]:
     """The lists a signup goes to: those picked for it, else the configured defaults, read now."""
-    return usable_lists(signup.list_ids)
+    return usable_lists(signup.list_ids, connection)
 
 
-def usable_lists(picked: list[str]) -> list[str]:
+def usable_lists(picked: list[str], connection: Connection | None = None) -> list[str]:
     """``picked`` else the default lists, leaving out lists known to be missing at CC.
 
     So a signup held for a deleted list goes to the list an admin chooses instead. Raises
-    :class:`ListsMissing` when nothing usable is left.
+    :class:`ListsMissing` when nothing usable is left. Reads the connection row unless ``connection``, a
+    copy just loaded, is given.
     """
-    missing = set(
-        Connection.objects.filter(pk=Connection.SINGLETON_PK)
-        .values_list("missing_list_ids", flat=True)
-        .first()
-        or []
-    )
+    if connection is None:
+        missing = set(
+            Connection.objects.filter(pk=Connection.SINGLETON_PK)
+            .values_list("missing_list_ids", flat=True)
+            .first()
+            or []
+        )
+    else:
+        missing = set(connection.missing_list_ids)
     chosen = [list_id for list_id in picked if list_id not in missing]
-    list_ids = chosen or [list_id for list_id in default_list_ids() if list_id not in missing]
+    list_ids = chosen or [list_id for list_id in default_list_ids(connection) if list_id not in missing]
     if not list_ids:
         raise ListsMissing(sorted(missing))
     return list_ids
@@ -254,10 +259,14 @@ def push(signup: Signup) -> tuple[str, bool]:
         raise Rejected("This email is on the suppression list.", error_key="suppressed")
     if app_settings.DOUBLE_OPT_IN and not (signup.confirmed_at or signup.verified):
         raise NeedsConfirmation()
-    list_ids = lists_for(signup)
+    # One read of the connection row serves the lists and the access token.
+    connection = Connection.load()
+    list_ids = lists_for(signup, connection)
     client = get_client()
     try:
-        return oauth.with_access_token(lambda token: _send_contact(client, token, signup, list_ids))
+        return oauth.with_access_token(
+            lambda token: _send_contact(client, token, signup, list_ids), connection=connection
+        )
     except Rejected as err:
         if err.status_code == 404:
             # CC answers 404 for a list it no longer has; which one is told by the account's lists.

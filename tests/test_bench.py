@@ -59,6 +59,12 @@ def check_drain(figures: dict[str, Any]) -> None:
         assert case["creates"] == case["signups"] + case["api_429"], case
         assert positive(case["drain_s"]) and positive(case["achieved_rate"]), case
         assert case["max_in_one_second"] <= case["rate"], case
+        assert 0 < case["share_of_limit"] <= 1, case
+    cost = figures["cost"]
+    assert cost["all_synced"], cost
+    assert positive(cost["bare_over_cc_sync"]), cost
+    # A count, not a time: the worker path's SQL statements per synced signup (issue 15's goal).
+    assert 0 < cost["sql_per_signup"] <= 5, cost
 
 
 def check_overhead(figures: dict[str, Any]) -> None:
