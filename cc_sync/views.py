@@ -84,6 +84,7 @@ class SignupView(FormView):
                     source_url=self.request.build_absolute_uri(),
                     client_ip=self.get_client_ip(),
                     user_agent=self.request.META.get("HTTP_USER_AGENT", ""),
+                    validated_fields=form.validated_fields(),
                 )
             except Exception:
                 # Nothing was stored (a database error, say): the visitor gets the error, and their

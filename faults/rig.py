@@ -461,7 +461,9 @@ class Rig:
             self._log_handler.close()
         from cc_sync import publisher
 
-        publisher.runner = publisher.BoundedRunner()
+        # Publishes still queued go out before the rig's broker and database go away; a new outbox for the next.
+        publisher.outbox.flush(timeout=5)
+        publisher.outbox = publisher.Outbox()
         if self.keep or self.failed:
             print(f"[{self.name}] logs kept in {self.workdir}", flush=True)
         else:

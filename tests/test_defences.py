@@ -94,7 +94,7 @@ def test_a_retry_after_a_server_error_is_stored_not_just_thanked(
     client, db, cc_settings, published, django_capture_on_commit_callbacks
 ):
     cc_settings["LIMIT_PER_EMAIL"] = (1, 3600)
-    with mock.patch.object(Signup, "save", side_effect=DatabaseError("connection lost")):
+    with mock.patch("cc_sync.sync.insert_unless", side_effect=DatabaseError("connection lost")):
         with pytest.raises(DatabaseError):
             client.post("/signup/", form_data())
     assert Signup.objects.count() == 0
