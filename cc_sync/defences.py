@@ -11,7 +11,8 @@ import logging
 from typing import Any
 
 import requests
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 
 from .client import create_session
@@ -47,13 +48,18 @@ def _cache_key(scope: str, key: str) -> str:
 def within_limit(scope: str, key: str, limit: tuple[int, int] | None) -> bool:
     """Count one event for ``key`` in ``scope``; False once more than ``limit = (count, seconds)`` happened.
 
-    Counting first and checking the result is atomic (``add``/``incr``), so two requests at once cannot both
-    get the last place; :func:`release` gives a place back when what it was taken for did not happen.
+    Counting first and checking the result is atomic, so two requests at once cannot both get the last
+    place; :func:`release` gives a place back when what it was taken for did not happen. With Django's
+    Redis cache this is one round trip (:func:`_count_in_redis`); other caches use ``add``, then ``incr``
+    when the counter exists.
     """
     if not limit:
         return True
     count, seconds = limit
     cache_key = _cache_key(scope, key)
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        return _count_in_redis(backend, cache_key, seconds) <= count
     if cache.add(cache_key, 1, timeout=seconds):
         return count >= 1
     try:
@@ -62,6 +68,28 @@ def within_limit(scope: str, key: str, limit: tuple[int, int] | None) -> bool:
         cache.add(cache_key, 1, timeout=seconds)
         used = 1
     return used <= count
+
+
+def _count_in_redis(backend: RedisCache, cache_key: str, seconds: float) -> int:
+    """Add one to the counter and return it, in one MULTI/EXEC round trip (atomic, like ``add``/``incr``).
+
+    ``SET NX PX`` creates the counter at 0 with its expiry only when it is missing, ``INCR`` counts (and
+    keeps the expiry). The integer is stored as Django's Redis cache stores integers, so
+    ``cache.get``/``decr`` (and :func:`release`) read it as usual.
+    """
+    key = backend.make_and_validate_key(cache_key)
+    client = backend._cache.get_client(key, write=True)
+    milliseconds = max(1, int(seconds * 1000))
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(key, 0, px=milliseconds, nx=True)
+        pipe.incr(key)
+        pipe.pttl(key)
+        _created, used, expires_in = pipe.execute()
+    if expires_in == -1:
+        # No expiry: a DECR by release() raced the counter's expiry and created it anew. Give it one, or
+        # it would count for good.
+        client.pexpire(key, milliseconds)
+    return int(used)
 
 
 def release(scope: str, key: str, limit: tuple[int, int] | None) -> None:
