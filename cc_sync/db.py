@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import connections, models, router, transaction
@@ -32,13 +33,14 @@ def lock_row(model: type[M], pk: Any, **defaults: Any) -> M:
     return manager.select_for_update().get(pk=pk)
 
 
-def insert_unless(instance: models.Model, blocker: models.QuerySet[Any]) -> bool:
-    """Save the new ``instance`` unless ``blocker`` finds a row; True if it was saved (its pk is then set).
+def insert_unless(instance: models.Model, blocker: type[models.Model], field: str, values: list[Any]) -> bool:
+    """Save the new ``instance`` unless a ``blocker`` row has ``field`` in ``values``; True if it was saved.
 
     One statement where the database can return the new id from an ``INSERT ... SELECT`` (PostgreSQL,
-    SQLite 3.35+): ``INSERT INTO t (...) SELECT ... WHERE NOT EXISTS (blocker) RETURNING id``, so the check
-    costs no round trip of its own and nothing can come between the check and the INSERT in this
-    statement. Elsewhere the check and then ``save()``. Sends ``pre_save`` and ``post_save`` as ``save()``.
+    SQLite 3.35+): ``INSERT INTO t (...) SELECT ... WHERE NOT EXISTS (SELECT 1 FROM blocker WHERE field IN
+    (...)) RETURNING id``, so the check costs no round trip of its own. Elsewhere the check, then ``save()``.
+    The instance's pk is set when it was saved; ``pre_save`` and ``post_save`` are sent as ``save()`` sends
+    them. The SQL is written here, not compiled from a queryset: compiling one costs more than the INSERT.
     """
     model = type(instance)
     opts = model._meta
@@ -47,37 +49,67 @@ def insert_unless(instance: models.Model, blocker: models.QuerySet[Any]) -> bool
     if connection.vendor not in ("postgresql", "sqlite") or not (
         connection.features.can_return_columns_from_insert
     ):
-        if blocker.using(using).exists():
+        if blocker._default_manager.using(using).filter(**{f"{field}__in": values}).exists():
             return False
         instance.save(using=using, force_insert=True)
         return True
-    pk = opts.pk
-    fields = [
-        field
-        for field in opts.local_concrete_fields
-        if not (field.primary_key and field.db_returning) and not getattr(field, "generated", False)
-    ]
-
-    def quote(name: str | None) -> str:  # concrete fields always have a column
-        return connection.ops.quote_name(str(name))
-
+    fields = _insert_fields(model)
+    check = _column_field(blocker, field)
+    key = (connection.vendor, model, blocker, field, len(values))
+    sql = _SQL.get(key) or _SQL.setdefault(key, _insert_unless_sql(connection.ops.quote_name, *key[1:]))
     signals.pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
     params = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
-    blocker_sql, blocker_params = blocker.using(using).values("pk").query.get_compiler(using).as_sql()
-    sql = (
-        f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"SELECT {', '.join(['%s'] * len(fields))} WHERE NOT EXISTS ({blocker_sql}) "
-        f"RETURNING {quote(pk.column)}"
-    )
+    params += [check.get_db_prep_value(value, connection) for value in values]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *blocker_params])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return False
-    setattr(instance, pk.attname, row[0])
+    setattr(instance, opts.pk.attname, row[0])
     instance._state.adding = False
     instance._state.db = using
     signals.post_save.send(
         sender=model, instance=instance, created=True, update_fields=None, raw=False, using=using
     )
     return True
+
+
+def _insert_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
+    """The columns an INSERT of ``model`` writes: all but an auto-increment pk and generated ones."""
+    return [
+        field
+        for field in model._meta.local_concrete_fields
+        if not (field.primary_key and field.db_returning) and not getattr(field, "generated", False)
+    ]
+
+
+def _column_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):
+        raise TypeError(f"{model.__name__}.{name} is not a column.")
+    return field
+
+
+# The statement of each (vendor, model, blocker, field, number of values), written once per process.
+_SQL: dict[tuple[str, type[models.Model], type[models.Model], str, int], str] = {}
+
+
+def _insert_unless_sql(
+    quote_name: Callable[[str], str],
+    model: type[models.Model],
+    blocker: type[models.Model],
+    field: str,
+    count: int,
+) -> str:
+    def quote(name: str | None) -> str:  # concrete fields always have a column
+        return quote_name(str(name))
+
+    columns = ", ".join(quote(column.column) for column in _insert_fields(model))
+    placeholders = ", ".join(["%s"] * len(_insert_fields(model)))
+    check = _column_field(blocker, field)
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {placeholders} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {quote(blocker._meta.db_table)} "
+        f"WHERE {quote(check.column)} IN ({', '.join(['%s'] * count)})) "
+        f"RETURNING {quote(model._meta.pk.column)}"
+    )

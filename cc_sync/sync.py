@@ -123,7 +123,7 @@ def enqueue_signup(
     # One statement: the suppression check rides in the INSERT (INSERT ... WHERE NOT EXISTS). A single
     # INSERT needs no transaction of its own: on_commit runs at once in autocommit mode, or when the
     # caller's transaction commits. The worker checks the suppression list again before sending.
-    if not insert_unless(signup, Suppression.objects.filter(email_hash__in=hashes)):
+    if not insert_unless(signup, Suppression, "email_hash", hashes):
         logger.info("Signup of suppressed email hash %s not stored.", signup.email_hash[:12])
         return None
     transaction.on_commit(lambda: publish_later([signup.pk], marked_at=marked_at))
