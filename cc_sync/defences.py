@@ -1,7 +1,8 @@
 """Defences of the public signup form: submission limits and CAPTCHA verification.
 
 Limits count in Django's cache, so they need a cache shared by every web process with atomic increments
-(Redis or Memcached; not the local-memory, file or database caches) to hold across processes.
+(Redis or Memcached; not the local-memory, file or database caches) to hold across processes. With Django's
+Redis cache each check is one round trip.
 """
 
 from __future__ import annotations
