@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -273,6 +274,50 @@ class Worker(Managed):
         if self.pool == "solo":
             return True
         return bool(wait_until(lambda: len(self.children()) >= self.concurrency, timeout))
+
+
+class FrozenBroker:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers: a broker that hangs.
+
+    ``url`` as a Redis broker URL; a client without a socket timeout waits on it for good.
+    """
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self.received = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                peer, _address = self.server.accept()
+            except OSError:  # closed
+                return
+            self.accepted.append(peer)
+            threading.Thread(target=self._swallow, args=(peer,), daemon=True).start()
+
+    def _swallow(self, peer: socket.socket) -> None:
+        try:
+            while peer.recv(65536):
+                self.received.set()
+        except OSError:
+            pass
+
+    def thaw(self) -> None:
+        """Close every connection: the client blocked on its read gets an error at last."""
+        # shutdown() first: close() alone does not wake a thread blocked on the socket, nor send the FIN.
+        for sock in (self.server, *self.accepted):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # not connected, or already shut
+                pass
+            sock.close()
 
 
 class RedisServer:

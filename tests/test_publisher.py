@@ -7,7 +7,6 @@ on the test's own thread (``isolated_publishing`` in conftest.py).
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,47 +19,11 @@ from django.utils import timezone
 from cc_sync import publisher, sync
 from cc_sync.conf import app_settings
 from cc_sync.models import Signup
+from faults.rig import FrozenBroker
 from tests.conftest import test_celery_app
 from tests.processes import wait_until
 
 VISITOR = {"email": "frozen@example.com", "first_name": "Vera", "consent": "on"}
-
-
-class FrozenBroker:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung Redis)."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self.received = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                peer, _address = self.server.accept()
-            except OSError:  # closed
-                return
-            self.accepted.append(peer)
-            threading.Thread(target=self._swallow, args=(peer,), daemon=True).start()
-
-    def _swallow(self, peer: socket.socket) -> None:
-        try:
-            while peer.recv(65536):
-                self.received.set()
-        except OSError:
-            pass
-
-    def thaw(self) -> None:
-        """Close every connection: the client blocked on its read gets an error at last."""
-        # shutdown() first: close() alone does not wake a thread blocked on the socket, nor send the FIN.
-        for sock in (self.server, *self.accepted):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:  # not connected, or already shut
-                pass
-            sock.close()
 
 
 @pytest.fixture
@@ -70,7 +33,7 @@ def frozen_broker(background: publisher.Outbox) -> Iterator[FrozenBroker]:
     Thawed before the publisher thread is waited for (it depends on ``background``).
     """
     broker = FrozenBroker()
-    app = Celery("frozen-broker", broker=f"redis://127.0.0.1:{broker.port}/0")
+    app = Celery("frozen-broker", broker=broker.url)
     app.set_default()
     app.set_current()
     try:
