@@ -314,9 +314,7 @@ def test_a_form_signup_suppressed_between_its_insert_and_its_send_never_reaches_
     assert (signup.status, signup.last_error_key) == (Signup.Status.FAILED, "suppressed")
 
 
-def test_on_other_databases_the_suppression_check_is_a_select_before_the_insert(
-    db, published, monkeypatch
-):
+def test_on_other_databases_the_suppression_check_is_a_select_before_the_insert(db, published, monkeypatch):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
