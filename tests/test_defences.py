@@ -331,6 +331,22 @@ def limit_cache(request, settings) -> str:
     return request.param
 
 
+@pytest.fixture
+def sent_to_redis(monkeypatch) -> list[bytes]:
+    """What this process sends to Redis, one item per round trip (a pipeline is one)."""
+    from redis.connection import AbstractConnection
+
+    sent: list[bytes] = []
+    original = AbstractConnection.send_packed_command
+
+    def send(self, command, *args, **kwargs):
+        sent.append(command)
+        return original(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send)
+    return sent
+
+
 def test_requests_at_once_never_share_the_last_place(limit_cache):
     visitors = 24
     start = threading.Barrier(visitors)
@@ -357,22 +373,12 @@ def test_a_released_place_can_be_taken_again_and_the_count_expires(limit_cache, 
 
 
 @pytest.mark.services
-def test_with_redis_a_limit_check_is_one_round_trip_that_starts_the_window(redis_cache, monkeypatch):
-    from redis.connection import AbstractConnection
-
+def test_with_redis_a_limit_check_is_one_round_trip_that_starts_the_window(redis_cache, sent_to_redis):
     defences.within_limit("ip", "198.51.100.1", (5, 60))  # the pool's connection is set up
-    sent = []
-    original = AbstractConnection.send_packed_command
-
-    def send(self, command, *args, **kwargs):
-        sent.append(command)
-        return original(self, command, *args, **kwargs)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", send)
     for _ in range(2):
-        sent.clear()
+        sent_to_redis.clear()
         defences.within_limit("ip", "198.51.100.1", (5, 60))
-        assert len(sent) == 1, sent
+        assert len(sent_to_redis) == 1, sent_to_redis
     client = redis.Redis.from_url(redis_cache)
     key = cache.make_and_validate_key(defences._cache_key("ip", "198.51.100.1"))
     assert (int(client.get(key)), 0 < client.pttl(key) <= 60_000) == (3, True)
@@ -390,3 +396,27 @@ def test_with_the_redis_cache_one_address_gets_429_past_its_limit(
     statuses = [client.post("/signup/", form_data(email=f"r{n}@example.com")).status_code for n in range(5)]
     assert statuses == [302] * 3 + [429] * 2
     assert Signup.objects.count() == 3
+
+
+def test_an_address_over_its_limit_gives_back_the_email_allowance_it_counted(
+    client, db, cc_settings, published, limit_cache
+):
+    cc_settings.update(LIMIT_PER_IP=(1, 60), LIMIT_PER_EMAIL=(1, 3600))
+    assert client.post("/signup/", form_data(), REMOTE_ADDR="10.0.0.1").status_code == 302
+    other = form_data(email="other@example.com")
+    assert client.post("/signup/", other, REMOTE_ADDR="10.0.0.1").status_code == 429
+    # The 429 did not use up other@example.com's one signup an hour.
+    assert client.post("/signup/", other, REMOTE_ADDR="10.0.0.2").status_code == 302
+    assert sorted(Signup.objects.values_list("email", flat=True)) == ["jane@example.com", "other@example.com"]
+
+
+@pytest.mark.services
+def test_with_redis_both_limits_of_a_signup_cost_one_round_trip(
+    client, db, cc_settings, published, redis_cache, sent_to_redis
+):
+    cc_settings.update(LIMIT_PER_IP=(5, 60), LIMIT_PER_EMAIL=(1, 3600))
+    client.post("/signup/", form_data(email="first@example.com"))  # the pool's connection is set up
+    sent_to_redis.clear()
+    assert client.post("/signup/", form_data()).status_code == 302
+    assert len(sent_to_redis) == 1, sent_to_redis
+    assert Signup.objects.filter(email="jane@example.com").exists()
