@@ -218,8 +218,6 @@ def run(quick: bool) -> dict[str, Any]:
     with bench_rig("visitor") as rig:
         rig.start_sandbox(api_rate=None, daily_quota=None, delay=LATENCY)
         rig.connect()
-        # The site's publisher thread (a test run may have made this process publish inline).
-        publisher.outbox = publisher.Outbox()
         with override_settings(ROOT_URLCONF="bench.urls"):
             client = Client()
 

@@ -35,6 +35,7 @@ from django.db.models import Count
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from cc_sync import publisher
 from cc_sync.models import Connection, RateLimitState, Signup, Suppression
 from cc_sync.sandbox import Sandbox
 from example_project.tuning import TUNABLE_SETTINGS
@@ -438,6 +439,7 @@ class Rig:
         self._override: Any = None
         self._base_cc_sync = dict(getattr(settings, "CC_SYNC", {}))
         self._previous_apps: tuple[Any, Any] | None = None
+        self._previous_outbox: publisher.Outbox | None = None
         self._beat_runs = 0
         self._log_handler: logging.Handler | None = None
         self._broker_env: str | None = None
@@ -477,12 +479,20 @@ class Rig:
         app.set_current()
         app.set_default()
         self.app = app
+        # This process plays the web site: it publishes from the site's background thread (the test suite
+        # makes its own tests publish inline).
+        self._previous_outbox = publisher.outbox
+        publisher.outbox = publisher.Outbox()
         self._log_handler = logging.FileHandler(self.workdir / "web.log")
         self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logging.getLogger("cc_sync").addHandler(self._log_handler)
         self.note(f"rig up in {self.workdir}; redis on port {self.redis.port}")
 
     def close(self) -> None:
+        # Publishes still queued go out (or are unmarked) before the broker and the database go away.
+        publisher.outbox.flush(timeout=10)
+        if self._previous_outbox is not None:
+            publisher.outbox = self._previous_outbox
         for worker in self.workers:
             worker.stop()
         if self.beat is not None:
@@ -504,11 +514,6 @@ class Rig:
         if self._log_handler is not None:
             logging.getLogger("cc_sync").removeHandler(self._log_handler)
             self._log_handler.close()
-        from cc_sync import publisher
-
-        # Publishes still queued go out before the rig's broker and database go away; a new outbox for the next.
-        publisher.outbox.flush(timeout=5)
-        publisher.outbox = publisher.Outbox()
         if self.keep or self.failed:
             print(f"[{self.name}] logs kept in {self.workdir}", flush=True)
         else:
