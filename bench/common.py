@@ -114,10 +114,10 @@ def make_signups(count: int, prefix: str, list_id: str, start: int = 0) -> list[
 
 
 def publish_signups(ids: list[int]) -> list[int]:
-    """Mark the rows as queued and publish their tasks, as the sweeper does (no bounded wait)."""
+    """Mark the rows as queued and publish their tasks, as the sweeper does (waiting for the broker)."""
     marked_at = timezone.now()
     Signup.objects.filter(pk__in=ids).update(enqueued_at=marked_at)
-    return publish(ids, marked_at=marked_at, bounded=False)
+    return publish(ids, marked_at=marked_at)
 
 
 def wait_synced(rig: Rig, count: int, timeout: float, interval: float = 0.2) -> bool:

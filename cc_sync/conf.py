@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
     # The sweeper re-publishes a due row whose last publish is older than this.
     "REQUEUE_AFTER": 300,
     "SWEEP_BATCH": 500,
-    # The longest a web request waits for the broker to take a publish (the sweeper catches up on the rest).
+    # The longest a web process waits at exit for its queued publishes (requests never wait for the broker).
     "PUBLISH_TIMEOUT": 1.0,
     # Celery queue for cc_sync's tasks (None: the default queue).
     "QUEUE": None,

@@ -93,7 +93,7 @@ def confirm(signup: Signup) -> bool:
 
     One conditional UPDATE: a second click (or two tabs) confirms once.
     """
-    from .publisher import publish
+    from .publisher import publish_later
     from .sync import Status
 
     now = timezone.now()
@@ -108,6 +108,6 @@ def confirm(signup: Signup) -> bool:
         updated_at=now,
     )
     if confirmed:
-        publish([signup.pk], marked_at=now)
+        publish_later([signup.pk], marked_at=now)
         logger.info("Signup %s was confirmed by the person.", signup.pk)
     return bool(confirmed)

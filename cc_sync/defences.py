@@ -1,7 +1,8 @@
 """Defences of the public signup form: submission limits and CAPTCHA verification.
 
 Limits count in Django's cache, so they need a cache shared by every web process with atomic increments
-(Redis or Memcached; not the local-memory, file or database caches) to hold across processes.
+(Redis or Memcached; not the local-memory, file or database caches) to hold across processes. With Django's
+Redis cache each check is one round trip.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import logging
 from typing import Any
 
 import requests
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 
 from .client import create_session
@@ -44,27 +46,74 @@ def _cache_key(scope: str, key: str) -> str:
     return f"cc_sync:limit:{scope}:{keyed_hash(key)[:40]}"
 
 
-def within_limit(scope: str, key: str, limit: tuple[int, int] | None) -> bool:
+Limit = tuple[int, int]
+
+
+def within_limit(scope: str, key: str, limit: Limit | None) -> bool:
     """Count one event for ``key`` in ``scope``; False once more than ``limit = (count, seconds)`` happened.
 
-    Counting first and checking the result is atomic (``add``/``incr``), so two requests at once cannot both
-    get the last place; :func:`release` gives a place back when what it was taken for did not happen.
+    Counting first and checking the result is atomic, so two requests at once cannot both get the last
+    place; :func:`release` gives a place back when what it was taken for did not happen.
     """
-    if not limit:
-        return True
-    count, seconds = limit
-    cache_key = _cache_key(scope, key)
+    [within] = within_limits((scope, key, limit))
+    return within
+
+
+def within_limits(*checks: tuple[str, str, Limit | None]) -> list[bool]:
+    """:func:`within_limit` for several ``(scope, key, limit)`` at once, one answer each.
+
+    With Django's Redis cache all of them are counted in one round trip (:func:`_count_in_redis`); other
+    caches count one by one with ``add``, then ``incr`` when the counter exists.
+    """
+    active = [(_cache_key(scope, key), limit) for scope, key, limit in checks if limit]
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        counts = _count_in_redis(backend, [(cache_key, limit[1]) for cache_key, limit in active])
+    else:
+        counts = [_count_in_cache(cache_key, limit[1]) for cache_key, limit in active]
+    answers = iter(used <= limit[0] for used, (_key, limit) in zip(counts, active, strict=True))
+    return [next(answers) if limit else True for _scope, _key, limit in checks]
+
+
+def _count_in_cache(cache_key: str, seconds: int) -> int:
     if cache.add(cache_key, 1, timeout=seconds):
-        return count >= 1
+        return 1
     try:
-        used = cache.incr(cache_key)
+        return cache.incr(cache_key)
     except ValueError:  # expired between add() and incr()
         cache.add(cache_key, 1, timeout=seconds)
-        used = 1
-    return used <= count
+        return 1
 
 
-def release(scope: str, key: str, limit: tuple[int, int] | None) -> None:
+def _count_in_redis(backend: RedisCache, counters: list[tuple[str, int]]) -> list[int]:
+    """Add one to each ``(cache_key, seconds)`` counter and return them, in one MULTI/EXEC round trip.
+
+    Atomic, like ``add``/``incr``: ``SET NX PX`` creates a counter at 0 with its expiry only when it is
+    missing, ``INCR`` counts (and keeps the expiry). The integers are stored as Django's Redis cache stores
+    integers, so ``cache.get``/``decr`` (and :func:`release`) read them as usual.
+    """
+    if not counters:
+        return []
+    keys = [
+        (backend.make_and_validate_key(cache_key), max(1, int(seconds * 1000)))
+        for cache_key, seconds in counters
+    ]
+    client = backend._cache.get_client(keys[0][0], write=True)
+    with client.pipeline(transaction=True) as pipe:
+        for key, milliseconds in keys:
+            pipe.set(key, 0, px=milliseconds, nx=True)
+            pipe.incr(key)
+            pipe.pttl(key)
+        replies = pipe.execute()
+    for (key, milliseconds), expires_in in zip(keys, replies[2::3], strict=True):
+        if expires_in == -1:
+            # No expiry: a DECR by release() raced the counter's expiry and created it anew. Give it one,
+            # or it would count for good.
+            client.pexpire(key, milliseconds)
+    return [int(used) for used in replies[1::3]]
+
+
+def release(scope: str, key: str, limit: Limit | None) -> None:
     """Give back one event counted by :func:`within_limit` (the signup it was counted for was not stored)."""
     if not limit:
         return

@@ -102,6 +102,13 @@ class SignupForm(forms.ModelForm):
         parts = {name: self.cleaned_data[name] for name in ADDRESS_FIELDS if self.cleaned_data.get(name)}
         return {"kind": self.address_kind, **parts} if parts else None
 
+    def validated_fields(self) -> list[str]:
+        """The ``Signup`` fields that :meth:`is_valid` checked with the model's own validators.
+
+        :func:`cc_sync.sync.enqueue_signup` does not check them a second time (``validated_fields``).
+        """
+        return [name for name in self._meta.fields or () if name in self.fields]
+
     def contact_fields(self) -> dict[str, Any]:
         """The cleaned contact fields, as :func:`cc_sync.sync.enqueue_signup` takes them."""
         names = self._meta.fields

@@ -1,107 +1,151 @@
-"""Publishing to the broker with a bound on how long the caller waits.
+"""Publishing sync tasks, and the outbox that keeps web requests from ever waiting for the broker.
 
 A Celery publish can hang for seconds, or forever, when the broker is down (celery#4556, #6046), and the
-retry policy of redis-py or the project's Celery settings may add more. A visitor must never wait on that.
-So publishes from web requests run on one background thread per process and the caller waits at most
-``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds; what does not finish in time is left to the sweeper (the row is
-already saved, so nothing is lost, and a late publish only causes a harmless duplicate delivery).
+retry policy of redis-py or the project's Celery settings may add more. A visitor must never wait on that,
+nor pay for building the message. So web requests and admin actions only put the ids in a bounded
+in-process queue (:data:`outbox`) and return; one daemon thread per process (started on first use, again
+after a fork) publishes them. Nothing is lost on the way: the rows were saved already marked as queued
+(``enqueued_at``), and
+
+* a publish the broker refused is unmarked by the thread, so the next sweep queues the row;
+* a queue that is full (the broker has hung for a long time) unmarks the row at once, on the caller's thread;
+* ids still queued when the process ends (killed, or the broker hung through the exit wait) stay marked:
+  the sweeper takes them as lost messages once the mark is older than ``REQUEUE_AFTER`` plus the time the
+  queued backlog needs (:func:`cc_sync.sync.expected_queue_time`), as it does for a message the broker lost.
+
+At a normal exit the process waits at most ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for its queue. Workers
+publish with :func:`publish` on their own thread: a task may wait for the broker.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+
+from django.db import close_old_connections
 
 from .conf import app_settings
 from .models import Signup
 
 logger = logging.getLogger("cc_sync.publisher")
 
-T = TypeVar("T")
 # A broker that hangs for long must not make the queue of waiting publishes grow without end.
 MAX_WAITING = 10_000
 
+#: One queued publish: the ids, the mark their rows carry, and the task's countdown.
+Job = tuple[list[int], datetime, "float | None"]
 
-class BoundedRunner:
-    """Runs callables on one daemon thread (started lazily, again after a fork) with a bounded wait."""
 
-    def __init__(self) -> None:
+class Outbox:
+    """A bounded queue of publishes and the daemon thread that drains it.
+
+    ``background=False`` publishes on the caller's thread instead (cc_sync's own tests use it: their rows
+    live in an uncommitted transaction that another thread's database connection cannot see).
+    """
+
+    def __init__(self, background: bool = True, maxsize: int = MAX_WAITING) -> None:
+        self.background = background
+        self.maxsize = maxsize
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._jobs: queue.Queue[tuple[Callable[[], Any], dict[str, Any], threading.Event]] | None = None
+        self._jobs: queue.Queue[Job] | None = None
 
-    def run(self, job: Callable[[], T], timeout: float) -> tuple[bool, T | None]:
-        """``(True, result)`` if ``job`` finished within ``timeout`` seconds, else ``(False, None)``."""
-        jobs = self._ensure_thread()
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
+    def put(self, signup_ids: list[int], marked_at: datetime, countdown: float | None = None) -> bool:
+        """Queue one publish and return at once; False, queueing nothing, when the queue is full."""
+        if not self.background:
+            publish(signup_ids, marked_at, countdown)
+            return True
         try:
-            jobs.put_nowait((job, outcome, done))
+            self._queue().put_nowait((list(signup_ids), marked_at, countdown))
         except queue.Full:
-            return False, None
-        if not done.wait(timeout):
-            return False, None
-        return "result" in outcome, outcome.get("result")
+            return False
+        return True
 
-    def _ensure_thread(self) -> queue.Queue:
+    def flush(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds until this process's queued publishes are done; True if they are."""
+        jobs = self._jobs
+        if jobs is None or self._pid != os.getpid():
+            return True
+        with jobs.all_tasks_done:
+            return jobs.all_tasks_done.wait_for(lambda: jobs.unfinished_tasks == 0, timeout)
+
+    def _queue(self) -> queue.Queue[Job]:
         with self._lock:
             if self._pid != os.getpid() or self._jobs is None:
-                self._jobs = queue.Queue(maxsize=MAX_WAITING)
+                # A forked child has the queue but not the thread: ids queued before the fork stay marked
+                # for the sweeper, and the child starts afresh.
+                self._jobs = queue.Queue(maxsize=self.maxsize)
                 self._pid = os.getpid()
                 threading.Thread(
                     target=self._work, args=(self._jobs,), name="cc_sync-publisher", daemon=True
                 ).start()
+                atexit.register(self._flush_at_exit)
             return self._jobs
 
+    def _flush_at_exit(self) -> None:
+        if not self.flush(app_settings.PUBLISH_TIMEOUT) and self._jobs is not None:
+            logger.warning(
+                "%s publishes were still queued at exit; the sweeper will queue their signups.",
+                self._jobs.unfinished_tasks,
+            )
+
     @staticmethod
-    def _work(jobs: queue.Queue) -> None:
+    def _work(jobs: queue.Queue[Job]) -> None:
         while True:
-            job, outcome, done = jobs.get()
+            signup_ids, marked_at, countdown = jobs.get()
             try:
-                outcome["result"] = job()
+                publish(signup_ids, marked_at, countdown)
             except Exception:
                 logger.exception("Publishing failed.")
             finally:
-                done.set()
+                # A thread outside any request: Django's request signals never close its connection.
+                close_old_connections()
+                jobs.task_done()
 
 
-runner = BoundedRunner()
+outbox = Outbox()
 
 
 # -- publishing sync tasks -----------------------------------------------------------------------
 
 
-def publish(
-    signup_ids: list[int], marked_at: datetime | None, countdown: float | None = None, bounded: bool = True
-) -> list[int]:
-    """Send one sync task per id and return the ids the broker took.
+def publish_later(signup_ids: list[int], marked_at: datetime) -> None:
+    """Queue the sync tasks of rows already marked ``enqueued_at = marked_at``, without waiting.
+
+    What web requests and admin actions use: the publish happens on the publisher thread (see
+    :mod:`cc_sync.publisher`). When the queue is full the rows are unmarked here, and the next sweep
+    queues them.
+    """
+    if not outbox.put(signup_ids, marked_at):
+        logger.warning(
+            "The publish queue is full (the broker is not taking messages); the sweeper will queue %s signups.",
+            len(signup_ids),
+        )
+        _unmark(signup_ids, marked_at)
+
+
+def publish(signup_ids: list[int], marked_at: datetime | None, countdown: float | None = None) -> list[int]:
+    """Send one sync task per id now, and return the ids the broker took.
 
     Callers mark the rows as queued first (``enqueued_at = marked_at``, in the statement that makes them
     due), so a publish that works costs no query; the rows the broker did not take are unmarked here and
     the next sweep queues them (``marked_at=None``: an extra message, for rows the sweeper watches anyway).
-    A broker failure is logged, never raised. With ``bounded`` (the visitor's request, admin actions) the
-    caller waits at most ``CC_SYNC["PUBLISH_TIMEOUT"]`` seconds for the broker (see
-    :mod:`cc_sync.publisher`); workers publish in their own thread.
+    A broker failure is logged, never raised. This waits for the broker:
+    workers use it; web requests use :func:`publish_later`.
     """
-    if bounded:
-        finished, published = runner.run(lambda: _send(signup_ids, countdown), app_settings.PUBLISH_TIMEOUT)
-        if not finished:
-            logger.warning(
-                "The broker did not take %s signups in time; the sweeper will queue them.", len(signup_ids)
-            )
-        published = published or []
-    else:
-        published = _send(signup_ids, countdown)
-    missed = set(signup_ids) - set(published)
-    if missed and marked_at is not None:
-        # Only rows still carrying this mark: one taken again since by a sweep is that sweep's to publish.
-        Signup.objects.filter(pk__in=missed, enqueued_at=marked_at).update(enqueued_at=None)
+    published = _send(signup_ids, countdown)
+    _unmark(set(signup_ids) - set(published), marked_at)
     return published
+
+
+def _unmark(signup_ids: list[int] | set[int], marked_at: datetime | None) -> None:
+    if signup_ids and marked_at is not None:
+        # Only rows still carrying this mark: one taken again since by a sweep is that sweep's to publish.
+        Signup.objects.filter(pk__in=signup_ids, enqueued_at=marked_at).update(enqueued_at=None)
 
 
 def _send(signup_ids: list[int], countdown: float | None) -> list[int]:

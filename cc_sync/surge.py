@@ -641,7 +641,7 @@ def _one_by_one(batch: SurgeBatch, ids: list[int], now: Any) -> None:
     Signup.objects.filter(pk__in=ids, surge_batch=batch, status=Status.SYNCING).update(
         status=Status.PENDING, next_attempt_at=now, enqueued_at=now, lease_expires_at=None, updated_at=now
     )
-    transaction.on_commit(lambda: publish(list(ids), marked_at=now, bounded=False))
+    transaction.on_commit(lambda: publish(list(ids), marked_at=now))
 
 
 def run(poll_interval: float = POLL_INTERVAL, sleep: Callable[[float], None] | None = None) -> int:

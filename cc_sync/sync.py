@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import unicodedata
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import confirmation, oauth, privacy, ratelimit, surge
 from .client import ConstantContactClient, get_client
 from .conf import app_settings
-from .db import lock_row, update_returning
+from .db import insert_unless, lock_row, update_returning
 from .exceptions import (
     QuotaExceeded,
     ReconnectRequired,
@@ -30,8 +31,8 @@ from .exceptions import (
     RetryLater,
     Throttled,
 )
-from .models import Connection, Signup, SignupQuerySet, default_deadline
-from .publisher import publish, queue_sweep
+from .models import Connection, Signup, SignupQuerySet, Suppression, default_deadline
+from .publisher import publish, publish_later, queue_sweep
 from .signals import connection_established, signup_failed, signup_synced
 from .validators import validate_custom_field_id, validate_list_ids
 
@@ -65,6 +66,7 @@ def enqueue_signup(
     source_url: str = "",
     client_ip: str = "",
     user_agent: str = "",
+    validated_fields: Collection[str] = (),
 ) -> Signup | None:
     """Validate and save a signup, and queue its sync once the surrounding transaction commits.
 
@@ -77,6 +79,10 @@ def enqueue_signup(
     are used when the signup is sent. ``verified=True`` says the submitter *is* that person (a form
     behind login): only then are the details of a contact that already exists at CC updated. Returns
     ``None``, storing nothing, for an email on the suppression list.
+
+    ``validated_fields`` names ``Signup`` fields the caller has already put through the model's own
+    validation (a valid :class:`~cc_sync.forms.SignupForm` passes its fields): they are not checked again.
+    Everything else is, as is ``Signup.clean()``.
     """
     try:
         ids = [
@@ -109,17 +115,18 @@ def enqueue_signup(
         consent_ip_hash=privacy.keyed_hash(client_ip) if client_ip else "",
         consent_user_agent=user_agent[:255],
     )
-    signup.full_clean()
-    signup.email_hash = privacy.email_hash(signup.email)
-    if privacy.is_suppressed(signup.email):
+    signup.full_clean(exclude=list(validated_fields))
+    hashes = privacy.email_hashes(signup.email)
+    signup.email_hash = hashes[0]
+    # Marked as queued in the INSERT itself, so the visitor's request costs no UPDATE after the publish.
+    signup.enqueued_at = marked_at = timezone.now()
+    # One statement: the suppression check rides in the INSERT (INSERT ... WHERE NOT EXISTS). A single
+    # INSERT needs no transaction of its own: on_commit runs at once in autocommit mode, or when the
+    # caller's transaction commits. The worker checks the suppression list again before sending.
+    if not insert_unless(signup, Suppression, "email_hash", hashes):
         logger.info("Signup of suppressed email hash %s not stored.", signup.email_hash[:12])
         return None
-    # Marked as queued in the INSERT itself, so the visitor's request costs no UPDATE after the publish.
-    # A single INSERT needs no transaction of its own: on_commit runs at once in autocommit mode, or when
-    # the caller's transaction commits.
-    signup.enqueued_at = marked_at = timezone.now()
-    signup.save()
-    transaction.on_commit(lambda: publish([signup.pk], marked_at=marked_at))
+    transaction.on_commit(lambda: publish_later([signup.pk], marked_at=marked_at))
     return signup
 
 
@@ -383,7 +390,7 @@ def _come_back_when_the_lease_ends(signup_id: int) -> None:
         return
     wait = max(0.0, (lease_end - timezone.now()).total_seconds())
     if wait <= app_settings.MAX_COUNTDOWN:  # longer waits are the sweeper's, like every long wait
-        publish([signup_id], marked_at=None, countdown=wait, bounded=False)
+        publish([signup_id], marked_at=None, countdown=wait)
 
 
 def _hold_for_list(signup: Signup, missing: list[str]) -> None:
@@ -480,7 +487,7 @@ def _retry_later(signup: Signup, error: RetryLater) -> None:
     ):
         logger.info("Signup %s will be retried in %.1f s: %s", signup.pk, delay, error)
         if countdown:
-            transaction.on_commit(lambda: publish([signup.pk], marked_at=due, countdown=delay, bounded=False))
+            transaction.on_commit(lambda: publish([signup.pk], marked_at=due, countdown=delay))
 
 
 def _give_up(signup: Signup, reason: str, error_key: str = "") -> None:
@@ -578,7 +585,7 @@ def sweep() -> int:
     taken_at = timezone.now()
     Signup.objects.filter(due | abandoned, pk__in=ids).update(enqueued_at=taken_at)
     taken = list(Signup.objects.filter(pk__in=ids, enqueued_at=taken_at).values_list("pk", flat=True))
-    return len(publish(taken, marked_at=taken_at, bounded=False))
+    return len(publish(taken, marked_at=taken_at))
 
 
 def expire_unconfirmed() -> int:
@@ -615,7 +622,7 @@ def retry_now(queryset: Any) -> tuple[int, int]:
     Signup.objects.filter(pk__in=ids).exclude(in_flight(now)).update(
         status=Status.PENDING, next_attempt_at=now, enqueued_at=now, deadline_at=default_deadline()
     )
-    transaction.on_commit(lambda: publish(ids, marked_at=now))
+    transaction.on_commit(lambda: publish_later(ids, marked_at=now))
     return len(ids), skipped
 
 

@@ -56,15 +56,29 @@ class SignupView(FormView):
             length = 0
         if length > app_settings.MAX_REQUEST_BYTES:
             return HttpResponse(_("The form data is too large."), status=413, content_type="text/plain")
-        ip_key = defences.ip_limit_key(self.get_client_ip())
+        form = self.get_form()
+        valid = form.is_valid()
         ip_limit = app_settings.LIMIT_PER_IP
-        if ip_limit and not defences.within_limit("ip", ip_key, ip_limit):
-            response = self.render_to_response(
-                self.get_context_data(limited=True, form=self.get_form()), status=429
-            )
-            response["Retry-After"] = str(ip_limit[1])
+        checks = [("ip", defences.ip_limit_key(self.get_client_ip()), ip_limit)]
+        # Without a CAPTCHA to verify in between, the email's allowance is counted in the same cache round
+        # trip as the address's (given back below if the address is over its limit).
+        self._email_counted: tuple[tuple[str, str, Any], bool] | None = None
+        if valid and not form.honeypot_filled() and not app_settings.CAPTCHA:
+            checks.append(self._email_check(form))
+        within = defences.within_limits(*checks)
+        if len(checks) > 1:
+            self._email_counted = (checks[1], within[1])
+        if not within[0]:
+            if self._email_counted:
+                defences.release(*self._email_counted[0])
+            response = self.render_to_response(self.get_context_data(limited=True, form=form), status=429)
+            response["Retry-After"] = str(ip_limit[1] if ip_limit else 0)
             return response
-        return super().post(request, *args, **kwargs)
+        return self.form_valid(form) if valid else self.form_invalid(form)
+
+    def _email_check(self, form: SignupForm) -> tuple[str, str, Any]:
+        # Keyed as stored (canonical form), so no spelling of one address gets another allowance.
+        return ("email", privacy.email_hash(form.cleaned_data["email"]), app_settings.LIMIT_PER_EMAIL)
 
     def form_valid(self, form: SignupForm) -> HttpResponse:
         if form.honeypot_filled():
@@ -72,10 +86,11 @@ class SignupView(FormView):
         if not defences.verify_captcha(self.request, self.get_client_ip()):
             form.add_error(None, _("Please complete the check that you are not a robot, then submit again."))
             return self.form_invalid(form)
-        # Keyed as stored (canonical form), so no spelling of one address gets another allowance.
-        email_key = privacy.email_hash(form.cleaned_data["email"])
-        limit = app_settings.LIMIT_PER_EMAIL
-        if defences.within_limit("email", email_key, limit):
+        counted = getattr(self, "_email_counted", None)
+        email_check, within = counted or (self._email_check(form), None)
+        if within is None:
+            within = defences.within_limit(*email_check)
+        if within:
             try:
                 enqueue_signup(
                     **form.contact_fields(),
@@ -84,11 +99,12 @@ class SignupView(FormView):
                     source_url=self.request.build_absolute_uri(),
                     client_ip=self.get_client_ip(),
                     user_agent=self.request.META.get("HTTP_USER_AGENT", ""),
+                    validated_fields=form.validated_fields(),
                 )
             except Exception:
                 # Nothing was stored (a database error, say): the visitor gets the error, and their
                 # retry must not be thanked with nothing saved.
-                defences.release("email", email_key, limit)
+                defences.release(*email_check)
                 raise
         return HttpResponseRedirect(self.get_success_url())
 

@@ -202,3 +202,47 @@ def publishing_to(broker_url: str) -> Iterator[Celery]:
     finally:
         test_celery_app.set_current()
         test_celery_app.set_default()
+
+
+class FrozenBroker:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers: a broker that hangs.
+
+    ``url`` as a Redis broker URL; a client without a socket timeout waits on it for good.
+    """
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self.received = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                peer, _address = self.server.accept()
+            except OSError:  # closed
+                return
+            self.accepted.append(peer)
+            threading.Thread(target=self._swallow, args=(peer,), daemon=True).start()
+
+    def _swallow(self, peer: socket.socket) -> None:
+        try:
+            while peer.recv(65536):
+                self.received.set()
+        except OSError:
+            pass
+
+    def thaw(self) -> None:
+        """Close every connection: the client blocked on its read gets an error at last."""
+        # shutdown() first: close() alone does not wake a thread blocked on the socket, nor send the FIN.
+        for sock in (self.server, *self.accepted):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # not connected, or already shut
+                pass
+            sock.close()

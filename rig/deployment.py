@@ -27,6 +27,7 @@ from django.db import connection
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from cc_sync import publisher
 from cc_sync.models import Connection
 from cc_sync.sandbox import Sandbox
 from rig import ROOT
@@ -61,6 +62,7 @@ class Rig:
         self._override: Any = None
         self._base_cc_sync = dict(getattr(settings, "CC_SYNC", {}))
         self._previous_apps: tuple[Any, Any] | None = None
+        self._previous_outbox: publisher.Outbox | None = None
         self._beat_runs = 0
         self._log_handler: logging.Handler | None = None
         self._broker_env: str | None = None
@@ -100,12 +102,20 @@ class Rig:
         app.set_current()
         app.set_default()
         self.app = app
+        # This process plays the web site: it publishes from the site's background thread (the test suite
+        # makes its own tests publish inline).
+        self._previous_outbox = publisher.outbox
+        publisher.outbox = publisher.Outbox()
         self._log_handler = logging.FileHandler(self.workdir / "web.log")
         self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logging.getLogger("cc_sync").addHandler(self._log_handler)
         self.note(f"rig up in {self.workdir}; redis on port {self.redis.port}")
 
     def close(self) -> None:
+        # Publishes still queued go out (or are unmarked) before the broker and the database go away.
+        publisher.outbox.flush(timeout=10)
+        if self._previous_outbox is not None:
+            publisher.outbox = self._previous_outbox
         for worker in self.workers:
             worker.stop()
         if self.beat is not None:
@@ -127,9 +137,6 @@ class Rig:
         if self._log_handler is not None:
             logging.getLogger("cc_sync").removeHandler(self._log_handler)
             self._log_handler.close()
-        from cc_sync import publisher
-
-        publisher.runner = publisher.BoundedRunner()
         if self.keep or self.failed:
             print(f"[{self.name}] logs kept in {self.workdir}", flush=True)
         else:

@@ -66,10 +66,11 @@ def connection(db: Any) -> Connection:
 
 @pytest.fixture(autouse=True)
 def isolated_publishing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test publishes through the in-memory test app, on a publisher thread of its own.
+    """Each test publishes through the in-memory test app, on the test's own thread.
 
-    Importing example_project makes its Celery app current; and a publish still hanging on a dead broker
-    must not leak into the next test.
+    Importing example_project makes its Celery app current. The publisher thread of a site would not see a
+    test's rows (pytest-django's ``db`` keeps them in an uncommitted transaction) and would carry a hanging
+    publish into the next test: tests of that thread install an ``Outbox()`` of their own.
     """
     from django.core.cache import cache
 
@@ -78,7 +79,7 @@ def isolated_publishing(monkeypatch: pytest.MonkeyPatch) -> None:
     cache.clear()
     test_celery_app.set_default()
     test_celery_app.set_current()
-    monkeypatch.setattr(publisher, "runner", publisher.BoundedRunner())
+    monkeypatch.setattr(publisher, "outbox", publisher.Outbox(background=False))
 
 
 @pytest.fixture

@@ -29,8 +29,13 @@ def positive(value: Any) -> bool:
 
 
 def check_visitor(figures: dict[str, Any]) -> None:
-    rounds = figures["rounds"]
-    assert set(figures["passes"]) == {"test client", "gunicorn"}
+    rounds, warmup = figures["rounds"], figures["warmup"]
+    assert set(figures["passes"]) == {
+        "test client",
+        "gunicorn, local-memory cache",
+        "gunicorn, Redis cache",
+        "gunicorn, Redis cache, frozen broker",
+    }
     for stack, run in figures["passes"].items():
         for name, latency in run["latency"].items():
             assert latency["n"] == rounds, (stack, name)
@@ -41,11 +46,22 @@ def check_visitor(figures: dict[str, Any]) -> None:
             )
         assert run["statuses"] == {name: {302: rounds} for name in run["latency"]}, stack
         assert positive(run["ratio_p50_vs_plain"]) and positive(run["speedup_p50_vs_synchronous"])
-    # Every cc_sync signup of both passes (warm-up rounds included) reached the broker, and nothing else did.
-    assert figures["cc_sync_rows_published"] == 2 * (rounds + figures["warmup"])
-    assert figures["messages_in_queue"] == figures["rows_marked_queued"]
+        if stack != "test client":
+            assert set(run["cpu_ms_per_request"]) == set(run["latency"]), stack
+    stored, marked = figures["cc_sync_rows_stored"], figures["cc_sync_rows_marked"]
+    # Every cc_sync signup of every pass (warm-up rounds included) was stored; with a working broker each
+    # message reached it (nothing else did). With the frozen broker the rows stay marked for the sweeper,
+    # but those whose publish timed out (the example project's 5 s socket timeout), which are unmarked.
+    assert stored == dict.fromkeys(stored, rounds + warmup)
+    frozen = figures["frozen_prefix"]
+    assert {p: n for p, n in marked.items() if p != frozen} == {
+        p: n for p, n in stored.items() if p != frozen
+    }
+    assert 0 < marked[frozen] <= stored[frozen]
+    assert figures["cc_sync_rows_published"] >= (len(stored) - 1) * (rounds + warmup)
+    assert figures["messages_in_queue"] == figures["cc_sync_rows_published"]
     assert all(q["per_request"] >= 1 for q in figures["queries"].values())
-    assert figures["queries"]["cc_sync"]["per_request"] == 2
+    assert figures["queries"]["cc_sync"]["per_request"] == 1
 
 
 def check_drain(figures: dict[str, Any]) -> None:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import pytest
+import redis
 import requests
+from django.core.cache import cache
 from django.core.checks import Warning
 from django.db import DatabaseError
 from responses import matchers
 
 from cc_sync import checks, defences, privacy
 from cc_sync.models import Signup, Suppression
+from rig.services import REDIS, REDIS_TEST_URL, reachable, require_service
 
 TURNSTILE = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
 RECAPTCHA = "https://www.google.com/recaptcha/api/siteverify"
@@ -94,7 +100,7 @@ def test_a_retry_after_a_server_error_is_stored_not_just_thanked(
     client, db, cc_settings, published, django_capture_on_commit_callbacks
 ):
     cc_settings["LIMIT_PER_EMAIL"] = (1, 3600)
-    with mock.patch.object(Signup, "save", side_effect=DatabaseError("connection lost")):
+    with mock.patch("cc_sync.sync.insert_unless", side_effect=DatabaseError("connection lost")):
         with pytest.raises(DatabaseError):
             client.post("/signup/", form_data())
     assert Signup.objects.count() == 0
@@ -297,3 +303,119 @@ def test_limits_on_an_unshared_cache_warn_in_production(settings, cc_settings):
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}
     }
     assert "cc_sync.W004" not in [m.id for m in checks.check_settings()]
+
+
+# -- the counters, in each kind of cache ------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_cache(settings) -> Iterator[str]:
+    """Django's Redis cache on the test Redis database (emptied before and after)."""
+    require_service("Redis", reachable(*REDIS))
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_TEST_URL}
+    }
+    yield REDIS_TEST_URL
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+
+
+@pytest.fixture(params=["locmem", pytest.param("redis", marks=pytest.mark.services)])
+def limit_cache(request, settings) -> str:
+    """Django's local-memory cache, or its Redis cache."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_cache")
+    else:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return request.param
+
+
+@pytest.fixture
+def sent_to_redis(monkeypatch) -> list[bytes]:
+    """What this process sends to Redis, one item per round trip (a pipeline is one)."""
+    from redis.connection import AbstractConnection
+
+    sent: list[bytes] = []
+    original = AbstractConnection.send_packed_command
+
+    def send(self, command, *args, **kwargs):
+        sent.append(command)
+        return original(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send)
+    return sent
+
+
+def test_requests_at_once_never_share_the_last_place(limit_cache):
+    visitors = 24
+    start = threading.Barrier(visitors)
+
+    def visitor() -> bool:
+        start.wait()
+        return defences.within_limit("ip", "203.0.113.7", (5, 60))
+
+    with ThreadPoolExecutor(max_workers=visitors) as pool:
+        answers = list(pool.map(lambda _n: visitor(), range(visitors)))
+    assert answers.count(True) == 5
+    assert cache.get(defences._cache_key("ip", "203.0.113.7")) == visitors
+
+
+def test_a_released_place_can_be_taken_again_and_the_count_expires(limit_cache, monkeypatch):
+    assert [defences.within_limit("email", "h", (2, 60)) for _ in range(3)] == [True, True, False]
+    defences.release("email", "h", (2, 60))
+    defences.release("email", "h", (2, 60))
+    assert defences.within_limit("email", "h", (2, 60))
+    assert not defences.within_limit("email", "h", (2, 60))
+    # The window ends: the counter is gone, and a new window starts.
+    cache.delete(defences._cache_key("email", "h"))
+    assert defences.within_limit("email", "h", (2, 60))
+
+
+@pytest.mark.services
+def test_with_redis_a_limit_check_is_one_round_trip_that_starts_the_window(redis_cache, sent_to_redis):
+    defences.within_limit("ip", "198.51.100.1", (5, 60))  # the pool's connection is set up
+    for _ in range(2):
+        sent_to_redis.clear()
+        defences.within_limit("ip", "198.51.100.1", (5, 60))
+        assert len(sent_to_redis) == 1, sent_to_redis
+    client = redis.Redis.from_url(redis_cache)
+    key = cache.make_and_validate_key(defences._cache_key("ip", "198.51.100.1"))
+    assert (int(client.get(key)), 0 < client.pttl(key) <= 60_000) == (3, True)
+    # A counter left without an expiry (a release racing the expiry) gets one back on the next check.
+    client.persist(key)
+    defences.within_limit("ip", "198.51.100.1", (5, 60))
+    assert 0 < client.pttl(key) <= 60_000
+
+
+@pytest.mark.services
+def test_with_the_redis_cache_one_address_gets_429_past_its_limit(
+    client, db, cc_settings, published, redis_cache
+):
+    cc_settings.update(LIMIT_PER_IP=(3, 60), LIMIT_PER_EMAIL=(1, 3600))
+    statuses = [client.post("/signup/", form_data(email=f"r{n}@example.com")).status_code for n in range(5)]
+    assert statuses == [302] * 3 + [429] * 2
+    assert Signup.objects.count() == 3
+
+
+def test_an_address_over_its_limit_gives_back_the_email_allowance_it_counted(
+    client, db, cc_settings, published, limit_cache
+):
+    cc_settings.update(LIMIT_PER_IP=(1, 60), LIMIT_PER_EMAIL=(1, 3600))
+    assert client.post("/signup/", form_data(), REMOTE_ADDR="10.0.0.1").status_code == 302
+    other = form_data(email="other@example.com")
+    assert client.post("/signup/", other, REMOTE_ADDR="10.0.0.1").status_code == 429
+    # The 429 did not use up other@example.com's one signup an hour.
+    assert client.post("/signup/", other, REMOTE_ADDR="10.0.0.2").status_code == 302
+    assert sorted(Signup.objects.values_list("email", flat=True)) == ["jane@example.com", "other@example.com"]
+
+
+@pytest.mark.services
+def test_with_redis_both_limits_of_a_signup_cost_one_round_trip(
+    client, db, cc_settings, published, redis_cache, sent_to_redis
+):
+    cc_settings.update(LIMIT_PER_IP=(5, 60), LIMIT_PER_EMAIL=(1, 3600))
+    client.post("/signup/", form_data(email="first@example.com"))  # the pool's connection is set up
+    sent_to_redis.clear()
+    assert client.post("/signup/", form_data()).status_code == 302
+    assert len(sent_to_redis) == 1, sent_to_redis
+    assert Signup.objects.filter(email="jane@example.com").exists()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import copy
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -20,7 +18,6 @@ from cc_sync.conf import DEFAULTS
 from cc_sync.forms import SignupForm
 from cc_sync.models import Signup
 from cc_sync.views import SignupView
-from rig.brokers import test_celery_app
 from rig.cc import make_connection
 
 EXAMPLE_TEMPLATES = Path(__file__).resolve().parent.parent / "example_project" / "templates"
@@ -171,16 +168,17 @@ def test_sync_task_is_published_only_after_commit(client, db, published, django_
     assert signup.enqueued_at == marked_at
 
 
-def test_a_signup_costs_the_visitor_two_sql_statements(
+def test_a_signup_costs_the_visitor_one_sql_statement_as_a_plain_save_does(
     client, db, published, django_capture_on_commit_callbacks
 ):
     with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
         response = client.post("/signup/", form_data())
     assert response.status_code == 302
     assert len(published) == 1
-    statements = [query["sql"].split()[0] for query in queries.captured_queries]
-    # The suppression check and the INSERT; no transaction of its own, no UPDATE after the publish.
-    assert statements == ["SELECT", "INSERT"], statements
+    statements = [query["sql"] for query in queries.captured_queries]
+    # The INSERT carries the suppression check; no transaction of its own, no UPDATE after the publish.
+    assert len(statements) == 1, statements
+    assert statements[0].startswith("INSERT") and "NOT EXISTS" in statements[0], statements
 
 
 def test_idn_domain_is_stored_punycode_encoded(client, db, published):
@@ -260,29 +258,6 @@ def test_broker_down_still_redirects_and_keeps_row_pending(
     assert signup.enqueued_at is None
 
 
-def test_a_hanging_broker_delays_the_visitor_no_longer_than_the_publish_timeout(
-    client, db, django_capture_on_commit_callbacks, cc_settings
-):
-    # A dead Redis with the client's default retries: a bare publish would block for seconds.
-    cc_settings["PUBLISH_TIMEOUT"] = 0.5
-    dead = Celery("dead-broker", broker="redis://127.0.0.1:1/0")
-    dead.set_default()
-    dead.set_current()
-    try:
-        started = time.monotonic()
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post("/signup/", form_data())
-        elapsed = time.monotonic() - started
-    finally:
-        test_celery_app.set_default()
-        test_celery_app.set_current()
-    assert response.status_code == 302
-    assert elapsed < 2.5, f"the visitor waited {elapsed:.1f} s"
-    signup = Signup.objects.get()
-    assert signup.status == Signup.Status.PENDING
-    assert signup.enqueued_at is None
-
-
 # -- enqueue_signup() called directly ---------------------------------------------------------------
 
 INVALID_ENQUEUE_INPUTS = [
@@ -324,6 +299,30 @@ def test_enqueue_signup_refuses_invalid_input_and_stores_nothing(
     assert field in raised.value.message_dict
     assert Signup.objects.count() == 0
     assert published == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"first_name": "J" * 51}, "first_name"),
+        ({"street_address": {"kind": "castle", "city": "Oslo"}}, "street_address"),
+        ({"consent_version": "v" * 51}, "consent_version"),
+    ],
+    ids=["name-not-validated-by-the-caller", "address-kind", "consent-version"],
+)
+def test_enqueue_signup_checks_every_field_the_caller_did_not_say_it_validated(
+    db, published, overrides, field
+):
+    with pytest.raises(ValidationError) as raised:
+        sync.enqueue_signup(VALID["email"], **overrides, validated_fields=["email", "last_name"])
+    assert field in raised.value.message_dict
+    assert Signup.objects.count() == 0
+
+
+def test_a_valid_form_names_the_fields_it_validated_with_the_model(db):
+    form = SignupForm(data=form_data())
+    assert form.is_valid(), form.errors
+    assert form.validated_fields() == ["email", "first_name", "last_name"]
 
 
 def test_enqueue_signup_stores_idn_domain_punycode_encoded_like_the_form(db, published):

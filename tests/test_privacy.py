@@ -301,3 +301,28 @@ def test_the_hash_of_a_plain_ascii_address_is_unchanged(db):
 )
 def test_the_canonical_form_of_an_address(typed, key):
     assert canonical_email(typed) == key
+
+
+def test_a_form_signup_suppressed_between_its_insert_and_its_send_never_reaches_cc(
+    client, connection, cc_api, published
+):
+    assert client.post("/signup/", {"email": "jane@example.com", "consent": "on"}).status_code == 302
+    signup = Signup.objects.get()
+    privacy.suppress("Jane@Example.com")  # unsubscribed elsewhere meanwhile
+    tasks.sync_signup.run(signup.pk)  # cc_api has nothing registered: any request would fail the test
+    signup.refresh_from_db()
+    assert (signup.status, signup.last_error_key) == (Signup.Status.FAILED, "suppressed")
+
+
+def test_on_other_databases_the_suppression_check_is_a_select_before_the_insert(db, published, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # MySQL, Oracle and older SQLite have no INSERT ... SELECT ... RETURNING the way cc_sync writes it.
+    monkeypatch.setattr(connection, "vendor", "other")
+    privacy.suppress("gone@example.com")
+    with CaptureQueriesContext(connection) as queries:
+        assert sync.enqueue_signup("gone@example.com") is None
+        stored = sync.enqueue_signup("here@example.com")
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["SELECT", "SELECT", "INSERT"]
+    assert list(Signup.objects.values_list("pk", "email")) == [(stored.pk, "here@example.com")]

@@ -459,7 +459,7 @@ def test_a_real_worker_sigkilled_after_cc_took_the_import_is_followed_by_polling
         signups = add(10)
         env = example_env(sandbox, CC_SYNC_SURGE_THRESHOLD=3, CC_SYNC_LEASE=3, CC_SYNC_SWEEP_INTERVAL=1)
         with celery_worker(env, concurrency=1, name="surge1") as worker:
-            publish([signups[0].pk], marked_at=timezone.now(), bounded=False)  # its task notices the surge
+            publish([signups[0].pk], marked_at=timezone.now())  # its task notices the surge
             wait_until(
                 lambda: SurgeBatch.objects.filter(status=SurgeBatch.Status.SUBMITTED).exists(),
                 timeout=60,
