@@ -75,6 +75,8 @@ class ApiMixin(ContactsMixin, ActivitiesMixin):
 
         # CC's limits are per API key (client_id), not per token or account.
         client_id = token.client_id
+        entry["client_id"] = client_id
+        entry["account"] = token.account.account_id
         day = self._quota_day()
         usage = self._quota.get(client_id)
         if usage is None or usage[0] != day:
@@ -93,7 +95,9 @@ class ApiMixin(ContactsMixin, ActivitiesMixin):
         usage[1] += 1
         if fault and fault not in PROCESSED_FAULTS:
             return fault_reply(self._rng, fault, oauth=False)
-        reply = self._api_call(request, token, sign_up)
+        # An access token sees only the account that approved it.
+        with self._serving_account(token.account):
+            reply = self._api_call(request, token, sign_up)
         timeout = self._config["timeout_seconds"]
         return garble(fault, reply, timeout_seconds=timeout, sign_up=sign_up) if fault else reply
 

@@ -6,7 +6,7 @@ Plain strings with every dynamic value passed through :func:`html.escape`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -66,25 +66,48 @@ def _hidden(fields: Mapping[str, str]) -> str:
     )
 
 
-def _decision_form(action: str, fields: Mapping[str, str]) -> str:
+# (account id, organization name, signed in?) for each account the sandbox serves.
+AccountChoices = Sequence[tuple[str, str, bool]]
+
+
+def _account_select(accounts: AccountChoices) -> str:
+    """A choice of the approving account (sandbox only: CC shows the account you are signed in to)."""
+    if len(accounts) < 2:
+        return ""
+    options = "".join(
+        f'<option value="{escape(account_id)}"{" selected" if chosen else ""}>'
+        f"{escape(organization)} ({escape(account_id)})</option>"
+        for account_id, organization, chosen in accounts
+    )
+    return f'<p><label>Approve for account <select name="account">{options}</select></label></p>'
+
+
+def _decision_form(action: str, fields: Mapping[str, str], accounts: AccountChoices = ()) -> str:
     return (
-        f'<form method="post" action="{escape(action)}">{_hidden(fields)}'
+        f'<form method="post" action="{escape(action)}">{_hidden(fields)}{_account_select(accounts)}'
         '<button type="submit" name="decision" value="allow">Allow</button>'
         '<button type="submit" name="decision" value="deny">Deny</button></form>'
     )
 
 
 def consent_page(
-    *, app_name: str, organization: str, scope: str, action: str, fields: Mapping[str, str]
+    *,
+    app_name: str,
+    organization: str,
+    scope: str,
+    action: str,
+    fields: Mapping[str, str],
+    accounts: AccountChoices = (),
 ) -> str:
-    """The authorization-code consent screen, posting ``fields`` back with ``decision=allow|deny``."""
+    """The authorization-code consent screen, posting ``fields`` back with ``decision=allow|deny`` (and
+    ``account`` when there are several ``accounts`` to choose from)."""
     return page(
         f"Authorize {app_name}",
         '<div class="box">'
         f"<h1>{escape(app_name)} wants to access your Constant Contact account</h1>"
         f"<p>Signed in to <strong>{escape(organization)}</strong> (sandbox user).</p>"
         f"<p>It asks to:</p><ul>{_scope_items(scope)}</ul>"
-        f"{_decision_form(action, fields)}"
+        f"{_decision_form(action, fields, accounts)}"
         "</div>",
     )
 
@@ -102,7 +125,15 @@ def device_entry_page(action: str, message: str = "") -> str:
     )
 
 
-def device_consent_page(*, app_name: str, organization: str, scope: str, user_code: str, action: str) -> str:
+def device_consent_page(
+    *,
+    app_name: str,
+    organization: str,
+    scope: str,
+    user_code: str,
+    action: str,
+    accounts: AccountChoices = (),
+) -> str:
     """The device-flow consent screen for one user code."""
     return page(
         f"Authorize {app_name}",
@@ -111,7 +142,7 @@ def device_consent_page(*, app_name: str, organization: str, scope: str, user_co
         f"<p>Device code <code>{escape(user_code)}</code>, "
         f"signed in to <strong>{escape(organization)}</strong> (sandbox user).</p>"
         f"<p>It asks to:</p><ul>{_scope_items(scope)}</ul>"
-        f"{_decision_form(action, {'user_code': user_code})}"
+        f"{_decision_form(action, {'user_code': user_code}, accounts)}"
         "</div>",
     )
 

@@ -44,6 +44,7 @@ from typing import Any
 
 # `X as X`: a name this module defined before the sandbox was split, still importable from here.
 from . import control, pages
+from .accounts import AccountsMixin
 from .activities import ACTIVITY_PREFIX as ACTIVITY_PREFIX
 from .activities import ADD_LIST_MEMBERSHIPS_PATH as ADD_LIST_MEMBERSHIPS_PATH
 from .activities import IMPORT_MAX_BYTES as IMPORT_MAX_BYTES
@@ -84,7 +85,9 @@ __all__ = [
 ]
 
 
-class Sandbox(ApiMixin, ContactsMixin, ActivitiesMixin, ListsMixin, OAuthServerMixin, SandboxState):
+class Sandbox(
+    AccountsMixin, ApiMixin, ContactsMixin, ActivitiesMixin, ListsMixin, OAuthServerMixin, SandboxState
+):
     """A Constant Contact emulator serving HTTP from a daemon thread.
 
     ``Sandbox(host, port, **settings)``; ``port=0`` picks a free port. Use it as a context manager or
@@ -298,6 +301,8 @@ class Sandbox(ApiMixin, ContactsMixin, ActivitiesMixin, ListsMixin, OAuthServerM
                     "detail": None,
                     "fault": None,
                     "error": None,
+                    "client_id": None,
+                    "account": None,
                 }
                 self._log.append(entry)
                 self._settle_activities()
