@@ -88,12 +88,12 @@ class AccountsMixin(SandboxState):
             self._config = _build_config(self._config, {"apps": [*self._config["apps"], app]})
             return copy.deepcopy(self._config["apps"][-1])
 
-    def sign_in(self, account_id: str | None = None) -> dict[str, Any]:
-        """Sign the sandbox's browser user in to ``account_id`` (None: the default account): the consent
+    def sign_in(self, account: str | None = None) -> dict[str, Any]:
+        """Sign the sandbox's browser user in to ``account`` (None: the default account): the consent
         page and ``/device`` approve for it from now on (a consent form's ``account`` field overrides it).
         Returns the account summary; raises LookupError for an unknown account."""
         with self._lock:
-            self._signed_in = self._find_account(account_id)
+            self._signed_in = self._find_account(account)
             return copy.deepcopy(self._signed_in.summary)
 
     def revoke_grant(self, *, account: str | None = None, client_id: str | None = None) -> int:

@@ -143,6 +143,7 @@ class OAuthServerMixin(SandboxState):
             params = {**request.query, **request.form()}
         else:
             return _html(405, pages.error_page("Method not allowed", "Use GET or POST."))
+        entry["client_id"] = params.get("client_id")
         # Client and redirect URI problems are shown, never redirected: the redirect target is untrusted.
         app = self._app(params.get("client_id"))
         if app is None:
@@ -215,6 +216,7 @@ class OAuthServerMixin(SandboxState):
         owner, unknown = self._approving_account(params)
         if unknown:
             return unknown
+        entry["account"] = owner.account_id
         decision = params.get("decision")
         if decision == "deny":
             return refuse("access_denied", "The resource owner or authorization server denied the request.")
@@ -231,7 +233,11 @@ class OAuthServerMixin(SandboxState):
     def _account_choices(self) -> list[tuple[str, str, bool]]:
         """(account id, organization, signed in?) for the consent pages' account choice."""
         return [
-            (account.account_id, str(account.summary.get("organization_name", "")), account is self._signed_in)
+            (
+                account.account_id,
+                str(account.summary.get("organization_name", "")),
+                account is self._signed_in,
+            )
             for account in self._accounts
         ]
 
@@ -485,6 +491,7 @@ class OAuthServerMixin(SandboxState):
         params, problem = self._oauth_params(request)
         if problem:
             return problem
+        entry["client_id"] = params.get("client_id")
         app = self._app(params.get("client_id"))
         if app is None:
             return _oauth_error(401, "invalid_client", _INVALID_CLIENT)
