@@ -335,3 +335,12 @@ def test_configuring_the_default_account_leaves_added_accounts_alone(two):
     assert [item["name"] for item in two.lists()] == ["Only"]
     assert len(two.lists(account="acct-b")) == len(DEFAULT_LISTS)
     assert [item["organization_name"] for item in two.accounts()] == ["Renamed", "B Corp"]
+
+
+def test_the_overview_page_shows_each_account_and_its_contacts(two):
+    body = {"email_address": "bea@example.com", "list_memberships": [list_of(two, "acct-b")]}
+    sign_up(two, two.issue_tokens(account="acct-b")["access_token"], body)
+    page = requests.get(two.base_url + "/").text
+    assert "<h2>Accounts</h2>" in page and "<td>B Corp</td>" in page
+    assert "<h2>Contacts of acct-b (1)</h2>" in page and "<td>bea@example.com</td>" in page
+    assert "<h2>Contacts (0)</h2>" in page  # the default account's

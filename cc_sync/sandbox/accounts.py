@@ -111,9 +111,12 @@ class AccountsMixin(SandboxState):
             }
             for grant_id in revoked:
                 del self._grants[grant_id]
-            for store in (self._refresh_tokens, self._access_tokens):
-                for key in [key for key, value in store.items() if _grant_id(value) in revoked]:
-                    del store[key]
+            for refresh in [token for token, grant_id in self._refresh_tokens.items() if grant_id in revoked]:
+                del self._refresh_tokens[refresh]
+            for access in [
+                token for token, value in self._access_tokens.items() if value.grant_id in revoked
+            ]:
+                del self._access_tokens[access]
             return len(revoked)
 
     def spend_quota(self, client_id: str | None = None) -> int:
@@ -135,8 +138,3 @@ class AccountsMixin(SandboxState):
 def _list_id(account_id: str, name: str) -> str:
     # Stable across runs, and never the id of another account's list.
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cc-sync-sandbox/{account_id}/{name}"))
-
-
-def _grant_id(value: Any) -> str:
-    # `_refresh_tokens` maps a token to its grant id; `_access_tokens` to an _AccessToken.
-    return value if isinstance(value, str) else value.grant_id
