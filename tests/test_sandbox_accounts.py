@@ -3,12 +3,13 @@ account) pair, data isolated per account, budgets per application (CC counts per
 
 from __future__ import annotations
 
+import argparse
 import re
 
 import pytest
 import requests
 
-from cc_sync.sandbox import DEFAULT_ACCOUNT, DEFAULT_LISTS
+from cc_sync.sandbox import DEFAULT_ACCOUNT, DEFAULT_LISTS, cli
 from rig.sandbox import (
     AUTH,
     CLIENT_ID,
@@ -264,6 +265,7 @@ def test_expiring_one_account_s_tokens_leaves_the_other_s(two):
     assert control(two, "expire_tokens", account="acct-b").json() == {"expired": 1}
     assert lists_page(two, token_b).status_code == 401
     assert lists_page(two, token_a).status_code == 200
+    assert [e["status"] for e in two.requests(account="acct-b")] == [401]
 
 
 # -- inspection, validation, reset ---------------------------------------------------------------------
@@ -344,3 +346,18 @@ def test_the_overview_page_shows_each_account_and_its_contacts(two):
     assert "<h2>Accounts</h2>" in page and "<td>B Corp</td>" in page
     assert "<h2>Contacts of acct-b (1)</h2>" in page and "<td>bea@example.com</td>" in page
     assert "<h2>Contacts (0)</h2>" in page  # the default account's
+
+
+def test_the_command_line_adds_accounts_and_applications():
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    options = vars(parser.parse_args(["--port", "0", "--account", "acct-b", "--app", "second-client-id:s3"]))
+    sandbox = cli.sandbox_from_options(options)
+    assert [item["encoded_account_id"] for item in sandbox.accounts()] == [DEFAULT, "acct-b"]
+    assert sandbox.config()["apps"][1]["client_secret"] == "s3"
+    banner = cli.describe(sandbox.start())
+    sandbox.stop()
+    assert "Account 'acct-b', lists:" in banner
+    assert f"  {list_of(sandbox, 'acct-b')}  General Interest" in banner
+    with pytest.raises(ValueError, match="CLIENT_ID:SECRET"):
+        cli.sandbox_from_options(vars(parser.parse_args(["--port", "0", "--app", "no-secret"])))

@@ -70,13 +70,14 @@ class ApiMixin(ContactsMixin, ActivitiesMixin):
         scheme, _, value = header.partition(" ")
         token = self._access_tokens.get(value.strip()) if scheme.lower() == "bearer" else None
         now = time.monotonic()
+        if token is not None:  # an expired token still says whose it was, for the log
+            entry["client_id"] = token.client_id
+            entry["account"] = token.account.account_id
         if token is None or now >= token.expires_at:
             return _json(401, _UNAUTHORIZED, error="unauthorized")
 
         # CC's limits are per API key (client_id), not per token or account.
         client_id = token.client_id
-        entry["client_id"] = client_id
-        entry["account"] = token.account.account_id
         day = self._quota_day()
         usage = self._quota.get(client_id)
         if usage is None or usage[0] != day:
