@@ -1,7 +1,8 @@
-"""The sandbox's state: the one lock, the settings, every store, the clock, and snapshots of it all.
+"""The sandbox's state: the one lock, the settings, the accounts and every store, the clock, and snapshots.
 
 :class:`SandboxState` is the base of each part mixed into :class:`~cc_sync.sandbox.Sandbox`; the parts read
-and change this state only while holding ``_lock``.
+and change this state only while holding ``_lock``. Contacts, lists and activities belong to an account
+(:class:`_Account`); the parts reach those of the account being served through ``_contacts``, ``_serving``...
 """
 
 from __future__ import annotations
