@@ -144,3 +144,32 @@ def new_contact(**changes):
         **changes,
     }
     return {name: value for name, value in body.items() if value is not None}
+
+
+# -- several accounts and applications (tests/test_sandbox_accounts.py) ----------------------------
+
+OTHER_CLIENT_ID = "second-client-id"
+
+
+OTHER_AUTH = (OTHER_CLIENT_ID, "second-client-secret")
+
+
+def control(sandbox, name, **body):
+    """POST one ``/_sandbox/<name>`` control call, as a test in another process would."""
+    return requests.post(f"{sandbox.base_url}/_sandbox/{name}", json=body)
+
+
+def connect(sandbox, *, account=None, client_id=CLIENT_ID, auth=AUTH) -> dict:
+    """Connect over HTTP: Allow on the consent form (for ``account`` if given, else the account signed
+    in), then exchange the code; returns the token response."""
+    extra = {"account": account} if account else {}
+    response = exchange(sandbox, get_code(sandbox, client_id=client_id, **extra), auth=auth)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def account_of(sandbox, token) -> str:
+    """The ``encoded_account_id`` an access token sees at ``GET /v3/account/summary``."""
+    response = requests.get(sandbox.api_url + "/account/summary", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    return response.json()["encoded_account_id"]

@@ -204,10 +204,16 @@ class ActivitiesMixin(ContactStoreMixin, ListsMixin):
         activity.setdefault("started_at", now)
 
     def _settle_activities(self) -> None:
-        """Complete the list activities whose background time has passed (caller holds the lock)."""
+        """Complete the list activities whose background time has passed, in every account (caller holds
+        the lock)."""
         seconds = self._config["list_activity_seconds"]
         if seconds is None:
             return
+        for account in self._accounts:
+            with self._serving_account(account):
+                self._settle_account_activities(seconds)
+
+    def _settle_account_activities(self, seconds: float) -> None:
         now = self.now()
         for record in self._activities.values():
             if (

@@ -70,6 +70,9 @@ class ApiMixin(ContactsMixin, ActivitiesMixin):
         scheme, _, value = header.partition(" ")
         token = self._access_tokens.get(value.strip()) if scheme.lower() == "bearer" else None
         now = time.monotonic()
+        if token is not None:  # an expired token still says whose it was, for the log
+            entry["client_id"] = token.client_id
+            entry["account"] = token.account.account_id
         if token is None or now >= token.expires_at:
             return _json(401, _UNAUTHORIZED, error="unauthorized")
 
@@ -93,7 +96,9 @@ class ApiMixin(ContactsMixin, ActivitiesMixin):
         usage[1] += 1
         if fault and fault not in PROCESSED_FAULTS:
             return fault_reply(self._rng, fault, oauth=False)
-        reply = self._api_call(request, token, sign_up)
+        # An access token sees only the account that approved it.
+        with self._serving_account(token.account):
+            reply = self._api_call(request, token, sign_up)
         timeout = self._config["timeout_seconds"]
         return garble(fault, reply, timeout_seconds=timeout, sign_up=sign_up) if fault else reply
 

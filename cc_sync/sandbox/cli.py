@@ -90,6 +90,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOUR",
         help="UTC hour at which the daily quota resets (default 0).",
     )
+    parser.add_argument(
+        "--account",
+        dest="accounts",
+        action="append",
+        metavar="ACCOUNT_ID",
+        help="Add a CC account with its own lists and contacts (repeatable); the consent page then offers "
+        "a choice of account.",
+    )
+    parser.add_argument(
+        "--app",
+        dest="apps",
+        action="append",
+        metavar="CLIENT_ID:SECRET",
+        help="Add a confidential CC application with its own rate and quota (repeatable).",
+    )
     parser.add_argument("--quiet", action="store_true", help="Do not print a log line per request.")
 
 
@@ -111,12 +126,20 @@ def sandbox_from_options(options: Mapping[str, Any]) -> Sandbox:
         config["faults"] = _faults(options["faults"])
     if options.get("confirmed_opt_in"):
         config["confirmed_opt_in"] = True
-    return Sandbox(
+    sandbox = Sandbox(
         host=options.get("host") or "127.0.0.1",
         port=DEFAULT_PORT if options.get("port") is None else int(options["port"]),
         verbose=not options.get("quiet"),
         **config,
     )
+    for account_id in options.get("accounts") or ():
+        sandbox.add_account(account_id)
+    for value in options.get("apps") or ():
+        client_id, sep, secret = value.partition(":")
+        if not sep or not secret:
+            raise ValueError(f"--app {value!r}: expected CLIENT_ID:SECRET")
+        sandbox.add_app(client_id, secret)
+    return sandbox
 
 
 def describe(sandbox: Sandbox) -> str:
@@ -143,6 +166,13 @@ def describe(sandbox: Sandbox) -> str:
         lines.extend(f"  {uri}" for uri in app["redirect_uris"])
     lines.append("Lists:")
     lines.extend(f"  {item['list_id']}  {item['name']}" for item in config["lists"])
+    for account in sandbox.accounts()[1:]:
+        lines.append(f"Account {account['encoded_account_id']!r}, lists:")
+        lines.extend(
+            f"  {item['list_id']}  {item['name']}"
+            for item in sandbox.lists(account=account["encoded_account_id"])
+        )
+    lines.extend(f"Application {app['client_id']!r}: flow {app['flow']}." for app in config["apps"][1:])
     lines += ["", "Django settings:", "CC_SYNC = {"]
     lines.extend(f"    {json.dumps(name)}: {json.dumps(value)}," for name, value in settings.items())
     lines += ["}", "", "Press Ctrl-C to stop."]

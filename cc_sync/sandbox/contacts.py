@@ -92,6 +92,7 @@ class ContactsMixin(ContactStoreMixin, ListsMixin):
         permission_to_send: str = "explicit",
         list_memberships: Iterable[str] = (),
         deleted: bool = False,
+        account: str | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         """Seed a contact that already exists at CC; returns it as ``GET /v3/contacts/{id}`` does (with
@@ -101,10 +102,11 @@ class ContactsMixin(ContactStoreMixin, ListsMixin):
         ``custom_fields``, ``phone_numbers``, ``street_addresses``, ``birthday_month``/``birthday_day``,
         ``anniversary``, ``taggings``, ``notes``, ``sms_channel``), plus ``create_source`` (default
         ``"Account"``), ``opt_in_source`` and ``opt_out_reason``. ``deleted=True`` seeds a deleted contact
-        (``deleted_at`` set). Not logged and not counted against any limit. Raises ValueError for an
-        invalid contact, an address that exists already or a list that does not exist.
+        (``deleted_at`` set). ``account``: whose contact (default: the default account). Not logged and not
+        counted against any limit. Raises ValueError for an invalid contact, an address that exists
+        already or a list that does not exist, LookupError for an unknown account.
         """
-        with self._lock:
+        with self._lock, self._serving_account(self._find_account(account)):
             return self._seed_contact(
                 email,
                 first_name=first_name,

@@ -27,6 +27,11 @@ _CONTROL_ACTIONS = frozenset(
         "issue_tokens",
         "add_contact",
         "delete_list",
+        "add_account",
+        "add_app",
+        "sign_in",
+        "revoke_grant",
+        "spend_quota",
     }
 )
 
@@ -61,17 +66,18 @@ def _control_action(sandbox: Sandbox, name: str, data: dict[str, Any]) -> dict[s
         sandbox.configure(**data)
         return {"config": sandbox.state()["config"]}
     if name == "expire_tokens":
-        return {"expired": sandbox.expire_access_tokens()}
+        return {"expired": sandbox.expire_access_tokens(**_optional(data, "account", "client_id"))}
     if name == "reset":
         sandbox.reset()
     elif name == "reset_quota":
-        sandbox.reset_quota()
+        sandbox.reset_quota(**_optional(data, "client_id"))
     elif name == "approve_device":
-        sandbox.approve_device(str(data.get("user_code", "")))
+        sandbox.approve_device(str(data.get("user_code", "")), **_optional(data, "account"))
     elif name == "deny_device":
         sandbox.deny_device(str(data.get("user_code", "")))
     elif name == "issue_tokens":
-        return sandbox.issue_tokens(data.get("client_id"), str(data.get("scope", DEFAULT_SCOPE)))
+        scope = str(data.get("scope", DEFAULT_SCOPE))
+        return sandbox.issue_tokens(data.get("client_id"), scope, **_optional(data, "account"))
     elif name == "add_contact":
         fields = dict(data)
         email = fields.pop("email", None)
@@ -79,5 +85,30 @@ def _control_action(sandbox: Sandbox, name: str, data: dict[str, Any]) -> dict[s
             raise ValueError("add_contact needs an 'email'")
         return sandbox.add_contact(email, **fields)
     elif name == "delete_list":
-        return sandbox.delete_list(str(data.get("list_id", "")))
+        return sandbox.delete_list(str(data.get("list_id", "")), **_optional(data, "account"))
+    elif name == "add_account":
+        return sandbox.add_account(**data)
+    elif name == "add_app":
+        return _without_secret(sandbox.add_app(**data))
+    elif name == "sign_in":
+        return sandbox.sign_in(**_optional(data, "account"))
+    elif name == "revoke_grant":
+        return {"revoked": sandbox.revoke_grant(**_optional(data, "account", "client_id"))}
+    elif name == "spend_quota":
+        return {"quota": sandbox.spend_quota(**_optional(data, "client_id"))}
     return {"ok": True}
+
+
+def _optional(data: dict[str, Any], *names: str) -> dict[str, str]:
+    """The named string fields of a control body that are present; TypeError for a non-string one."""
+    fields = {name: data[name] for name in names if data.get(name) is not None}
+    wrong = [name for name, value in fields.items() if not isinstance(value, str)]
+    if wrong:
+        raise TypeError(f"{', '.join(wrong)} must be a string")
+    return fields
+
+
+def _without_secret(app: dict[str, Any]) -> dict[str, Any]:
+    # As in GET /_sandbox/state: the control endpoints never echo a client secret.
+    shown = {name: value for name, value in app.items() if name != "client_secret"}
+    return {**shown, "confidential": app["client_secret"] is not None}

@@ -22,15 +22,16 @@ LISTS_MAX_LIMIT = 1000
 class ListsMixin(SandboxState):
     """The account summary and its contact lists, mixed into ``Sandbox``."""
 
-    def delete_list(self, list_id: str) -> dict[str, Any]:
+    def delete_list(self, list_id: str, account: str | None = None) -> dict[str, Any]:
         """Delete a list as if someone deleted it at CC: it disappears from ``GET /v3/contact_lists``
         (except with ``status=deleted``/``all``, with ``deleted_at``), contacts lose it, and every write naming
-        it answers 404. Returns the list. Raises LookupError for an unknown or already deleted list."""
-        with self._lock:
+        it answers 404. Returns the list. ``account``: whose list (default: the default account's).
+        Raises LookupError for an unknown or already deleted list, or an unknown account."""
+        with self._lock, self._serving_account(self._find_account(account)):
             return self._delete_list(list_id)
 
     def _live_list_ids(self) -> set[str]:
-        return {item["list_id"] for item in self._config["lists"] if not item.get("deleted_at")}
+        return {item["list_id"] for item in self._serving.lists if not item.get("deleted_at")}
 
     def _missing_lists(self, list_ids: Iterable[str]) -> _Reply | None:
         """404 naming every list that does not exist (never did, or was deleted at CC)."""
@@ -42,7 +43,7 @@ class ListsMixin(SandboxState):
 
     def _delete_list(self, list_id: str) -> dict[str, Any]:
         key = str(list_id).lower()
-        for item in self._config["lists"]:
+        for item in self._serving.lists:
             if item["list_id"] == key and not item.get("deleted_at"):
                 item["deleted_at"] = self._now_iso()
                 item["updated_at"] = item["deleted_at"]
@@ -56,7 +57,7 @@ class ListsMixin(SandboxState):
     # -- GET /v3/account/summary, GET /v3/contact_lists ---------------------------------------------
 
     def _account_summary(self, request: _Request) -> _Reply:
-        return _json(200, dict(self._config["account"]))
+        return _json(200, dict(self._serving.summary))
 
     def _contact_lists(self, request: _Request) -> _Reply:
         query = request.query
@@ -85,7 +86,7 @@ class ListsMixin(SandboxState):
                 return _cc_errors(400, VALIDATION_ERROR, "'cursor' is invalid.")
         lists = [
             item
-            for item in self._config["lists"]
+            for item in self._serving.lists
             if "all" in statuses or ("deleted" if item.get("deleted_at") else "active") in statuses
         ]
         if "name" in query:

@@ -15,6 +15,7 @@ import math
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ from .replies import (
     _Request,
     _with_query,
 )
-from .state import SandboxState, _AccessToken, _Code, _Device, _Grant
+from .state import SandboxState, _AccessToken, _Account, _Code, _Device, _Grant
 
 AUTHORIZE_PATH = "/oauth2/default/v1/authorize"
 TOKEN_PATH = "/oauth2/default/v1/token"
@@ -76,30 +77,42 @@ class OAuthServerMixin(SandboxState):
 
     # -- test helpers ------------------------------------------------------------------------------
 
-    def expire_access_tokens(self) -> int:
-        """Expire every issued access token (the API answers 401); return how many there were."""
+    def expire_access_tokens(self, *, account: str | None = None, client_id: str | None = None) -> int:
+        """Expire the issued access tokens (the API answers 401), all of them or only those of ``account``
+        and/or application ``client_id``; return how many were expired."""
         with self._lock:
-            for token in self._access_tokens.values():
+            tokens = [
+                token
+                for token in self._access_tokens.values()
+                if (account is None or token.account.account_id == account)
+                and (client_id is None or token.client_id == client_id)
+            ]
+            for token in tokens:
                 token.expires_at = float("-inf")
-            return len(self._access_tokens)
+            return len(tokens)
 
-    def approve_device(self, user_code: str) -> None:
-        """Approve a pending device authorization, as the user would on ``/device``.
+    def approve_device(self, user_code: str, account: str | None = None) -> None:
+        """Approve a pending device authorization, as the user would on ``/device``, for ``account``
+        (default: the account signed in, see :meth:`sign_in`).
 
-        Raises LookupError if the code is unknown, expired or already decided.
+        Raises LookupError if the code is unknown, expired or already decided, or the account unknown.
         """
         with self._lock:
-            self._decide_device(user_code, approve=True)
+            chosen = self._signed_in if account is None else self._find_account(account)
+            self._decide_device(user_code, approve=True, account=chosen)
 
     def deny_device(self, user_code: str) -> None:
         """Deny a pending device authorization (the next poll gets ``access_denied``)."""
         with self._lock:
             self._decide_device(user_code, approve=False)
 
-    def issue_tokens(self, client_id: str | None = None, scope: str = DEFAULT_SCOPE) -> dict[str, Any]:
-        """Mint a token pair as if the user had just connected; returns the token-endpoint response.
+    def issue_tokens(
+        self, client_id: str | None = None, scope: str = DEFAULT_SCOPE, account: str | None = None
+    ) -> dict[str, Any]:
+        """Mint a token pair as if a user of ``account`` (default: the default account) had just connected
+        application ``client_id`` (default: the first); returns the token-endpoint response.
 
-        Not counted as a token call and not logged.
+        Not counted as a token call and not logged. Raises LookupError for an unknown account.
         """
         with self._lock:
             app = self._app(client_id) if client_id else self._config["apps"][0]
@@ -108,7 +121,8 @@ class OAuthServerMixin(SandboxState):
             problem = self._scope_problem(scope)
             if problem:
                 raise ValueError(problem)
-            grant = self._new_grant(app["client_id"], " ".join(scope.split()))
+            owner = self._find_account(account)
+            grant = self._new_grant(app["client_id"], " ".join(scope.split()), owner)
             return self._issue(grant, grant.scope)
 
     @staticmethod
@@ -129,6 +143,7 @@ class OAuthServerMixin(SandboxState):
             params = {**request.query, **request.form()}
         else:
             return _html(405, pages.error_page("Method not allowed", "Use GET or POST."))
+        entry["client_id"] = params.get("client_id")
         # Client and redirect URI problems are shown, never redirected: the redirect target is untrusted.
         app = self._app(params.get("client_id"))
         if app is None:
@@ -190,13 +205,18 @@ class OAuthServerMixin(SandboxState):
                 200,
                 pages.consent_page(
                     app_name=app["name"],
-                    organization=self._config["account"]["organization_name"],
+                    organization=self._signed_in.summary["organization_name"],
                     scope=scope,
                     action=AUTHORIZE_PATH,
                     fields=fields,
+                    accounts=self._account_choices(),
                 ),
             )
 
+        owner, unknown = self._approving_account(params)
+        if unknown:
+            return unknown
+        entry["account"] = owner.account_id
         decision = params.get("decision")
         if decision == "deny":
             return refuse("access_denied", "The resource owner or authorization server denied the request.")
@@ -207,8 +227,31 @@ class OAuthServerMixin(SandboxState):
         for stale in [code for code, rec in self._codes.items() if now - rec.created > lifetime]:
             del self._codes[stale]
         code = secrets.token_urlsafe(32)
-        self._codes[code] = _Code(app["client_id"], redirect_uri, scope, challenge, now)
+        self._codes[code] = _Code(app["client_id"], redirect_uri, scope, challenge, now, owner)
         return _redirect(_with_query(redirect_uri, {"code": code, "state": state}))
+
+    def _account_choices(self) -> list[tuple[str, str, bool]]:
+        """(account id, organization, signed in?) for the consent pages' account choice."""
+        return [
+            (
+                account.account_id,
+                str(account.summary.get("organization_name", "")),
+                account is self._signed_in,
+            )
+            for account in self._accounts
+        ]
+
+    def _approving_account(self, params: Mapping[str, str]) -> tuple[_Account, _Reply | None]:
+        """The account a consent form approves for: its ``account`` field (a sandbox-only choice, as if
+        another CC user signed in), else the account signed in (:meth:`sign_in`)."""
+        chosen = params.get("account")
+        if not chosen:
+            return self._signed_in, None
+        try:
+            return self._find_account(chosen), None
+        except LookupError as exc:
+            page = pages.error_page("invalid_request", str(exc.args[0]))
+            return self._signed_in, _html(400, page, error="invalid_request")
 
     # -- token endpoint ----------------------------------------------------------------------------
 
@@ -258,12 +301,17 @@ class OAuthServerMixin(SandboxState):
         params, problem = self._oauth_params(request)
         grant_type = params.get("grant_type")
         entry["grant_type"] = grant_type
+        client_id = self._claimed_client_id(request, params)
+        entry["client_id"] = client_id
+        entry["account"] = self._token_request_account(params)
         self._token_calls[grant_type or ""] += 1
         now = time.monotonic()
-        # CC staff: the token endpoint allows 1 request per second.
-        if self._over_rate(self._token_window, self._config["token_rate"], now):
+        # CC staff: the token endpoint allows 1 request per second, counted per API key (the client_id
+        # the request names, checked or not: a throttled call is not authenticated first).
+        window = self._token_windows.setdefault(client_id or "", deque())
+        if self._over_rate(window, self._config["token_rate"], now):
             return _json(429, _THROTTLED, error="throttled")
-        self._token_window.append(now)
+        window.append(now)
         fault = draw_fault(self._rng, self._config["token_faults"])
         entry["fault"] = fault
         if fault and fault not in PROCESSED_FAULTS:
@@ -271,6 +319,25 @@ class OAuthServerMixin(SandboxState):
         reply = problem or self._grant(request, params, grant_type, now)
         timeout = self._config["timeout_seconds"]
         return garble(fault, reply, timeout_seconds=timeout, oauth=True) if fault else reply
+
+    @staticmethod
+    def _claimed_client_id(request: _Request, params: Mapping[str, str]) -> str | None:
+        """The client_id a token request names (HTTP Basic user, else the ``client_id`` parameter)."""
+        scheme, _, credentials = (request.header("Authorization") or "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                return base64.b64decode(credentials.strip(), validate=True).decode().partition(":")[0]
+            except ValueError:
+                return None
+        return params.get("client_id")
+
+    def _token_request_account(self, params: Mapping[str, str]) -> str | None:
+        """The account a token request's code, refresh token or device code belongs to, for the log."""
+        grant = self._grants.get(self._refresh_tokens.get(params.get("refresh_token") or "", ""))
+        code = self._codes.get(params.get("code") or "")
+        device = self._devices.get(params.get("device_code") or "")
+        owner = (grant and grant.account) or (code and code.account) or (device and device.account)
+        return owner.account_id if owner else None
 
     def _grant(self, request: _Request, params: dict[str, str], grant_type: str | None, now: float) -> _Reply:
         if grant_type not in _SUPPORTED_GRANTS:
@@ -309,7 +376,7 @@ class OAuthServerMixin(SandboxState):
             if not hmac.compare_digest(_s256(verifier).encode(), code.code_challenge.encode()):
                 return _oauth_error(400, "invalid_grant", "PKCE verification failed.")
         code.used = True
-        grant = self._new_grant(app["client_id"], code.scope)
+        grant = self._new_grant(app["client_id"], code.scope, code.account)
         return _json(200, self._issue(grant, grant.scope))
 
     def _refresh_grant(self, app: dict[str, Any], params: Mapping[str, str], now: float) -> _Reply:
@@ -357,13 +424,14 @@ class OAuthServerMixin(SandboxState):
                 400, "access_denied", "The resource owner or authorization server denied the request."
             )
         device.status = "consumed"
-        grant = self._new_grant(app["client_id"], device.scope)
+        assert device.account is not None  # set when approved
+        grant = self._new_grant(app["client_id"], device.scope, device.account)
         return _json(200, self._issue(grant, grant.scope))
 
-    def _new_grant(self, client_id: str, scope: str) -> _Grant:
+    def _new_grant(self, client_id: str, scope: str, account: _Account) -> _Grant:
         # CC: offline_access is required to get a refresh token.
         refresh = secrets.token_urlsafe(40) if "offline_access" in scope.split() else None
-        grant = _Grant(uuid.uuid4().hex, client_id, scope, refresh, time.monotonic())
+        grant = _Grant(uuid.uuid4().hex, client_id, scope, refresh, time.monotonic(), account)
         self._grants[grant.grant_id] = grant
         if refresh:
             self._refresh_tokens[refresh] = grant.grant_id
@@ -373,7 +441,7 @@ class OAuthServerMixin(SandboxState):
         lifetime = self._config["token_lifetime"]
         access = self._access_token_value(grant.client_id, scope, lifetime)
         self._access_tokens[access] = _AccessToken(
-            grant.client_id, scope, time.monotonic() + lifetime, grant.grant_id
+            grant.client_id, scope, time.monotonic() + lifetime, grant.grant_id, grant.account
         )
         body = {
             "token_type": "Bearer",
@@ -423,6 +491,7 @@ class OAuthServerMixin(SandboxState):
         params, problem = self._oauth_params(request)
         if problem:
             return problem
+        entry["client_id"] = params.get("client_id")
         app = self._app(params.get("client_id"))
         if app is None:
             return _oauth_error(401, "invalid_client", _INVALID_CLIENT)
@@ -473,14 +542,15 @@ class OAuthServerMixin(SandboxState):
             return None
         return device
 
-    def _decide_device(self, user_code: str, *, approve: bool) -> None:
+    def _decide_device(self, user_code: str, *, approve: bool, account: _Account | None = None) -> None:
         device = self._pending_device(user_code)
         if device is None:
             raise LookupError(f"no pending device authorization with user code {user_code!r}")
         device.status = "approved" if approve else "denied"
+        device.account = account or self._signed_in
 
     def _device_page(self, request: _Request, entry: dict[str, Any]) -> _Reply:
-        organization = self._config["account"]["organization_name"]
+        organization = self._signed_in.summary["organization_name"]
         if request.method == "GET":
             user_code = request.query.get("user_code")
             if not user_code:
@@ -501,6 +571,7 @@ class OAuthServerMixin(SandboxState):
                     scope=device.scope,
                     user_code=device.user_code,
                     action=DEVICE_PAGE_PATH,
+                    accounts=self._account_choices(),
                 ),
             )
         if request.method != "POST":
@@ -509,8 +580,11 @@ class OAuthServerMixin(SandboxState):
         decision = form.get("decision")
         if decision not in ("allow", "deny"):
             return _html(400, pages.error_page("invalid_request", "decision must be allow or deny."))
+        owner, unknown = self._approving_account(form)
+        if unknown:
+            return unknown
         try:
-            self._decide_device(form.get("user_code", ""), approve=decision == "allow")
+            self._decide_device(form.get("user_code", ""), approve=decision == "allow", account=owner)
         except LookupError:
             return _html(
                 400,

@@ -6,7 +6,7 @@ Plain strings with every dynamic value passed through :func:`html.escape`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -66,25 +66,48 @@ def _hidden(fields: Mapping[str, str]) -> str:
     )
 
 
-def _decision_form(action: str, fields: Mapping[str, str]) -> str:
+# (account id, organization name, signed in?) for each account the sandbox serves.
+AccountChoices = Sequence[tuple[str, str, bool]]
+
+
+def _account_select(accounts: AccountChoices) -> str:
+    """A choice of the approving account (sandbox only: CC shows the account you are signed in to)."""
+    if len(accounts) < 2:
+        return ""
+    options = "".join(
+        f'<option value="{escape(account_id)}"{" selected" if chosen else ""}>'
+        f"{escape(organization)} ({escape(account_id)})</option>"
+        for account_id, organization, chosen in accounts
+    )
+    return f'<p><label>Approve for account <select name="account">{options}</select></label></p>'
+
+
+def _decision_form(action: str, fields: Mapping[str, str], accounts: AccountChoices = ()) -> str:
     return (
-        f'<form method="post" action="{escape(action)}">{_hidden(fields)}'
+        f'<form method="post" action="{escape(action)}">{_hidden(fields)}{_account_select(accounts)}'
         '<button type="submit" name="decision" value="allow">Allow</button>'
         '<button type="submit" name="decision" value="deny">Deny</button></form>'
     )
 
 
 def consent_page(
-    *, app_name: str, organization: str, scope: str, action: str, fields: Mapping[str, str]
+    *,
+    app_name: str,
+    organization: str,
+    scope: str,
+    action: str,
+    fields: Mapping[str, str],
+    accounts: AccountChoices = (),
 ) -> str:
-    """The authorization-code consent screen, posting ``fields`` back with ``decision=allow|deny``."""
+    """The authorization-code consent screen, posting ``fields`` back with ``decision=allow|deny`` (and
+    ``account`` when there are several ``accounts`` to choose from)."""
     return page(
         f"Authorize {app_name}",
         '<div class="box">'
         f"<h1>{escape(app_name)} wants to access your Constant Contact account</h1>"
         f"<p>Signed in to <strong>{escape(organization)}</strong> (sandbox user).</p>"
         f"<p>It asks to:</p><ul>{_scope_items(scope)}</ul>"
-        f"{_decision_form(action, fields)}"
+        f"{_decision_form(action, fields, accounts)}"
         "</div>",
     )
 
@@ -102,7 +125,15 @@ def device_entry_page(action: str, message: str = "") -> str:
     )
 
 
-def device_consent_page(*, app_name: str, organization: str, scope: str, user_code: str, action: str) -> str:
+def device_consent_page(
+    *,
+    app_name: str,
+    organization: str,
+    scope: str,
+    user_code: str,
+    action: str,
+    accounts: AccountChoices = (),
+) -> str:
     """The device-flow consent screen for one user code."""
     return page(
         f"Authorize {app_name}",
@@ -111,7 +142,7 @@ def device_consent_page(*, app_name: str, organization: str, scope: str, user_co
         f"<p>Device code <code>{escape(user_code)}</code>, "
         f"signed in to <strong>{escape(organization)}</strong> (sandbox user).</p>"
         f"<p>It asks to:</p><ul>{_scope_items(scope)}</ul>"
-        f"{_decision_form(action, {'user_code': user_code})}"
+        f"{_decision_form(action, {'user_code': user_code}, accounts)}"
         "</div>",
     )
 
@@ -137,10 +168,57 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], empty: str) ->
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _contacts_table(contacts: Iterable[Mapping[str, Any]], lists: Iterable[Mapping[str, Any]]) -> str:
+    list_names = {item["list_id"]: item["name"] for item in lists}
+    return _table(
+        ["Email", "First name", "Last name", "Permission", "Lists", "Created", "Updated"],
+        (
+            (
+                c["email_address"] or (c.get("sms_channel") or {}).get("sms_address") or "-",
+                c.get("first_name"),
+                c.get("last_name"),
+                (c.get("permission_to_send") or "-") + (" (deleted)" if c.get("deleted_at") else ""),
+                ", ".join(list_names.get(list_id, list_id) for list_id in c["list_memberships"]),
+                c["created_at"],
+                c["updated_at"],
+            )
+            for c in contacts
+        ),
+        "No contacts yet. Submit a signup and watch it land here.",
+    )
+
+
+def _other_accounts(state: Mapping[str, Any]) -> str:
+    """The accounts added besides the default one: a table, and each one's contacts."""
+    accounts = state.get("accounts", [])
+    if len(accounts) < 2:
+        return ""
+    summary = _table(
+        ["Account id", "Organization", "Lists", "Contacts", "Signed in"],
+        (
+            (
+                item["account"]["encoded_account_id"],
+                item["account"].get("organization_name"),
+                len(item["lists"]),
+                len(item["contacts"]),
+                "yes" if item["account"]["encoded_account_id"] == state.get("signed_in") else "",
+            )
+            for item in accounts
+        ),
+        "No accounts.",
+    )
+    sections = "".join(
+        f"<h2>Contacts of {escape(str(item['account']['encoded_account_id']))} ({len(item['contacts'])})</h2>"
+        + _contacts_table(item["contacts"], item["lists"])
+        for item in accounts[1:]
+    )
+    return f"<h2>Accounts</h2>{summary}{sections}"
+
+
 def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
-    """The overview at ``/``: apps, lists, contacts and the latest requests; reloads every 3 seconds."""
+    """The overview at ``/``: apps, lists, contacts and the latest requests; reloads every 3 seconds.
+    Lists and contacts are the default account's; other accounts follow under "Accounts"."""
     config = state["config"]
-    list_names = {item["list_id"]: item["name"] for item in state["lists"]}
     apps = _table(
         ["Name", "Client id", "Flow", "Redirect URIs"],
         (
@@ -161,23 +239,9 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
         ),
         "No lists.",
     )
-    contacts = _table(
-        ["Email", "First name", "Last name", "Permission", "Lists", "Created", "Updated"],
-        (
-            (
-                c["email_address"] or (c.get("sms_channel") or {}).get("sms_address") or "-",
-                c.get("first_name"),
-                c.get("last_name"),
-                (c.get("permission_to_send") or "-") + (" (deleted)" if c.get("deleted_at") else ""),
-                ", ".join(list_names.get(list_id, list_id) for list_id in c["list_memberships"]),
-                c["created_at"],
-                c["updated_at"],
-            )
-            for c in state["contacts"]
-        ),
-        "No contacts yet. Submit a signup and watch it land here.",
-    )
+    contacts = _contacts_table(state["contacts"], state["lists"])
     recent = list(state["requests"])[-last:][::-1]
+    several = len(state.get("accounts", [])) > 1  # then say which account each request was for
     requests = _table(
         ["Time (UTC)", "Kind", "Request", "Status", "Detail", "Fault"],
         (
@@ -189,6 +253,7 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
                 " ".join(
                     str(value)
                     for value in (
+                        entry.get("account") if several else None,
                         entry.get("grant_type"),
                         entry.get("email"),
                         entry.get("detail"),
@@ -239,6 +304,7 @@ def index_page(state: Mapping[str, Any], base_url: str, last: int = 50) -> str:
         f"<h2>Settings</h2><table>{settings}</table>"
         f"<h2>Lists</h2>{lists}"
         f"<h2>Contacts ({len(state['contacts'])})</h2>{contacts}"
+        f"{_other_accounts(state)}"
         f"<h2>Bulk imports</h2>{activities}"
         f"<h2>Latest requests</h2>{requests}",
         refresh=3,

@@ -16,6 +16,9 @@ What it emulates (paths are CC's own):
 * ``POST /v3/activities/contacts_json_import`` (bulk upsert; new contacts get *implicit* permission),
   ``POST /v3/activities/add_list_memberships`` and ``GET /v3/activities/{activity_id}`` (initialized,
   processing, completed over ``import_polls`` polls); 429 past ``activity_queue_limit`` queued activities.
+* Several accounts and applications: each account has its own lists, contacts and activities, each token
+  is bound to the application that asked and the account that approved, and the limits are counted per
+  application (CC counts per API key).
 * Fault injection (5xx, timeouts, dropped connections, throttling, broken 200 bodies) with a seeded RNG.
 * ``/_sandbox/...`` JSON control endpoints and ``GET /`` (an auto-refreshing HTML overview).
 
@@ -31,6 +34,7 @@ Okta, which runs CC's authorization server.
 * ``oauth_server`` - authorization and token endpoints, PKCE, device flow;
 * ``api`` - the ``/v3`` front door (tokens, scopes, limits, routes); ``contacts`` (with ``contact_store``),
   ``lists`` and ``activities`` - the ``/v3`` endpoints; ``validation`` - CC's request schemas;
+* ``accounts`` - adding accounts and applications, the account that approves, targeted faults;
 * ``control`` - ``/_sandbox/...``; ``pages`` - the HTML pages.
 """
 
@@ -44,6 +48,7 @@ from typing import Any
 
 # `X as X`: a name this module defined before the sandbox was split, still importable from here.
 from . import control, pages
+from .accounts import AccountsMixin
 from .activities import ACTIVITY_PREFIX as ACTIVITY_PREFIX
 from .activities import ADD_LIST_MEMBERSHIPS_PATH as ADD_LIST_MEMBERSHIPS_PATH
 from .activities import IMPORT_MAX_BYTES as IMPORT_MAX_BYTES
@@ -84,7 +89,9 @@ __all__ = [
 ]
 
 
-class Sandbox(ApiMixin, ContactsMixin, ActivitiesMixin, ListsMixin, OAuthServerMixin, SandboxState):
+class Sandbox(
+    AccountsMixin, ApiMixin, ContactsMixin, ActivitiesMixin, ListsMixin, OAuthServerMixin, SandboxState
+):
     """A Constant Contact emulator serving HTTP from a daemon thread.
 
     ``Sandbox(host, port, **settings)``; ``port=0`` picks a free port. Use it as a context manager or
@@ -102,7 +109,7 @@ class Sandbox(ApiMixin, ContactsMixin, ActivitiesMixin, ListsMixin, OAuthServerM
     * ``token_lifetime`` (86400 s), ``code_lifetime`` (300 s), ``device_lifetime`` (600 s),
       ``device_interval`` (5 s), ``refresh_token_idle_lifetime`` (180 days; None = never).
       Fractions of a second are allowed for fast tests; ``expires_in`` is rounded up.
-    * ``token_rate`` (1/s on the token endpoint, all clients together), ``api_rate`` (4/s on ``/v3``
+    * ``token_rate`` (1/s on the token endpoint per client_id), ``api_rate`` (4/s on ``/v3``
       per client_id, sliding one-second window), ``daily_quota`` (10,000 accepted ``/v3`` requests
       per client_id per quota day). None or 0 switches a rate off; None switches the quota off.
     * ``lists`` (``{"list_id": uuid, "name"}`` dicts, default :data:`DEFAULT_LISTS`) and ``account``
@@ -128,6 +135,14 @@ class Sandbox(ApiMixin, ContactsMixin, ActivitiesMixin, ListsMixin, OAuthServerM
     * ``quota_error_key`` (``"quota_exceeded"``) - the ``error_key`` of the daily-quota 429, which no CC
       source confirms; None answers exactly like throttling (``throttled``).
     * ``quota_reset_hour_utc`` (0) - the UTC hour at which the quota day rolls over.
+
+    Accounts and applications: the settings above describe the *default* ones (``apps[0]``, ``account``,
+    ``lists``). :meth:`add_account` and :meth:`add_app` add more; :meth:`sign_in` (or the consent form's
+    ``account`` field) picks the account that approves; :meth:`issue_tokens`, :meth:`contacts`,
+    :meth:`lists`, :meth:`activities`, :meth:`add_contact`, :meth:`delete_list` and
+    :meth:`approve_device` take ``account=``; :meth:`requests` filters by ``account`` / ``client_id``;
+    :meth:`revoke_grant`, :meth:`expire_access_tokens`, :meth:`spend_quota` and :meth:`reset_quota` can
+    hit one account or application.
 
     ``clock`` (constructor only) - a callable returning POSIX seconds, the sandbox's "now" for timestamps
     and the quota day (default :func:`time.time`); see :meth:`now`.
@@ -298,6 +313,8 @@ class Sandbox(ApiMixin, ContactsMixin, ActivitiesMixin, ListsMixin, OAuthServerM
                     "detail": None,
                     "fault": None,
                     "error": None,
+                    "client_id": None,
+                    "account": None,
                 }
                 self._log.append(entry)
                 self._settle_activities()
