@@ -36,8 +36,8 @@ logger = logging.getLogger("cc_sync.publisher")
 # A broker that hangs for long must not make the queue of waiting publishes grow without end.
 MAX_WAITING = 10_000
 
-#: One queued publish: the ids, the mark their rows carry, and the task's countdown.
-Job = tuple[list[int], datetime, "float | None"]
+#: One queued publish: the ids and the mark their rows carry.
+Job = tuple[list[int], datetime]
 
 
 class Outbox:
@@ -54,13 +54,13 @@ class Outbox:
         self._pid: int | None = None
         self._jobs: queue.Queue[Job] | None = None
 
-    def put(self, signup_ids: list[int], marked_at: datetime, countdown: float | None = None) -> bool:
+    def put(self, signup_ids: list[int], marked_at: datetime) -> bool:
         """Queue one publish and return at once; False, queueing nothing, when the queue is full."""
         if not self.background:
-            publish(signup_ids, marked_at, countdown)
+            publish(signup_ids, marked_at)
             return True
         try:
-            self._queue().put_nowait((list(signup_ids), marked_at, countdown))
+            self._queue().put_nowait((list(signup_ids), marked_at))
         except queue.Full:
             return False
         return True
@@ -96,9 +96,9 @@ class Outbox:
     @staticmethod
     def _work(jobs: queue.Queue[Job]) -> None:
         while True:
-            signup_ids, marked_at, countdown = jobs.get()
+            signup_ids, marked_at = jobs.get()
             try:
-                publish(signup_ids, marked_at, countdown)
+                publish(signup_ids, marked_at)
             except Exception:
                 logger.exception("Publishing failed.")
             finally:
