@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -35,6 +36,8 @@ from rig.sandbox import (
 
 DEFAULT = DEFAULT_ACCOUNT["encoded_account_id"]
 QUOTA_EXCEEDED = {"error_key": "quota_exceeded", "error_message": "Limit Exceeded"}
+
+LAST_SECOND_OF_A_DAY = datetime(2028, 2, 29, 23, 59, 59, tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture
@@ -213,6 +216,8 @@ def test_accounts_of_one_application_share_its_api_rate(two):
 
 
 def test_one_application_s_spent_quota_does_not_refuse_another_application(two):
+    # The quota day is the sandbox's: pinned a second before 00:00 UTC, it cannot roll over mid-test.
+    two.clock = lambda: LAST_SECOND_OF_A_DAY
     token_a = two.issue_tokens()["access_token"]
     token_b = two.issue_tokens(account="acct-b")["access_token"]
     token_other_app = two.issue_tokens(OTHER_CLIENT_ID, account="acct-b")["access_token"]
