@@ -7,6 +7,7 @@ import random
 import signal
 import time
 from collections import Counter, defaultdict
+from itertools import pairwise
 from typing import Any
 
 from cc_sync.models import Signup
@@ -30,6 +31,24 @@ from .checks import (
     synced_rows_check,
     wait_for_statuses,
 )
+
+
+def interrupted_attempts(entries: list[dict[str, Any]], disruptions: list[float]) -> int:
+    """Attempts of one email that a kill or the broker outage cut short: ended by no answer, then tried again.
+
+    An attempt starts with a create. One whose next create follows a disruption, with no valid answer in
+    between, was lost to it: a killed process, or a task the worker cancelled when it lost the broker
+    (``worker_cancel_long_running_tasks_on_connection_loss``, docs/celery.md), perhaps after a 409 and before
+    its lookup. Its row is claimed again once the lease runs out, and that claim creates again.
+    """
+    starts = [e["time"] for e in creates(entries)]
+    answers = [e["time"] for e in entries if is_valid_answer(e)]
+    return sum(
+        1
+        for start, following in pairwise(starts)
+        if any(start - 1 <= d <= following for d in disruptions)
+        and not any(start <= t < following for t in answers)
+    )
 
 
 def no_loss(rig: Rig, quick: bool, result: Result) -> None:
@@ -168,6 +187,8 @@ def no_loss(rig: Rig, quick: bool, result: Result) -> None:
         if first is not None and any(
             first - 1 <= d <= first + SCALED["READ_TIMEOUT"] + 5 for d in disruptions
         ):
+            explained += 1
+        elif tries <= 1 + failed + interrupted_attempts(entries, disruptions):
             explained += 1
         else:
             unexplained.append(address)
