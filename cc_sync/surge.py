@@ -49,7 +49,7 @@ from . import backfill, privacy, ratelimit, sync
 from .client import ConstantContactClient, get_client
 from .conf import app_settings
 from .exceptions import ActivityQueueFull, ReconnectRequired, Rejected, RetryLater
-from .models import Signup, Suppression, SurgeBatch
+from .models import Connection, Signup, Suppression, SurgeBatch
 from .publisher import publish
 from .signals import signup_failed, signup_synced
 
@@ -246,31 +246,37 @@ def claim_batches(now: Any = None) -> list[SurgeBatch]:
 
 def _plan(holder: SurgeBatch, signups: list[Signup], now: Any) -> list[SurgeBatch]:
     """Split claimed signups into batches by lists and size; signups without a usable list go one by one."""
-    groups: dict[tuple[str, ...], list[Signup]] = defaultdict(list)
+    # One import goes to one account and one set of lists.
+    groups: dict[tuple[int | None, tuple[str, ...]], list[Signup]] = defaultdict(list)
     no_list: list[Signup] = []
-    resolved: dict[tuple[str, ...], tuple[str, ...] | None] = {}  # lists_for(), once per distinct pick
+    connections: dict[int | None, Connection] = {}
+    # lists_for(), once per connection and distinct pick
+    resolved: dict[tuple[int | None, tuple[str, ...]], tuple[str, ...] | None] = {}
     for signup in signups:
-        picked = tuple(signup.list_ids)
-        if picked not in resolved:
+        key = (signup.connection_id, tuple(signup.list_ids))
+        if key not in resolved:
+            if signup.connection_id not in connections:
+                connections[signup.connection_id] = Connection.for_id(signup.connection_id)
             try:
-                resolved[picked] = tuple(sync.usable_lists(list(picked)))
+                resolved[key] = tuple(sync.usable_lists(list(key[1]), connections[signup.connection_id]))
             except sync.ListsMissing:
-                resolved[picked] = None
-        list_ids = resolved[picked]
+                resolved[key] = None
+        list_ids = resolved[key]
         if list_ids is None:
             no_list.append(signup)
         else:
-            groups[list_ids].append(signup)
+            groups[(signup.connection_id, list_ids)].append(signup)
     if no_list:
         # The one-by-one path holds them for a list (waiting_list) and tells the admin.
         _one_by_one(holder, [signup.pk for signup in no_list], now)
     batches: list[SurgeBatch] = []
-    for list_ids, members in groups.items():
+    for (connection_id, list_ids), members in groups.items():
         planned, too_large = backfill.split_batches([contact_for(s) for s in members], list(list_ids))
         if too_large:
             _one_by_one(holder, [members[position].pk for position in too_large], now)
         for positions in planned:
             batch = holder if not batches else SurgeBatch(lease_expires_at=holder.lease_expires_at)
+            batch.connection_id = connection_id
             batch.list_ids = list(list_ids)
             batch.signup_ids = [members[position].pk for position in positions]
             batch.save()
@@ -325,7 +331,8 @@ class Surge:
     ) -> None:
         self.poll_interval = poll_interval
         self.sleep = sleep or time.sleep
-        self.client = client or get_client()
+        # A client given here (tests) serves every batch; otherwise each batch's connection's application.
+        self.client = client
 
     def run(self) -> int:
         """Resume unfinished batches, then take due signups while the backlog calls for it; return the batches ended."""
@@ -415,8 +422,11 @@ class Surge:
             with transaction.atomic():
                 _dissolve(batch, reason, status=Status.WAITING_RECONNECT, last_error_key="reconnect_required")
 
-    def _call(self, method: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-        return backfill.call_api(method, *args, sleep=self.sleep)
+    def _call(self, batch: SurgeBatch, method: str, *args: Any) -> dict[str, Any]:
+        """``client.<method>(token, *args)`` for ``batch``'s account (backfill.call_api's retries)."""
+        connection = Connection.for_id(batch.connection_id)
+        client = self.client or get_client(connection.application())
+        return backfill.call_api(getattr(client, method), *args, sleep=self.sleep, connection=connection)
 
     def _signups(self, batch: SurgeBatch) -> list[Signup | None]:
         """The batch's signups in request order (None for one erased since)."""
@@ -442,7 +452,7 @@ class Surge:
             return
         try:
             activity = self._call(
-                self.client.import_contacts_json, [contact_for(s) for s in signups], list(batch.list_ids)
+                batch, "import_contacts_json", [contact_for(s) for s in signups], list(batch.list_ids)
             )
         except Rejected as err:
             # CC refused the request as a whole (a 400, a list gone): the one-by-one path sends each signup
@@ -466,7 +476,7 @@ class Surge:
     def poll(self, batch: SurgeBatch) -> bool:
         """Check a submitted batch's activity once; True when it has ended and its signups are recorded."""
         try:
-            activity = self._call(self.client.activity, batch.activity_id)
+            activity = self._call(batch, "activity", batch.activity_id)
         except Rejected as err:  # 404: CC keeps activities for 10 days only
             self._retry(batch, str(err))
             return True
@@ -498,7 +508,7 @@ class Surge:
             # An error CC tied to no contact of ours: which signup it is cannot be told, so none is synced.
             back = [s.pk for s in rest]
         elif refused:
-            back = self._not_added(rest, refused)
+            back = self._not_added(batch, rest, refused)
         else:
             back = []
         synced = [s for s in rest if s.pk not in set(back)]
@@ -535,7 +545,7 @@ class Surge:
             signup.status, signup.synced_at = Status.SYNCED, now
             signup_synced.send(sender=Signup, signup=signup)
 
-    def _not_added(self, signups: list[Signup], refused: int) -> list[int]:
+    def _not_added(self, batch: SurgeBatch, signups: list[Signup], refused: int) -> list[int]:
         """The signups CC did not add to the lists because their contact unsubscribed.
 
         CC gives only a count. The account's unsubscribed contacts are read (up to ``UNSUBSCRIBED_PAGES``
@@ -547,7 +557,7 @@ class Surge:
         params: dict[str, Any] = {"status": "unsubscribed", "limit": UNSUBSCRIBED_PAGE_SIZE}
         href = ""
         for _page in range(UNSUBSCRIBED_PAGES):
-            page = self._call(self.client.contacts_page, params, href)
+            page = self._call(batch, "contacts_page", params, href)
             for contact in page.get("contacts") or []:
                 address = str(((contact or {}).get("email_address") or {}).get("address") or "").lower()
                 if address in wanted:

@@ -24,7 +24,7 @@ def make_connection(expires_in: float = 3600, **fields: Any) -> Connection:
         "connected_at": timezone.now(),
     }
     defaults.update(fields)
-    Connection.objects.update_or_create(pk=Connection.SINGLETON_PK, defaults=defaults)
+    Connection.objects.update_or_create(slug=Connection.DEFAULT_SLUG, defaults=defaults)
     return Connection.load()
 
 

@@ -101,7 +101,7 @@ def messages_of(response) -> list[tuple[str, str]]:
 
 
 def assert_nothing_stored() -> None:
-    stored = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
+    stored = Connection.objects.filter(slug=Connection.DEFAULT_SLUG).first()
     if stored is not None:
         assert stored.status == Connection.Status.DISCONNECTED
         assert stored.access_token == ""

@@ -70,7 +70,7 @@ def expect_account_and_lists(cc_api):
 
 
 def assert_nothing_stored() -> None:
-    stored = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
+    stored = Connection.objects.filter(slug=Connection.DEFAULT_SLUG).first()
     if stored is not None:
         assert stored.status == Connection.Status.DISCONNECTED
         assert (stored.access_token, stored.refresh_token) == ("", "")

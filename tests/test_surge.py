@@ -399,11 +399,12 @@ def test_an_error_cc_ties_to_no_contact_sends_the_whole_batch_one_by_one(
 ):
     add(4)
     answer = {"state": "completed", "activity_errors": ["Something went wrong."], "status": {}}
+    real_call = surge.Surge._call
     monkeypatch.setattr(
         surge.Surge,
         "_call",
-        lambda self, method, *args: (
-            answer if method.__name__ == "activity" else backfill.call_api(method, *args)
+        lambda self, batch, method, *args: (
+            answer if method == "activity" else real_call(self, batch, method, *args)
         ),
     )
 
@@ -532,13 +533,14 @@ def test_a_failed_activity_puts_its_signups_back_never_synced(
     connected, django_capture_on_commit_callbacks, monkeypatch
 ):
     add(4)
+    real_call = surge.Surge._call
     monkeypatch.setattr(
         surge.Surge,
         "_call",
-        lambda self, method, *args: (
+        lambda self, batch, method, *args: (
             {"state": "failed", "activity_errors": ["Import failed."]}
-            if method.__name__ == "activity"
-            else backfill.call_api(method, *args)
+            if method == "activity"
+            else real_call(self, batch, method, *args)
         ),
     )
 

@@ -19,7 +19,7 @@ def cc_sync_banner(context: dict[str, Any]) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.has_perm("cc_sync.change_connection"):
         return {"show": False}
-    connection = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
+    connection = Connection.objects.filter(slug=Connection.DEFAULT_SLUG).first()
     status = connection.status if connection else Connection.Status.DISCONNECTED
     # Tokens the configured keys cannot read are as good as none, whatever the status says.
     unreadable = bool(connection and unreadable_fields(connection))
