@@ -127,6 +127,22 @@ class Connection(models.Model):
         self.site_domain = self.site_domain.strip().lower()
         super().save(*args, **kwargs)
 
+    def clean(self) -> None:
+        from .conf import app_settings
+
+        if self.client_secret and not self.client_id:
+            raise ValidationError({"client_id": _("A client secret needs the client id of its application.")})
+        if self.client_id and not self.client_secret and app_settings.OAUTH_FLOW == "authorization_code":
+            # PKCE and device-flow applications have no secret; the authorization-code flow needs one.
+            raise ValidationError(
+                {
+                    "client_secret": _(
+                        "This application needs its client secret (CC_SYNC['OAUTH_FLOW'] is "
+                        '"authorization_code").'
+                    )
+                }
+            )
+
     @classmethod
     def load(cls) -> Connection:
         """The default connection, created (disconnected) on first use."""
