@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from functools import wraps
@@ -136,7 +136,8 @@ class ConnectionForm(forms.ModelForm):
     """Adding or editing a connection. The client secret is write-only: never rendered, kept when left empty."""
 
     client_secret = forms.CharField(
-        label=gettext_lazy("own application's client secret"),
+        label=gettext_lazy("Own application's client secret"),
+        help_text=gettext_lazy("Stored encrypted and never shown again."),
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -156,6 +157,8 @@ class ConnectionForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # The stored secret (model_to_dict put it here) is never sent back to the browser.
         self.initial.pop("client_secret", None)
+        if not self.instance.pk:
+            self.initial["name"] = ""  # the model's default names the first connection, not another
         if self.instance.pk and fields.is_set(self.instance, "client_secret"):
             self.fields["client_secret"].help_text = _(
                 "A secret is stored (never shown). Leave empty to keep it; type a new one to replace it."
@@ -193,6 +196,9 @@ class ConnectionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # Code and settings name the default connection by its slug.
         return ("slug",) if obj is not None and obj.is_default else ()
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Sequence[str]]:
+        return {} if obj is not None and obj.is_default else {"slug": ("name",)}
 
     def get_urls(self) -> list[Any]:
         prefix = f"{self.opts.app_label}_{self.opts.model_name}_"

@@ -370,12 +370,14 @@ def test_admin_connects_two_accounts_and_each_sites_signups_reach_its_own_accoun
 
         # The second: added with its own application and site, then connected from its own page.
         admin.get_by_role("link", name="Add connection").click()
-        admin.get_by_label("Name").fill("Shop")
-        admin.get_by_label("Slug").fill("shop")
+        admin.get_by_label("Name").press_sequentially("Shop")
+        expect(admin.get_by_label("Slug")).to_have_value("shop")  # made from the name as it is typed
         admin.get_by_label("Own application's client id").fill("shop-app")
         admin.get_by_label("Own application's client secret").fill("shop-app-secret")
         admin.get_by_label("Site domain").fill("localhost")
+        screenshot(admin, "connection-add")
         admin.get_by_role("button", name="Save", exact=True).click()
+        expect(admin).to_have_url(re.compile(re.escape(site + "/admin/cc_sync/connection/") + r"\d+/$"))
         shop = Connection.objects.get(slug="shop")
         shop_page = f"{site}/admin/cc_sync/connection/{shop.pk}/"
         expect(admin).to_have_url(shop_page)
