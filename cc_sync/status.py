@@ -12,7 +12,7 @@ from django.utils import timezone
 from . import crypto, ratelimit
 from .conf import app_settings
 from .fields import unreadable_fields
-from .models import Connection, RateLimitState, Signup
+from .models import Application, Connection, RateLimitState, Signup
 from .sync import default_list_ids
 
 
@@ -81,12 +81,19 @@ class Report:
         return found
 
 
-def report() -> Report:
-    """Counts, ages, list checks and the quota block in four queries."""
-    connection = Connection.load()
+def report(connection: Connection | None = None) -> Report:
+    """Counts, ages, list checks and the quota block in four queries.
+
+    ``connection``: that connection's signups, lists and application budget; ``None``: the default
+    connection's, with the signups of every connection counted.
+    """
+    signups = Signup.objects.all() if connection is None else connection.signups()
+    connection = connection or Connection.load()
+    # The budget is named by the client id alone: the secret (perhaps unreadable) is not read for it.
+    budget = Application(connection.client_id, own=bool(connection.client_id)).budget("api")
     now = timezone.now()
     S = Signup.Status
-    counts = Signup.objects.aggregate(
+    counts = signups.aggregate(
         pending=Count("pk", filter=Q(status=S.PENDING)),
         syncing=Count("pk", filter=Q(status=S.SYNCING)),
         waiting_reconnect=Count("pk", filter=Q(status=S.WAITING_RECONNECT)),
@@ -97,7 +104,7 @@ def report() -> Report:
         oldest_pending_at=Min("created_at", filter=Q(status__in=[S.PENDING, S.SYNCING])),
         last_synced_at=Max("synced_at"),
     )
-    configured = app_settings.LIST_IDS
+    configured = app_settings.LIST_IDS if connection.is_default else []
     list_ids = default_list_ids(connection)
     known = connection.list_names()
     # Lists CC answered 404 for (recorded by the sync), and chosen lists gone from the last fetch.
@@ -107,10 +114,10 @@ def report() -> Report:
         for list_id in list_ids
         if connection.lists_checked_at and list_id not in known and list_id not in missing
     ]
-    quota = RateLimitState.objects.filter(name="api").values_list("blocked_until", flat=True).first()
+    quota = RateLimitState.objects.filter(name=budget).values_list("blocked_until", flat=True).first()
     return Report(
         connection=connection,
-        requests_today=ratelimit.requests_today("api"),
+        requests_today=ratelimit.requests_today(budget),
         daily_limit=app_settings.DAILY_LIMIT,
         list_ids=list_ids,
         lists_from_settings=bool(configured),

@@ -1149,7 +1149,7 @@ def test_the_connection_and_confirmation_pages_draw_the_breadcrumbs_as_the_admin
 ):
     """Django 6.1 draws <ol class="breadcrumbs"><li>, earlier versions a <div>: the pages follow the admin."""
     signups = breadcrumbs(admin_client.get(SIGNUPS).content.decode())
-    own = signups.replace("Signups", "Constant Contact connection")
+    own = signups.replace("Signups", "Constant Contact connections")
     assert breadcrumbs(admin_client.get(PAGE).content.decode()) == own
     failed = Signup.objects.create(email="f@example.com", status=Signup.Status.FAILED)
     confirmation = admin_client.post(SIGNUPS, {"action": "retry_now", "_selected_action": [failed.pk]})
