@@ -14,9 +14,10 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from itertools import zip_longest
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -467,22 +468,37 @@ def _keep_alive_due(connection: Connection, now: datetime) -> bool:
     )
 
 
+def _applications_in_turn(connections: Iterable[Connection]) -> list[Connection]:
+    """The connections with their applications taken in turn: one of each application, then the next of each.
+
+    Each refresh waits for its application's token slot (1 a second per API key). Taken in turn, a connection
+    of another application is refreshed while one application's next slot comes, instead of after it: the
+    cycle lasts about as long as the application with the most connections needs, not the sum of them all.
+    """
+    by_application: dict[str, list[Connection]] = {}
+    for row in connections:
+        # The client id names the application and its budget; the secret is not read here, so a connection
+        # whose secret the keys cannot decrypt fails alone, in the loop, like any other failing connection.
+        by_application.setdefault(row.client_id, []).append(row)
+    return [row for turn in zip_longest(*by_application.values()) for row in turn if row is not None]
+
+
 @sensitive_variables()
 def keep_alive(connection: ConnectionArg = None) -> int:
     """Refresh each connected connection (or only ``connection``) whose token is stale or that was not
     refreshed for ``KEEPALIVE_INTERVAL``, and re-check its lists daily; return how many were refreshed.
 
     CC's refresh tokens die after 180 days unused, so a site where nobody signs up must still refresh. The
-    connections are taken one after another, each refresh paced by its application's token budget (1
-    request a second per API key, shared by every process), so however many connections share an
-    application its token endpoint never sees more than that. One failing connection does not stop the
-    others: it is marked for a reconnect, or tried again at the next cycle.
+    connections are taken one after another, their applications in turn, each refresh paced by its
+    application's token budget (1 request a second per API key, shared by every process), so however many
+    connections share an application its token endpoint never sees more than that. One failing connection
+    does not stop the others: it is marked for a reconnect, or tried again at the next cycle.
     """
     connected = Connection.objects.filter(status=Connection.Status.CONNECTED)
     if connection is not None:
         connected = connected.filter(pk=connection.pk)
     refreshed = 0
-    for row in connected.order_by("pk"):
+    for row in _applications_in_turn(connected.order_by("pk")):
         before = row.last_refreshed_at
         try:
             refresh_tokens_if(lambda c: _keep_alive_due(c, timezone.now()), row)

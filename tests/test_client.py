@@ -25,7 +25,7 @@ from cc_sync.exceptions import (
     RetryLater,
     Throttled,
 )
-from cc_sync.models import RateLimitState, Signup
+from cc_sync.models import Application, RateLimitState, Signup
 from rig.cc import make_connection
 from rig.constants import LIST_ID
 
@@ -135,6 +135,17 @@ def test_slots_are_spaced_so_no_second_holds_more_than_the_rate(db, monkeypatch)
     for n, delay in enumerate(delays):
         assert delay == pytest.approx(n * spacing, abs=1e-6)
     assert 4 * spacing > 1.0  # so a one-second window never holds 5
+
+
+def test_an_own_applications_token_slots_are_spaced_as_widely_as_the_settings_applications(db, monkeypatch):
+    # A refresh is not late-checked (it waits for the connection row's lock after its slot), so each token
+    # budget keeps the wider margin: the settings' application's and that of an application of its own.
+    Clock(monkeypatch, "2028-02-29 10:00:00")
+    own = Application("shop-client-id", "shop-client-secret", own=True).budget("token")
+    margin = ratelimit.TOKEN_SPACING_MARGIN
+    for name in ("token", own):
+        delays = [ratelimit.reserve(name, rate=1.0) for _ in range(3)]
+        assert delays == pytest.approx([0.0, margin, 2 * margin], abs=1e-6), name
 
 
 def test_every_request_carries_the_user_agent_and_accept_headers(db, cc_api):

@@ -7,8 +7,10 @@ import logging
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from urllib.parse import parse_qs
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -249,6 +251,59 @@ def test_keep_alive_reports_chosen_lists_that_vanished_from_the_account(db, cc_a
     assert status.report().missing_list_ids == ["gone"]
     assert any("gone" in problem and "no longer exists" in problem for problem in status.report().problems)
     assert Connection.load().available_lists == [{"list_id": "l1", "name": "New"}]
+
+
+def test_keep_alive_takes_the_applications_in_turn_so_one_refreshes_while_another_waits(db, cc_api):
+    # Two connections on the settings' application, then two on an application of their own: taken in
+    # turn, a shop connection is refreshed while the settings' application waits for its next token slot.
+    stale = {"expires_at": timezone.now() - timedelta(minutes=1), "lists_checked_at": timezone.now()}
+    make_connection(**stale)
+    tokens = {"status": Connection.Status.CONNECTED, "access_token": "old-access", **stale}
+    Connection.objects.create(slug="branch", refresh_token="branch-refresh", **tokens)
+    for shop in ("shop1", "shop2"):
+        Connection.objects.create(
+            slug=shop,
+            client_id="shop-client-id",
+            client_secret="shop-client-secret",
+            refresh_token=f"{shop}-refresh",
+            **tokens,
+        )
+    for refresh in (REFRESH_TOKEN, "branch-refresh", "shop1-refresh", "shop2-refresh"):
+        cc_api.post(
+            TOKEN_URL,
+            json=token_body(f"new-{refresh}", f"next-{refresh}"),
+            match=[
+                matchers.urlencoded_params_matcher({"grant_type": "refresh_token", "refresh_token": refresh})
+            ],
+        )
+
+    assert oauth.keep_alive() == 4
+
+    sent = [parse_qs(call.request.body)["refresh_token"][0] for call in cc_api.calls]
+    assert sent == [REFRESH_TOKEN, "shop1-refresh", "branch-refresh", "shop2-refresh"]
+
+
+def test_keep_alive_refreshes_the_others_when_a_connections_own_secret_cannot_be_read(
+    db, cc_api, cc_settings
+):
+    keys = cc_settings["ENCRYPTION_KEYS"]
+    cc_settings["ENCRYPTION_KEYS"] = [Fernet.generate_key().decode()]  # a key since dropped from the settings
+    Connection.objects.create(
+        slug="shop",
+        client_id="shop-client-id",
+        client_secret="shop-client-secret",
+        status=Connection.Status.CONNECTED,
+        access_token="shop-access",
+        refresh_token="shop-refresh",
+        expires_at=timezone.now() - timedelta(minutes=1),
+    )
+    cc_settings["ENCRYPTION_KEYS"] = keys
+    make_connection(expires_in=-60, lists_checked_at=timezone.now())
+    expect_refresh(cc_api)
+
+    assert oauth.keep_alive() == 1
+
+    assert Connection.load().access_token == "new-access-token-xyz"
 
 
 def test_reconnect_releases_held_signups(db, cc_api, published, django_capture_on_commit_callbacks):
