@@ -122,7 +122,9 @@ def spacing(name: str, rate: float) -> float:
     """Seconds between two slots of budget ``name`` at ``rate`` requests per second."""
     if rate <= 0:
         return 0.0
-    return (TOKEN_SPACING_MARGIN if name == "token" else SPACING_MARGIN) / rate
+    # "token", or "token:<key>" for a connection's own application (models.Application.budget).
+    token = name.partition(":")[0] == "token"
+    return (TOKEN_SPACING_MARGIN if token else SPACING_MARGIN) / rate
 
 
 def reserve(name: str, rate: float, daily_limit: int | None = None, again: bool = False) -> float:
