@@ -342,46 +342,57 @@ def refresh_tokens_if(should_refresh: Callable[[Connection], bool], connection: 
     :class:`ReconnectRequired` when not connected or CC refuses the grant (the connection is then marked
     *needs reconnect* and admins are told once), :class:`RetryLater` for transient failures.
     """
-    slot_reserved = False
     peek = Connection.for_id(connection.pk) if connection is not None else Connection.load()
     pk, application = peek.pk, peek.application()
-    if peek.status == Connection.Status.CONNECTED and should_refresh(peek):
-        fresh = _await_token_slot(should_refresh, peek)
-        if fresh is not None:
-            return fresh
-        slot_reserved = True
-    with transaction.atomic():
-        connection = lock_row(Connection, pk)
-        if connection.status != Connection.Status.CONNECTED:
-            raise ReconnectRequired(_not_connected(connection))
-        if not should_refresh(connection):
-            return connection.access_token
-        try:
-            tokens = get_client(application).refresh(connection.refresh_token, slot_reserved=slot_reserved)
-        except (ReconnectRequired, Rejected) as err:
-            # Any other 4xx to a refresh (not just invalid_grant) means this grant cannot be used as it
-            # is: hold the signups for a reconnect rather than fail them.
-            _needs_reconnect(connection, str(err))
-            failure: CCSyncError = ReconnectRequired(
-                err.message, status_code=err.status_code, error_key=err.error_key, errors=err.errors
-            )
-        except CCSyncError as err:
-            connection.last_error, connection.last_error_at = str(err)[:1000], timezone.now()
-            connection.save(update_fields=["last_error", "last_error_at", "updated_at"])
-            failure = err
-        else:
-            _apply_tokens(connection, tokens)
-            connection.save()
-            logger.info(
-                "Connection %r: refreshed the Constant Contact access token; it expires at %s.",
-                connection.slug,
-                connection.expires_at,
-            )
-            return connection.access_token
+    reserved = False
+    for attempt in range(ratelimit.LATE_RESERVATIONS + 1):
+        slot = None
+        if peek.status == Connection.Status.CONNECTED and should_refresh(peek):
+            fresh, slot = _await_token_slot(should_refresh, peek, again=reserved)
+            if fresh is not None:
+                return fresh
+            reserved = True
+        with transaction.atomic():
+            connection = lock_row(Connection, pk)
+            if connection.status != Connection.Status.CONNECTED:
+                raise ReconnectRequired(_not_connected(connection))
+            if not should_refresh(connection):
+                return connection.access_token
+            # Sent only in a slot of the application's token budget that it could keep: one left behind (a late
+            # wake-up, the wait for this lock) could put this refresh within a second of the next slot's, maybe
+            # another connection's through the same application. A later slot is then reserved, outside this
+            # transaction; after LATE_RESERVATIONS the refresh goes late all the same, as API requests do.
+            late = slot is None or time.monotonic() - slot > ratelimit.TOKEN_PACING_TOLERANCE
+            if late and attempt < ratelimit.LATE_RESERVATIONS:
+                peek = connection
+                continue
+            try:
+                tokens = get_client(application).refresh(
+                    connection.refresh_token, slot_reserved=slot is not None
+                )
+            except (ReconnectRequired, Rejected) as err:
+                # Any other 4xx to a refresh (not just invalid_grant) means this grant cannot be used as it
+                # is: hold the signups for a reconnect rather than fail them.
+                _needs_reconnect(connection, str(err))
+                failure: CCSyncError = ReconnectRequired(
+                    err.message, status_code=err.status_code, error_key=err.error_key, errors=err.errors
+                )
+            except CCSyncError as err:
+                connection.last_error, connection.last_error_at = str(err)[:1000], timezone.now()
+                connection.save(update_fields=["last_error", "last_error_at", "updated_at"])
+                failure = err
+            else:
+                _apply_tokens(connection, tokens)
+                connection.save()
+                logger.info(
+                    "Connection %r: refreshed the Constant Contact access token; it expires at %s.",
+                    connection.slug,
+                    connection.expires_at,
+                )
+                return connection.access_token
+        break
     # Raised outside the atomic block so that the recorded status and error are committed.
-    logger.warning(
-        "Connection %r: refreshing the Constant Contact token failed: %s", connection.slug, failure
-    )
+    logger.warning("Connection %r: refreshing the Constant Contact token failed: %s", peek.slug, failure)
     raise failure
 
 
@@ -392,8 +403,12 @@ def _not_connected(connection: Connection) -> str:
 
 
 @sensitive_variables()
-def _await_token_slot(should_refresh: Callable[[Connection], bool], peek: Connection) -> str | None:
-    """Reserve a token-endpoint slot in its own committed transaction and wait for it.
+def _await_token_slot(
+    should_refresh: Callable[[Connection], bool], peek: Connection, again: bool = False
+) -> tuple[str | None, float]:
+    """Reserve a token-endpoint slot in its own committed transaction and wait for it; return ``(token,
+    slot)``: the slot's time (``time.monotonic()``), and a fresh token if another process refreshed meanwhile.
+    ``again``: a later slot for a refresh whose slot passed unused (not counted again).
 
     The slot is taken before the connection row is locked: inside that transaction it would be a
     savepoint, rolled back if the process died after CC had seen the call, and the next refresh could then
@@ -401,15 +416,15 @@ def _await_token_slot(should_refresh: Callable[[Connection], bool], peek: Connec
     returned at once and the slot goes unused.
     """
     budget = peek.application().budget("token")
-    deadline = time.monotonic() + ratelimit.reserve(budget, app_settings.TOKEN_RATE)
+    deadline = time.monotonic() + ratelimit.reserve(budget, app_settings.TOKEN_RATE, again=again)
     while (remaining := deadline - time.monotonic()) > 0:
         time.sleep(min(remaining, TOKEN_WAIT_POLL))
         connection = Connection.for_id(peek.pk)
         if connection.status != Connection.Status.CONNECTED:
-            return None
+            return None, deadline
         if not should_refresh(connection):
-            return connection.access_token
-    return None
+            return connection.access_token, deadline
+    return None, deadline
 
 
 @sensitive_variables()

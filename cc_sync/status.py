@@ -1,4 +1,4 @@
-"""A snapshot of the connection and the outbox, for the admin page and the status command."""
+"""A snapshot of each connection and its signups in the outbox, for the admin page and the status command."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from .sync import default_list_ids
 
 @dataclass
 class Report:
+    """One connection: its state, its signups by status, its lists and its application's request budget."""
+
     connection: Connection
     pending: int = 0
     syncing: int = 0
@@ -37,6 +39,12 @@ class Report:
     unreadable_tokens: list[str] = field(default_factory=list)
     #: While CC's daily quota is believed spent: when cc_sync sends its next (probe) request.
     quota_blocked_until: datetime | None = None
+    #: The CC application (API key) the connection uses, and the name of its request budget: CC counts the
+    #: rate and the daily quota per application, so every connection of one application shares them.
+    client_id: str = ""
+    budget: str = "api"
+    #: The slugs of the connections drawing from that budget (filled in by :func:`reports`).
+    budget_shared_by: list[str] = field(default_factory=list)
 
     @property
     def quota_probing(self) -> bool:
@@ -82,18 +90,12 @@ class Report:
 
 
 def report(connection: Connection | None = None) -> Report:
-    """Counts, ages, list checks and the quota block in four queries.
-
-    ``connection``: that connection's signups, lists and application budget; ``None``: the default
-    connection's, with the signups of every connection counted.
-    """
-    signups = Signup.objects.all() if connection is None else connection.signups()
+    """``connection``'s figures (default: the default connection's): counts, ages, list checks and the
+    quota block of its application, in four queries."""
     connection = connection or Connection.load()
-    # The budget is named by the client id alone: the secret (perhaps unreadable) is not read for it.
-    budget = Application(connection.client_id, own=bool(connection.client_id)).budget("api")
     now = timezone.now()
     S = Signup.Status
-    counts = signups.aggregate(
+    counts = connection.signups().aggregate(
         pending=Count("pk", filter=Q(status=S.PENDING)),
         syncing=Count("pk", filter=Q(status=S.SYNCING)),
         waiting_reconnect=Count("pk", filter=Q(status=S.WAITING_RECONNECT)),
@@ -114,6 +116,8 @@ def report(connection: Connection | None = None) -> Report:
         for list_id in list_ids
         if connection.lists_checked_at and list_id not in known and list_id not in missing
     ]
+    application = _application(connection)
+    budget = application.budget("api")
     quota = RateLimitState.objects.filter(name=budget).values_list("blocked_until", flat=True).first()
     return Report(
         connection=connection,
@@ -124,5 +128,36 @@ def report(connection: Connection | None = None) -> Report:
         missing_list_ids=missing,
         unreadable_tokens=unreadable_fields(connection),
         quota_blocked_until=quota,
+        client_id=application.client_id,
+        budget=budget,
+        budget_shared_by=[connection.slug],
         **counts,
     )
+
+
+def reports(slug: str | None = None) -> list[Report]:
+    """A :func:`report` of every connection, the default one first (it is created, disconnected, when there
+    is no connection at all), or only of the connection ``slug`` (``Connection.DoesNotExist`` if none has it).
+    """
+    connections = sorted(Connection.objects.all(), key=lambda c: (not c.is_default, c.pk))
+    if not connections:
+        connections = [Connection.load()]
+    budgets: dict[str, list[str]] = {}
+    for connection in connections:
+        budgets.setdefault(_application(connection).budget("api"), []).append(connection.slug)
+    if slug is not None:
+        connections = [c for c in connections if c.slug == slug]
+        if not connections:
+            raise Connection.DoesNotExist(f"No connection has the slug {slug!r}.")
+    found = [report(connection) for connection in connections]
+    for item in found:
+        item.budget_shared_by = budgets[item.budget]
+    return found
+
+
+def _application(connection: Connection) -> Application:
+    try:
+        return connection.application()
+    except crypto.UnreadableTokens:
+        # Only an own application has a secret to decrypt; its client id alone names its budget.
+        return Application(connection.client_id, own=True)

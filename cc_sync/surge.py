@@ -358,40 +358,67 @@ class Surge:
         """Send and poll ``batches`` (at most ``backfill.MAX_IN_FLIGHT`` at CC at once); return how many ended.
 
         A batch CC cannot take now (its activity queue is full, the quota is spent, a transient failure
-        outlasting the retries) is left with a lease that runs out when it may be tried again.
+        outlasting the retries, a grant to reconnect) is left with a lease that runs out when it may be tried
+        again, and so are the other batches of its connection. The other connections' batches go on: one
+        account's refusal never holds up another account's signups.
         """
         pending = [b for b in batches if b.status == BatchStatus.PENDING]
         in_flight = [b for b in batches if b.status == BatchStatus.SUBMITTED]
         ended = 0
-        try:
-            while pending or in_flight:
-                while pending and len(in_flight) < backfill.MAX_IN_FLIGHT:
-                    batch = pending[0]
-                    if not self._hold(batch):
-                        pending.pop(0)  # our lease ran out while other batches were polled: not ours now
-                        continue
+        while pending or in_flight:
+            while pending and len(in_flight) < backfill.MAX_IN_FLIGHT:
+                batch = pending[0]
+                if not self._hold(batch):
+                    pending.pop(0)  # our lease ran out while other batches were polled: not ours now
+                    continue
+                try:
                     self.submit(batch)  # raises before the pop: a batch CC did not take stays pending
-                    pending.pop(0)
-                    if batch.status == BatchStatus.SUBMITTED:
-                        in_flight.append(batch)
-                    else:
+                except (RetryLater, ReconnectRequired) as err:
+                    self._stop_connection(batch.connection_id, err, pending, in_flight)
+                    continue
+                pending.pop(0)
+                if batch.status == BatchStatus.SUBMITTED:
+                    in_flight.append(batch)
+                else:
+                    ended += 1
+            if in_flight:
+                self.sleep(self.poll_interval)
+                for batch in list(in_flight):
+                    if batch not in in_flight:
+                        continue  # its connection was stopped by another batch's refusal in this round
+                    if not self._hold(batch):
+                        in_flight.remove(batch)
+                        continue
+                    try:
+                        finished = self.poll(batch)
+                    except (RetryLater, ReconnectRequired) as err:
+                        self._stop_connection(batch.connection_id, err, pending, in_flight)
+                        continue
+                    if finished:
+                        in_flight.remove(batch)
                         ended += 1
-                if in_flight:
-                    self.sleep(self.poll_interval)
-                    for batch in list(in_flight):
-                        if not self._hold(batch):
-                            in_flight.remove(batch)
-                        elif self.poll(batch):
-                            in_flight.remove(batch)
-                            ended += 1
-        except ActivityQueueFull as err:
-            self._wait([*in_flight, *pending], backfill.queue_full_delay(err, 1), str(err))
-        except ReconnectRequired as err:
-            self._hold_for_reconnect(pending, str(err))
-            self._wait(in_flight, app_settings.LEASE, str(err))
-        except RetryLater as err:  # QuotaExceeded included: its retry_after is the next probe
-            self._wait([*in_flight, *pending], max(err.retry_after or 0.0, app_settings.LEASE), str(err))
         return ended
+
+    def _stop_connection(
+        self,
+        connection_id: int | None,
+        err: RetryLater | ReconnectRequired,
+        pending: list[SurgeBatch],
+        in_flight: list[SurgeBatch],
+    ) -> None:
+        """Take the batches of ``connection_id`` out of ``pending`` and ``in_flight`` and leave them as ``err``
+        says: waiting out CC's queue or quota, or (unsent) held for a reconnect."""
+        unsent = [b for b in pending if b.connection_id == connection_id]
+        submitted = [b for b in in_flight if b.connection_id == connection_id]
+        pending[:] = [b for b in pending if b.connection_id != connection_id]
+        in_flight[:] = [b for b in in_flight if b.connection_id != connection_id]
+        if isinstance(err, ActivityQueueFull):
+            self._wait([*submitted, *unsent], backfill.queue_full_delay(err, 1), str(err))
+        elif isinstance(err, ReconnectRequired):
+            self._hold_for_reconnect(unsent, str(err))
+            self._wait(submitted, app_settings.LEASE, str(err))
+        else:  # QuotaExceeded included: its retry_after is the next probe
+            self._wait([*submitted, *unsent], max(err.retry_after or 0.0, app_settings.LEASE), str(err))
 
     def _hold(self, batch: SurgeBatch) -> bool:
         """Renew this worker's lease on ``batch``; False when it ran out and another worker may have the batch."""
