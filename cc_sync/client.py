@@ -425,11 +425,14 @@ class ConstantContactClient:
         budget = self.application.budget("api")
         for attempt in range(THROTTLED_RESENDS + 1):
             response = self._send("api", method, url, params=params, data=data, headers=headers)
-            if response.status_code != 429 or _activity_post(method, path):
+            if response.status_code != 429:
                 break
+            refusal_key = describe_error(response, [access_token])[0]
+            if _activity_post(method, path) and refusal_key != "quota_exceeded":
+                break  # a full activity queue (below), not a sign of the rate or the quota
             # CC's error key alone does not decide: no CC source confirms `quota_exceeded`, so a run of 429s
             # while our pacing is kept means the quota as well (ratelimit.record_429).
-            quota_wait = ratelimit.record_429(describe_error(response, [access_token])[0], name=budget)
+            quota_wait = ratelimit.record_429(refusal_key, name=budget)
             if quota_wait is not None or attempt == THROTTLED_RESENDS:
                 break
             # Throttled: the limiter backs off and the request goes out again in a later slot (CC did not
@@ -453,7 +456,7 @@ class ConstantContactClient:
                 **context,
             )
         if status == 429:
-            if _activity_post(method, path):
+            if _activity_post(method, path) and quota_wait is None:
                 # On bulk-activity POSTs CC's spec gives 429 one meaning: more than 1,000 activities are queued
                 # (Activities429ErrorResponse in https://developer.constantcontact.com/api_reference/index.html).
                 # Minutes, not seconds, and no sign of the daily quota.

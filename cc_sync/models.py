@@ -158,13 +158,23 @@ class Connection(models.Model):
     def is_default(self) -> bool:
         return self.slug == self.DEFAULT_SLUG
 
+    def has_own_application(self) -> bool:
+        """True for a client id other than ``CC_SYNC["CLIENT_ID"]``: the same id is the same API key to CC."""
+        from .conf import app_settings
+
+        return bool(self.client_id) and self.client_id != app_settings.CLIENT_ID
+
     def application(self) -> Application:
         """The CC application this connection's tokens belong to."""
         from .conf import app_settings
 
-        if self.client_id:
+        if self.has_own_application():
             return Application(self.client_id, self.client_secret, own=True)
         return Application(app_settings.CLIENT_ID, app_settings.CLIENT_SECRET)
+
+    def budget(self, family: str) -> str:
+        """Its application's budget name (:meth:`Application.budget`), read without decrypting the secret."""
+        return Application(self.client_id, own=self.has_own_application()).budget(family)
 
     def signups(self) -> models.QuerySet[Signup]:
         """The signups that go to this connection's account (the default one's include those naming none)."""

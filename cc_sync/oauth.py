@@ -492,9 +492,9 @@ def _applications_in_turn(connections: Iterable[Connection]) -> list[Connection]
     """
     by_application: dict[str, list[Connection]] = {}
     for row in connections:
-        # The client id names the application and its budget; the secret is not read here, so a connection
-        # whose secret the keys cannot decrypt fails alone, in the loop, like any other failing connection.
-        by_application.setdefault(row.client_id, []).append(row)
+        # Grouped by token budget, which does not read the secret: a connection whose secret the keys cannot
+        # decrypt fails alone, in the loop, like any other failing connection.
+        by_application.setdefault(row.budget("token"), []).append(row)
     return [row for turn in zip_longest(*by_application.values()) for row in turn if row is not None]
 
 

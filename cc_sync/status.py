@@ -12,7 +12,7 @@ from django.utils import timezone
 from . import crypto, ratelimit
 from .conf import app_settings
 from .fields import unreadable_fields
-from .models import Application, Connection, RateLimitState, Signup
+from .models import Connection, RateLimitState, Signup
 from .sync import default_list_ids
 
 
@@ -116,8 +116,7 @@ def report(connection: Connection | None = None) -> Report:
         for list_id in list_ids
         if connection.lists_checked_at and list_id not in known and list_id not in missing
     ]
-    application = _application(connection)
-    budget = application.budget("api")
+    budget = connection.budget("api")
     quota = RateLimitState.objects.filter(name=budget).values_list("blocked_until", flat=True).first()
     return Report(
         connection=connection,
@@ -128,7 +127,7 @@ def report(connection: Connection | None = None) -> Report:
         missing_list_ids=missing,
         unreadable_tokens=unreadable_fields(connection),
         quota_blocked_until=quota,
-        client_id=application.client_id,
+        client_id=connection.client_id if connection.has_own_application() else app_settings.CLIENT_ID,
         budget=budget,
         budget_shared_by=[connection.slug],
         **counts,
@@ -144,7 +143,7 @@ def reports(slug: str | None = None) -> list[Report]:
         connections = [Connection.load()]
     budgets: dict[str, list[str]] = {}
     for connection in connections:
-        budgets.setdefault(_application(connection).budget("api"), []).append(connection.slug)
+        budgets.setdefault(connection.budget("api"), []).append(connection.slug)
     if slug is not None:
         connections = [c for c in connections if c.slug == slug]
         if not connections:
@@ -153,11 +152,3 @@ def reports(slug: str | None = None) -> list[Report]:
     for item in found:
         item.budget_shared_by = budgets[item.budget]
     return found
-
-
-def _application(connection: Connection) -> Application:
-    try:
-        return connection.application()
-    except crypto.UnreadableTokens:
-        # Only an own application has a secret to decrypt; its client id alone names its budget.
-        return Application(connection.client_id, own=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
@@ -17,6 +19,8 @@ from .conf import app_settings
 from .forms import SignupForm
 from .models import Connection, Signup
 from .sync import enqueue_signup
+
+logger = logging.getLogger("cc_sync.views")
 
 
 class SignupView(FormView):
@@ -113,6 +117,17 @@ class SignupView(FormView):
                     validated_fields=form.validated_fields(),
                     connection=self.get_connection(),
                 )
+            except ValidationError as err:
+                defences.release(*email_check)
+                if "connection" not in getattr(err, "error_dict", {}):
+                    raise
+                # The site names a connection that does not exist: a configuration error, not the visitor's.
+                # Nothing was stored, so the visitor is told so rather than thanked.
+                logger.error(
+                    "Signup form %s: %s", self.request.path, "; ".join(err.message_dict["connection"])
+                )
+                form.add_error(None, _("Signups cannot be taken right now. Please try again later."))
+                return self.render_to_response(self.get_context_data(form=form), status=503)
             except Exception:
                 # Nothing was stored (a database error, say): the visitor gets the error, and their
                 # retry must not be thanked with nothing saved.

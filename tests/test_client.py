@@ -107,6 +107,15 @@ def test_a_429_on_a_bulk_activity_post_means_a_full_activity_queue_not_throttlin
     assert isinstance(excinfo.value, RetryLater) and not isinstance(excinfo.value, (Throttled, QuotaExceeded))
 
 
+def test_a_429_quota_exceeded_on_a_bulk_activity_post_is_the_daily_quota(db, cc_api, monkeypatch):
+    Clock(monkeypatch, "2028-02-29 23:58:30")
+    cc_api.post(f"{API}/activities/contacts_json_import", status=429, json={"error_key": "quota_exceeded"})
+    with pytest.raises(QuotaExceeded) as excinfo:
+        ConstantContactClient().import_contacts_json("tok", [{"email": "a@example.com"}], ["l"])
+    assert excinfo.value.retry_after == 90 + ratelimit.RESET_MARGIN
+    assert ratelimit.quota_status()["blocked"] is True
+
+
 def test_a_429_while_polling_an_activity_is_ordinary_throttling(db, cc_api):
     cc_api.get(f"{API}/activities/a-1", status=429, json={"error_key": "throttled"})
     with pytest.raises(Throttled):

@@ -381,6 +381,16 @@ def test_a_view_naming_a_connection_stores_its_signups_for_that_connection(db, s
     assert post_form(SignupView.as_view(), email="plain@example.com").connection_id is None
 
 
+def test_a_view_naming_no_existing_connection_tells_the_visitor_and_stores_nothing(db, settings, caplog):
+    settings.ALLOWED_HOSTS = ["*"]
+    request = RequestFactory().post("/signup/", {"email": "lost@example.com", **FORM})
+    response = SignupView.as_view(connection="renamed")(request)
+    assert response.status_code == 503
+    assert "cannot be taken right now" in response.rendered_content
+    assert not Signup.objects.exists()
+    assert "renamed" in caplog.text
+
+
 @pytest.fixture
 def by_site(db: Any, settings: Any, cc_settings: dict[str, Any]) -> Connection:
     settings.ALLOWED_HOSTS = ["*"]

@@ -20,7 +20,7 @@ from cc_sync import oauth, ratelimit
 from cc_sync.exceptions import ReconnectRequired, RetryLater, Throttled
 from cc_sync.models import Connection, RateLimitState, Signup
 from rig.cc import make_connection, no_authorization_header, token_body
-from rig.constants import ACCESS_TOKEN, API_URL, BASIC, REFRESH_TOKEN, TOKEN_URL
+from rig.constants import ACCESS_TOKEN, API_URL, BASIC, CLIENT_ID, REFRESH_TOKEN, TOKEN_URL
 
 
 def expect_refresh(cc_api, refresh_token=REFRESH_TOKEN, status=200, body=None, **kwargs):
@@ -452,6 +452,9 @@ def test_connections_of_the_settings_application_share_its_budget(db, cc_api):
     other = Connection.objects.create(slug="branch", name="Branch")
     assert other.application() == Connection.load().application()
     assert other.application().budget("api") == "api"
+    # The settings' client id typed in as an "own" application is the same API key to CC: the same budget.
+    same = Connection.objects.create(slug="same", client_id=CLIENT_ID, client_secret="typed-again")
+    assert (same.budget("api"), same.application().budget("token")) == ("api", "token")
     assert own_app_connection().application().budget("api") != own_app_connection("b2").application().budget(
         "token"
     )
