@@ -193,6 +193,21 @@ class Connection(models.Model):
         return {item["list_id"]: item["name"] for item in self.available_lists}
 
 
+def connection_field() -> models.ForeignKey[Connection | None]:
+    """The ``connection`` of a signup, a surge batch or a backfill run: empty means the default connection.
+
+    PROTECT: a connection whose rows name it cannot be deleted (the admin says why).
+    """
+    return models.ForeignKey(
+        Connection,
+        verbose_name=_("connection"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+
+
 def default_deadline() -> datetime:
     """When a signup that keeps failing transiently is given up on (``CC_SYNC["DEADLINE"]`` from now)."""
     from .conf import app_settings
@@ -303,16 +318,8 @@ class Signup(models.Model):
     consent_ip_hash = models.CharField(_("consent IP (keyed hash)"), max_length=64, blank=True)
     consent_user_agent = models.CharField(_("consent user agent"), max_length=255, blank=True)
     personal_data_purged_at = models.DateTimeField(_("personal data removed at"), null=True, blank=True)
-    # The CC account this signup goes to; empty: the default connection. PROTECT: a connection with signups
-    # cannot be deleted (the admin says why).
-    connection = models.ForeignKey(
-        Connection,
-        verbose_name=_("connection"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-    )
+    # The CC account this signup goes to.
+    connection = connection_field()
     # The bulk import (surge mode) that took this signup. Kept after it ends: a pending row with a batch is
     # one the import sent back to be sent one by one (cc_sync.surge), so it is never taken in bulk again.
     surge_batch = models.ForeignKey(
@@ -431,14 +438,7 @@ class BackfillRun(models.Model):
 
     fingerprint = models.CharField(_("source fingerprint"), max_length=64, db_index=True)
     # The account imported into (empty: the default connection); part of what identifies the run.
-    connection = models.ForeignKey(
-        Connection,
-        verbose_name=_("connection"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-    )
+    connection = connection_field()
     source = models.CharField(_("source"), max_length=500)
     list_ids = models.JSONField(_("lists"), default=list)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.RUNNING)
@@ -511,14 +511,7 @@ class SurgeBatch(models.Model):
     UNFINISHED = (Status.PENDING, Status.SUBMITTED)
 
     # The account the import goes to (empty: the default connection); all its signups share it.
-    connection = models.ForeignKey(
-        Connection,
-        verbose_name=_("connection"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-    )
+    connection = connection_field()
     list_ids = models.JSONField(_("lists"), default=list)
     # The signups' ids in request order: CC's per-contact errors point at positions in the request.
     signup_ids = models.JSONField(_("signups"), default=list)
