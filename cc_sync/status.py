@@ -12,7 +12,7 @@ from django.utils import timezone
 from . import crypto, ratelimit
 from .conf import app_settings
 from .fields import unreadable_fields
-from .models import Connection, RateLimitState, Signup
+from .models import Connection, RateLimitState, Signup, SurgeBatch
 from .sync import default_list_ids
 
 
@@ -28,6 +28,9 @@ class Report:
     awaiting_confirmation: int = 0
     failed: int = 0
     synced_last_24h: int = 0
+    #: Surge mode: signups in bulk imports that have not ended yet, and those imports.
+    in_bulk_import: int = 0
+    bulk_imports: int = 0
     oldest_pending_at: datetime | None = None
     last_synced_at: datetime | None = None
     requests_today: int = 0
@@ -95,6 +98,7 @@ def report(connection: Connection | None = None) -> Report:
     connection = connection or Connection.load()
     now = timezone.now()
     S = Signup.Status
+    in_bulk_import = Q(status=S.SYNCING, surge_batch__status__in=SurgeBatch.UNFINISHED)
     counts = connection.signups().aggregate(
         pending=Count("pk", filter=Q(status=S.PENDING)),
         syncing=Count("pk", filter=Q(status=S.SYNCING)),
@@ -103,6 +107,8 @@ def report(connection: Connection | None = None) -> Report:
         awaiting_confirmation=Count("pk", filter=Q(status=S.AWAITING_CONFIRMATION)),
         failed=Count("pk", filter=Q(status=S.FAILED)),
         synced_last_24h=Count("pk", filter=Q(status=S.SYNCED, synced_at__gte=now - timedelta(hours=24))),
+        in_bulk_import=Count("pk", filter=in_bulk_import),
+        bulk_imports=Count("surge_batch", filter=in_bulk_import, distinct=True),
         oldest_pending_at=Min("created_at", filter=Q(status__in=[S.PENDING, S.SYNCING])),
         last_synced_at=Max("synced_at"),
     )

@@ -21,7 +21,7 @@ from responses import matchers
 from cc_sync import oauth, privacy
 from cc_sync.client import DEVICE_GRANT
 from cc_sync.exceptions import AuthorizationFailed
-from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift
+from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift, SurgeBatch
 from rig import ROOT
 from rig.cc import make_connection, no_authorization_header
 from rig.cc import token_body as cc_token_body
@@ -361,6 +361,21 @@ def test_status_counts_every_status_including_the_new_holds(connection):
         assert line in lines
     assert "awaiting confirmation: 2" in lines
     assert "waiting for a list: 3" in lines
+
+
+def test_status_shows_the_signups_in_unfinished_bulk_imports(connection, cc_settings):
+    cc_settings["LIST_IDS"] = [LIST_ID]
+    running = SurgeBatch.objects.create(status=SurgeBatch.Status.SUBMITTED, activity_id="a-1")
+    done = SurgeBatch.objects.create(status=SurgeBatch.Status.COMPLETED)
+    for i in range(3):
+        Signup.objects.create(email=f"bulk{i}@example.com", status=Signup.Status.SYNCING, surge_batch=running)
+    Signup.objects.create(email="one@example.com", status=Signup.Status.SYNCING)
+    Signup.objects.create(email="imported@example.com", status=Signup.Status.SYNCED, surge_batch=done)
+    out = io.StringIO()
+    call_command("cc_sync_status", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "syncing: 4" in lines
+    assert "in bulk imports (surge mode): 3 signups in 1 imports" in lines
 
 
 QUOTA_NOW = timezone.make_aware(timezone.datetime(2031, 3, 4, 22, 30))

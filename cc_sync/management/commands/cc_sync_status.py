@@ -83,6 +83,10 @@ class Command(CCSyncCommand):
             f"oldest pending: {report.oldest_pending_age or '-'}",
             requests,
         ]
+        if report.bulk_imports:
+            lines.append(
+                f"in bulk imports (surge mode): {report.in_bulk_import} signups in {report.bulk_imports} imports"
+            )
         if report.quota_line:
             lines.append(report.quota_line)
         return lines
