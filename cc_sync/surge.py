@@ -112,21 +112,58 @@ def eligible_q() -> Q:
 
 
 def decide(now: Any = None) -> bool:
-    """True when the due, eligible backlog is above :func:`threshold` or beyond the day's remaining budget."""
+    """True when the due, eligible backlog of an application (API key) is above :func:`threshold` or beyond
+    its day's remaining budget.
+
+    With one application (every connection on the settings' one) the whole backlog is counted; with several,
+    each application's connections' backlog against that application's budget.
+    """
     if not enabled():
         return False
+    budgets = _budgets()
+    backlog = Signup.objects.due(now).filter(eligible_q()).order_by()
+    if len(set(budgets.values())) <= 1:
+        return _calls_for_bulk(backlog, next(iter(budgets.values()), "api"))
+    return any(
+        _calls_for_bulk(backlog.filter(_connections_q(budgets, budget)), budget)
+        for budget in set(budgets.values())
+    )
+
+
+def _budgets() -> dict[int | None, str]:
+    """``{Signup.connection_id: API budget}``: ``None`` (a signup naming no connection) is the default one's."""
+    budgets: dict[int | None, str] = {None: "api"}
+    for connection in Connection.objects.all():
+        budgets[connection.pk] = budget = connection.budget("api")
+        if connection.is_default:
+            budgets[None] = budget
+    return budgets
+
+
+def _connections_q(budgets: dict[int | None, str], budget: str) -> Q:
+    ids = [pk for pk, name in budgets.items() if name == budget and pk is not None]
+    q = Q(connection_id__in=ids)
+    return q | Q(connection__isnull=True) if budgets[None] == budget else q
+
+
+def _calls_for_bulk(backlog: Any, budget: str) -> bool:
     limit = threshold()
     remaining = None
     if app_settings.DAILY_LIMIT > 0:
-        remaining = max(0, app_settings.DAILY_LIMIT - ratelimit.requests_today())
+        remaining = max(0, app_settings.DAILY_LIMIT - ratelimit.requests_today(budget))
     # Counting stops one past what decides, so a long queue costs no more than a short one.
     cap = max(limit, remaining or 0) + 1
-    backlog = Signup.objects.due(now).filter(eligible_q()).order_by()[:cap].count()
-    if backlog > limit:
-        logger.info("%s+ signups are due (threshold %s): surge mode.", backlog, limit)
+    count = backlog[:cap].count()
+    if count > limit:
+        logger.info("%s+ signups are due (threshold %s) in budget %s: surge mode.", count, limit, budget)
         return True
-    if remaining is not None and backlog > remaining:
-        logger.info("%s signups are due and %s requests are left today: surge mode.", backlog, remaining)
+    if remaining is not None and count > remaining:
+        logger.info(
+            "%s signups are due and %s requests are left today in budget %s: surge mode.",
+            count,
+            remaining,
+            budget,
+        )
         return True
     return False
 
