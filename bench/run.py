@@ -36,6 +36,7 @@ BENCHMARKS = {
     "backfill": "bench.backfill",  # written separately; included when the module exists
     "cases": "bench.cases",
     "surge": "bench.surge",
+    "keepalive": "bench.keepalive",
 }
 
 

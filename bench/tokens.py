@@ -59,7 +59,7 @@ def simulated_day(rig: Any, day: float, signups: int, concurrency: int) -> dict[
     log_start = len(sandbox.requests())
     refreshes_before = sandbox.token_calls("refresh_token")
     # The connection was made half a day ago: the stored token expires at noon of the simulated day.
-    Connection.objects.filter(pk=Connection.SINGLETON_PK).update(
+    Connection.objects.filter(slug=Connection.DEFAULT_SLUG).update(
         expires_at=timezone.now() + timedelta(seconds=lifetime / 2)
     )
     started = time.monotonic()

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from functools import wraps
 from types import SimpleNamespace
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.db.models import Count, ProtectedError, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -32,6 +35,7 @@ from . import fields, oauth, status, sync
 from .client import get_client
 from .conf import app_settings
 from .exceptions import AuthorizationFailed, CCSyncError, ReconnectRequired
+from .fields import unreadable_fields
 from .models import (
     BackfillBatch,
     BackfillRun,
@@ -75,41 +79,191 @@ def handles_tokens(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     return wrapper
 
 
+#: Signups of a connection that are not finished: pending (or being sent), or held (see Signup.HELD_STATUSES).
+PENDING_STATUSES = (Signup.Status.PENDING, Signup.Status.SYNCING)
+#: With more connections than this needing attention, the admin's banner counts them without naming them.
+NAMED_IN_BANNER = 3
+
+
+def signup_counts() -> dict[int, dict[str, int]]:
+    """``{connection pk: {"pending", "held"}}`` of every connection's unfinished signups, in one query.
+
+    Signups naming no connection are the default connection's (:meth:`Connection.signups`).
+    """
+    rows = (
+        Signup.objects.order_by()
+        .values_list("connection_id")
+        .annotate(
+            pending=Count("pk", filter=Q(status__in=PENDING_STATUSES)),
+            held=Count("pk", filter=Q(status__in=Signup.HELD_STATUSES)),
+        )
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for pk, pending, held in rows:
+        if pk is None:
+            pk = Connection.objects.filter(slug=Connection.DEFAULT_SLUG).values_list("pk", flat=True).first()
+            if pk is None:
+                continue
+        total = counts.setdefault(pk, {"pending": 0, "held": 0})
+        total["pending"] += pending
+        total["held"] += held
+    return counts
+
+
+def attention(connection: Connection, counts: dict[str, int] | None = None) -> str:
+    """What ``connection`` needs from an admin, in a few words ("" when nothing).
+
+    Unreadable tokens, a grant CC refused, a disconnection while signups wait for it, or no list to send to.
+    """
+    counts = counts or {}
+    if unreadable_fields(connection):
+        return _("stored tokens cannot be read")
+    if connection.status == Connection.Status.NEEDS_RECONNECT:
+        return _("needs reconnecting")
+    waiting = counts.get("pending", 0) + counts.get("held", 0)
+    if connection.status == Connection.Status.DISCONNECTED:
+        if not waiting:
+            return ""
+        return ngettext(
+            "disconnected, %(count)d signup waiting", "disconnected, %(count)d signups waiting", waiting
+        ) % {"count": waiting}
+    if not sync.default_list_ids(connection):
+        return _("no list chosen")
+    return ""
+
+
+class ConnectionForm(forms.ModelForm):
+    """Adding or editing a connection. The client secret is write-only: never rendered, kept when left empty."""
+
+    client_secret = forms.CharField(
+        label=gettext_lazy("Own application's client secret"),
+        help_text=gettext_lazy("Stored encrypted and never shown again."),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    class Meta:
+        model = Connection
+        fields = ("name", "slug", "client_id", "client_secret", "site_domain")
+        help_texts = {
+            "client_id": gettext_lazy(
+                "Empty: the application of CC_SYNC['CLIENT_ID']. Set: this connection's own Constant "
+                "Contact application (its own rate limits)."
+            ),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The stored secret (model_to_dict put it here) is never sent back to the browser.
+        self.initial.pop("client_secret", None)
+        if not self.instance.pk:
+            self.initial["name"] = ""  # the model's default names the first connection, not another
+        if self.instance.pk and fields.is_set(self.instance, "client_secret"):
+            self.fields["client_secret"].help_text = _(
+                "A secret is stored (never shown). Leave empty to keep it; type a new one to replace it."
+            )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data
+        if not cleaned.get("client_id"):
+            cleaned["client_secret"] = ""  # the settings' application: no secret of its own
+        elif not cleaned.get("client_secret") and self.instance.pk:
+            # Left empty: keep the stored one as stored (read or not with the configured keys).
+            cleaned["client_secret"] = Connection._meta.get_field("client_secret").raw_value(self.instance)
+        return cleaned
+
+
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
-    """One page for the one connection; every action needs the change permission and POST + CSRF."""
+    """The Constant Contact connections: with one, its page is the change list (as before there were
+    several); with more, the change list lists them and each has a page of its own (``<pk>/``).
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    The default connection's actions keep their URLs (``connect/``, ``refresh/``...); another connection's
+    are under its primary key (``<pk>/connect/``...). The OAuth callback is one URL for all: the state
+    record says which connection is being connected. Every action needs the change permission and POST +
+    CSRF.
+    """
+
+    form = ConnectionForm
+    actions = None
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        if obj is not None and obj.is_default:
+            return False  # where signups naming no connection go
+        return super().has_delete_permission(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Code and settings name the default connection by its slug.
+        return ("slug",) if obj is not None and obj.is_default else ()
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Sequence[str]]:
+        return {} if obj is not None and obj.is_default else {"slug": ("name",)}
 
     def get_urls(self) -> list[Any]:
         prefix = f"{self.opts.app_label}_{self.opts.model_name}_"
-        own = [
+        actions = [
             ("connect", self.connect_view),
-            ("callback", self.callback_view),
             ("refresh", self.refresh_view),
             ("disconnect", self.disconnect_view),
             ("lists", self.lists_view),
             ("device", self.device_view),
         ]
+        wrap = self.admin_site.admin_view
+        # One name per action: without arguments the default connection's URL, with a pk another's.
+        default = [path(f"{name}/", wrap(view), name=prefix + name) for name, view in actions]
+        by_pk = [path(f"<int:pk>/{name}/", wrap(view), name=prefix + name) for name, view in actions]
         return [
-            path(f"{name}/", self.admin_site.admin_view(view), name=prefix + name) for name, view in own
-        ] + super().get_urls()
+            path("callback/", wrap(self.callback_view), name=prefix + "callback"),
+            *default,
+            path("<int:pk>/", wrap(self.page_view), name=prefix + "page"),
+            *by_pk,
+            *super().get_urls(),
+        ]
 
-    def _require_change_permission(self, request: HttpRequest) -> None:
-        if not self.has_change_permission(request):
+    # -- where things are ----------------------------------------------------------------------------
+
+    def _name(self, action: str) -> str:
+        return f"admin:{self.opts.app_label}_{self.opts.model_name}_{action}"
+
+    def _url(self, action: str, connection: Connection) -> str:
+        """The URL of ``action`` for ``connection`` (the default connection's without a pk, as always)."""
+        return (
+            reverse(self._name(action))
+            if connection.is_default
+            else reverse(self._name(action), args=[connection.pk])
+        )
+
+    def _page_url(self, connection: Connection | None = None) -> str:
+        """The connection's page: the change list while it is the only connection, else its own page."""
+        if connection is None or Connection.objects.count() <= 1:
+            return reverse(self._name("changelist"))
+        return reverse(self._name("page"), args=[connection.pk])
+
+    def _page(self, connection: Connection | None = None) -> HttpResponseRedirect:
+        return HttpResponseRedirect(self._page_url(connection))
+
+    def _connection(self, request: HttpRequest, pk: int | None, change: bool = True) -> Connection:
+        """The connection of an action's URL (the default one without a pk); 404 or 403 as the admin does."""
+        if pk is None:
+            connection = Connection.load()
+        else:
+            try:
+                connection = Connection.objects.get(pk=pk)
+            except Connection.DoesNotExist:
+                raise Http404(_("No such Constant Contact connection.")) from None
+        allowed = (
+            self.has_change_permission(request, connection)
+            if change
+            else self.has_view_or_change_permission(request, connection)
+        )
+        if not allowed:
             raise PermissionDenied
-
-    def _page(self) -> HttpResponseRedirect:
-        return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
+        return connection
 
     def redirect_uri(self, request: HttpRequest) -> str:
         """``REDIRECT_URI`` if set, else this admin's callback URL (register it at CC exactly)."""
-        callback = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_callback")
-        return app_settings.REDIRECT_URI or request.build_absolute_uri(callback)
+        return app_settings.REDIRECT_URI or request.build_absolute_uri(reverse(self._name("callback")))
 
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
         """What the admin's own change list template needs to draw the header and the breadcrumbs."""
@@ -121,20 +275,88 @@ class ConnectionAdmin(admin.ModelAdmin):
             "title": title,
         }
 
-    @handles_tokens
+    # -- the pages -------------------------------------------------------------------------------------
+
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        snapshot = status.report()
+        default = Connection.load()
+        connections = list(Connection.objects.order_by("pk"))
+        if len(connections) <= 1:
+            return self._connection_page(request, default, several=False, extra_context=extra_context)
+        counts = signup_counts()
+        can_change = self.has_change_permission(request)
+        rows = []
+        for connection in connections:
+            counted = counts.get(connection.pk, {})
+            unreadable = bool(unreadable_fields(connection))
+            rows.append(
+                {
+                    "connection": connection,
+                    "page": reverse(self._name("page"), args=[connection.pk]),
+                    "change": reverse(self._name("change"), args=[connection.pk]),
+                    "urls": self._action_urls(connection),
+                    "unreadable": unreadable,
+                    "pending": counted.get("pending", 0),
+                    "held": counted.get("held", 0),
+                    "attention": attention(connection, counted),
+                }
+            )
+        context = {
+            **self._context(request, _("Constant Contact connections")),
+            "rows": rows,
+            "can_change": can_change,
+            "can_add": self.has_add_permission(request),
+            "add_url": reverse(self._name("add")),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/cc_sync/connection/connection_list.html", context)
+
+    def page_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """One connection's page (the change list's page when it is the only connection)."""
+        connection = self._connection(request, pk, change=False)
+        return self._connection_page(request, connection, several=Connection.objects.count() > 1)
+
+    def _action_urls(self, connection: Connection) -> dict[str, str]:
+        return {
+            action: self._url(action, connection) for action in ("connect", "refresh", "disconnect", "lists")
+        }
+
+    @handles_tokens
+    def _connection_page(
+        self,
+        request: HttpRequest,
+        connection: Connection,
+        several: bool,
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        snapshot = status.report(connection)
         connection = snapshot.connection
         chosen = set(snapshot.list_ids)
         names = connection.list_names()
         device_flow = app_settings.OAUTH_FLOW == "device"
+        title = _("Constant Contact connection")
         context = {
-            **self._context(request, _("Constant Contact connection")),
+            **self._context(request, f"{title}: {connection.name}" if several else title),
+            # With several connections the page is drawn as a change form's, whose breadcrumbs lead back to
+            # the list; alone, as the change list's (what the page always was).
+            "base_template": "admin/change_form.html" if several else "admin/change_list.html",
+            "original": connection,
+            "has_view_permission": True,
+            "several": several,
             "connection": connection,
+            "urls": self._action_urls(connection),
+            "change_url": reverse(self._name("change"), args=[connection.pk]),
+            # The signup list filters by connection once there are several (the default's include unnamed).
+            "signups_url": (
+                f"{reverse('admin:cc_sync_signup_changelist')}?connection__id__exact={connection.pk}"
+                if several and not connection.is_default
+                else ""
+            ),
+            "add_url": reverse(self._name("add")),
+            "can_add": self.has_add_permission(request),
             "report": snapshot,
             # The page reads token fields only through these: a token the keys cannot read never raises.
             "tokens_unreadable": bool(snapshot.unreadable_tokens),
@@ -143,7 +365,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             "missing_lists": [
                 {"list_id": list_id, "name": names.get(list_id, "")} for list_id in snapshot.missing_list_ids
             ],
-            "can_change": self.has_change_permission(request),
+            "can_change": self.has_change_permission(request, connection),
             "device_flow": device_flow,
             "redirect_uri": "" if device_flow else self.redirect_uri(request),
             "lists": [{**item, "chosen": item["list_id"] in chosen} for item in connection.available_lists],
@@ -153,35 +375,100 @@ class ConnectionAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/cc_sync/connection/connection.html", context)
 
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    # -- adding, editing and deleting ------------------------------------------------------------------
+
+    def response_add(
+        self, request: HttpRequest, obj: Any, post_url_continue: str | None = None
     ) -> HttpResponse:
-        return self._page()
+        if {"_continue", "_addanother", IS_POPUP_VAR} & set(request.POST):
+            return super().response_add(request, obj, post_url_continue)
+        messages.success(
+            request,
+            _("The connection %(name)s was added. Connect it to its Constant Contact account.")
+            % {"name": obj.name},
+        )
+        return self._page(obj)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "client_id" in form.changed_data and obj.status != Connection.Status.DISCONNECTED:
+            # Its tokens belong to the application it had: CC refuses them to any other.
+            oauth.disconnect(obj)
+            messages.warning(
+                request,
+                _("The application of %(name)s changed, so it was disconnected: connect it again.")
+                % {"name": obj.name},
+            )
+
+    def _deletion_refused(self, connection: Connection) -> str:
+        """Why ``connection`` cannot be deleted yet ("" if it can): its signups name it."""
+        S = Signup.Status
+        signups = connection.signups()
+        waiting = signups.exclude(status__in=[S.SYNCED, S.FAILED]).count()
+        if waiting:
+            return ngettext(
+                "The connection %(name)s cannot be deleted: %(count)d signup is still pending or held for "
+                "it. Let it be sent (connect the account) or mark it as failed first.",
+                "The connection %(name)s cannot be deleted: %(count)d signups are still pending or held "
+                "for it. Let them be sent (connect the account) or mark them as failed first.",
+                waiting,
+            ) % {"name": connection.name, "count": waiting}
+        finished = signups.count()
+        if finished:
+            return ngettext(
+                "The connection %(name)s cannot be deleted: %(count)d synced or failed signup keeps the "
+                "record of the account it went to. Keep the connection (disconnected), or delete that "
+                "signup first.",
+                "The connection %(name)s cannot be deleted: %(count)d synced or failed signups keep the "
+                "record of the account they went to. Keep the connection (disconnected), or delete those "
+                "signups first.",
+                finished,
+            ) % {"name": connection.name, "count": finished}
+        return ""
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Django's deletion page, refused with a message (never a 500) while signups name the connection."""
+        connection = self.get_object(request, unquote(object_id))
+        if connection is not None and self.has_delete_permission(request, connection):
+            refused = self._deletion_refused(connection)
+            if refused:
+                messages.error(request, refused)
+                return self._page(connection)
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ProtectedError:  # a signup arrived between the check and the deletion
+            messages.error(request, _("The connection is still used by signups; nothing was deleted."))
+            return self._page(connection)
+
+    # -- the actions -----------------------------------------------------------------------------------
 
     @method_decorator(require_POST)
     @handles_tokens
-    def connect_view(self, request: HttpRequest) -> HttpResponse:
+    def connect_view(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
         """Start the authorization-code flow (also used to reconnect), or the device flow for such an app."""
-        self._require_change_permission(request)
+        connection = self._connection(request, pk)
         try:
             if app_settings.OAUTH_FLOW == "device":
-                return self._start_device_flow(request)
-            url, record = oauth.authorization_request(self.redirect_uri(request))
+                return self._start_device_flow(request, connection)
+            url, record = oauth.authorization_request(self.redirect_uri(request), connection)
         except CCSyncError as err:
             messages.error(request, str(err))
-            return self._page()
+            return self._page(connection)
         except Exception as err:  # configuration errors: say so on the page instead of a 500
             messages.error(request, _("Constant Contact is not configured: %(error)s") % {"error": err})
-            return self._page()
+            return self._page(connection)
         oauth.remember_state(request.session, record)
         return HttpResponseRedirect(url)
 
     # -- the device flow, from the admin (RFC 8628; https://developer.constantcontact.com/api_guide/device_flow.html)
 
-    def _start_device_flow(self, request: HttpRequest) -> HttpResponse:
-        device = oauth.start_device_flow()
+    def _start_device_flow(self, request: HttpRequest, connection: Connection) -> HttpResponse:
+        device = oauth.start_device_flow(connection)
         now = time.time()
         request.session[DEVICE_SESSION_KEY] = {
+            "connection": connection.pk,
             "device_code": device["device_code"],
             "user_code": str(device.get("user_code") or ""),
             "link": str(device.get("verification_uri_complete") or device.get("verification_uri") or ""),
@@ -189,33 +476,36 @@ class ConnectionAdmin(admin.ModelAdmin):
             "expires_at": now + float(device.get("expires_in") or 600),
             "next_poll_at": now + max(1, int(float(device.get("interval") or 5))),
         }
-        return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_device"))
+        return HttpResponseRedirect(self._url("device", connection))
 
     @handles_tokens
-    def device_view(self, request: HttpRequest) -> HttpResponse:
+    def device_view(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
         """GET: the link and the code to approve. POST: check once with CC (never faster than CC asked)."""
-        self._require_change_permission(request)
+        connection = self._connection(request, pk)
         device = request.session.get(DEVICE_SESSION_KEY)
-        if not device:
+        if not device or device.get("connection", connection.pk) != connection.pk:
             messages.error(request, _("No device connection is under way; click Connect to start one."))
-            return self._page()
+            return self._page(connection)
         if request.method == "POST":
             if request.POST.get("cancel"):
                 del request.session[DEVICE_SESSION_KEY]
                 messages.info(request, _("Connecting was cancelled; nothing was stored."))
-                return self._page()
-            outcome = self._poll_device(request, device)
+                return self._page(connection)
+            outcome = self._poll_device(request, device, connection)
             if outcome is not None:
                 return outcome
             return HttpResponseRedirect(request.path)
         context = {
             **self._context(request, _("Connect Constant Contact")),
             "device": device,
+            "device_url": self._url("device", connection),
             "expires": datetime.fromtimestamp(device["expires_at"], tz=dt_timezone.utc),
         }
         return TemplateResponse(request, "admin/cc_sync/connection/device.html", context)
 
-    def _poll_device(self, request: HttpRequest, device: dict[str, Any]) -> HttpResponse | None:
+    def _poll_device(
+        self, request: HttpRequest, device: dict[str, Any], connection: Connection
+    ) -> HttpResponse | None:
         """One poll of CC's token endpoint; a response when the flow ended, None while it waits."""
         now = time.time()
         if now >= device["expires_at"]:
@@ -223,12 +513,12 @@ class ConnectionAdmin(admin.ModelAdmin):
             messages.error(
                 request, _("Nobody approved the code in time; nothing was stored. Click Connect again.")
             )
-            return self._page()
+            return self._page(connection)
         if now < device["next_poll_at"]:  # an impatient click: CC would answer slow_down
             return None
         failed = ""
         try:
-            tokens = get_client().poll_device_token(device["device_code"])
+            tokens = get_client(connection.application()).poll_device_token(device["device_code"])
         except ReconnectRequired as err:
             failed = str(err)
         except CCSyncError as err:
@@ -241,23 +531,24 @@ class ConnectionAdmin(admin.ModelAdmin):
             failed = err.error_key if err.error_key in ("access_denied", "expired_token") else str(err)
         else:
             del request.session[DEVICE_SESSION_KEY]
-            connection = oauth.store_grant(tokens, user=request.user)
+            connection = oauth.store_grant(tokens, user=request.user, connection=connection)
             messages.success(
                 request,
                 _("Connected to Constant Contact account %(name)s.")
                 % {"name": connection.account_name or "?"},
             )
-            return self._page()
+            return self._page(connection)
         del request.session[DEVICE_SESSION_KEY]
         messages.error(
             request, _("The device authorization ended (%(error)s); nothing was stored.") % {"error": failed}
         )
-        return self._page()
+        return self._page(connection)
 
     @handles_tokens
     def callback_view(self, request: HttpRequest) -> HttpResponse:
-        """Where CC sends the admin back with ``code`` and ``state`` (or ``error``)."""
-        self._require_change_permission(request)
+        """Where CC sends the admin back with ``code`` and ``state`` (or ``error``), for any connection."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         try:
             connection = oauth.complete_authorization(request.session, request.GET, user=request.user)
         except AuthorizationFailed as err:
@@ -272,37 +563,38 @@ class ConnectionAdmin(admin.ModelAdmin):
                 _("Connected to Constant Contact account %(name)s.")
                 % {"name": connection.account_name or "?"},
             )
+            return self._page(connection)
         return self._page()
 
     @method_decorator(require_POST)
     @handles_tokens
-    def refresh_view(self, request: HttpRequest) -> HttpResponse:
-        """Refresh the access token now, and fetch the lists with the new one."""
-        self._require_change_permission(request)
+    def refresh_view(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        """Refresh the connection's access token now, and fetch its lists with the new one."""
+        connection = self._connection(request, pk)
         try:
-            access_token = oauth.refresh_now()
-            oauth.refresh_lists(Connection.load(), access_token)
+            access_token = oauth.refresh_now(connection)
+            oauth.refresh_lists(connection, access_token)
         except CCSyncError as err:
             messages.error(request, _("Refreshing failed: %(error)s") % {"error": err})
         else:
             messages.success(request, _("The access token and the lists were refreshed."))
-        return self._page()
+        return self._page(connection)
 
     @method_decorator(require_POST)
     @handles_tokens
-    def disconnect_view(self, request: HttpRequest) -> HttpResponse:
-        """Forget the tokens; new signups are held until the next connect."""
-        self._require_change_permission(request)
-        oauth.disconnect()
+    def disconnect_view(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        """Forget the connection's tokens; its new signups are held until the next connect."""
+        connection = self._connection(request, pk)
+        oauth.disconnect(connection)
         messages.success(request, _("Disconnected. New signups are kept and sent after the next connect."))
-        return self._page()
+        return self._page(connection)
 
     @method_decorator(require_POST)
     @handles_tokens
-    def lists_view(self, request: HttpRequest) -> HttpResponse:
-        """Save the default lists chosen among the account's lists; release signups held for a list."""
-        self._require_change_permission(request)
-        connection = Connection.load()
+    def lists_view(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        """Save the connection's default lists, chosen among its account's lists; release signups held for
+        a list."""
+        connection = self._connection(request, pk)
         known = connection.list_names()
         chosen = list(dict.fromkeys(i for i in request.POST.getlist("list_ids") if i in known))
         try:
@@ -310,15 +602,16 @@ class ConnectionAdmin(admin.ModelAdmin):
             validate_list_ids(chosen)
         except ValidationError as err:
             messages.error(request, " ".join(err.messages) + " " + _("Nothing was saved."))
-            return self._page()
+            return self._page(connection)
         # A new choice replaces the lists CC said were gone: signups held for them go to the new lists.
         Connection.objects.filter(pk=connection.pk).update(list_ids=chosen, missing_list_ids=[])
+        connection.list_ids, connection.missing_list_ids = chosen, []
         if connection.status == Connection.Status.CONNECTED:
-            sync.release_held_signups()
+            sync.release_held_signups(connection)
         messages.success(
             request, _("Signups now go to: %(names)s.") % {"names": ", ".join(known[i] for i in chosen)}
         )
-        return self._page()
+        return self._page(connection)
 
 
 #: Statuses in which a worker is due to try again; any other row has no next attempt worth showing.
@@ -368,9 +661,22 @@ class SignupAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return self.get_fields(request, obj)
 
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        # Which account a signup goes to matters once there are several.
+        several = Connection.objects.count() > 1
+        return (*self.list_filter, "connection") if several else self.list_filter
+
+    @staticmethod
+    def _all_list_names() -> dict[str, str]:
+        """``{list_id: name}`` of every connection's lists (list ids are UUIDs: no two accounts share one)."""
+        names: dict[str, str] = {}
+        for lists in Connection.objects.order_by("-pk").values_list("available_lists", flat=True):
+            names.update({item["list_id"]: item["name"] for item in lists or []})
+        return names
+
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
-        names = Connection.load().list_names()  # one query for the page, not one per row
+        names = self._all_list_names()  # one query for the page, not one per row
         for signup in changelist.result_list:
             signup.list_names = self._names(signup, names)
         return changelist
@@ -383,12 +689,12 @@ class SignupAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("lists"))
     def list_display_lists(self, obj: Signup) -> str:
-        return getattr(obj, "list_names", None) or self._names(obj, Connection.load().list_names())
+        return getattr(obj, "list_names", None) or self._names(obj, self._all_list_names())
 
     @admin.display(description=gettext_lazy("lists"))
     def lists_by_name(self, obj: Signup) -> str:
         """The lists by the names the account gives them (the id where the list is unknown)."""
-        return self._names(obj, Connection.load().list_names())
+        return self._names(obj, self._all_list_names())
 
     @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_and_error(self, obj: Signup) -> str:

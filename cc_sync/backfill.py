@@ -21,10 +21,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -55,7 +56,7 @@ from .exceptions import (
     Rejected,
     RetryLater,
 )
-from .models import BackfillBatch, BackfillRun
+from .models import BackfillBatch, BackfillRun, Connection
 
 logger = logging.getLogger("cc_sync.backfill")
 
@@ -139,7 +140,10 @@ def plan_batches(source: Source, list_ids: list[str]) -> list[list[int]]:
 
 
 def call_api(
-    method: Callable[..., dict[str, Any]], *args: Any, sleep: Callable[[float], None] | None = None
+    method: Callable[..., dict[str, Any]],
+    *args: Any,
+    sleep: Callable[[float], None] | None = None,
+    connection: Connection | None = None,
 ) -> dict[str, Any]:
     """One API call with a valid token: one refresh after a 401, transient failures retried with backoff.
 
@@ -149,7 +153,9 @@ def call_api(
     attempt = 0
     while True:
         try:
-            return oauth.with_access_token(lambda token: method(token, *args))
+            # A fresh copy each time: the token may have been refreshed since the last call.
+            fresh = Connection.for_id(connection.pk) if connection is not None else None
+            return oauth.with_access_token(lambda token: method(token, *args), fresh)
         except (QuotaExceeded, ActivityQueueFull):
             raise
         except RetryLater as err:
@@ -229,14 +235,20 @@ class Progress:
     percent: int
 
 
-def find_or_create_run(source: Source, list_ids: list[str], restart: bool = False) -> tuple[BackfillRun, str]:
-    """The run for this source: ``(run, how)`` where how is ``new``, ``resumed``, ``retrying`` or ``done``.
+def find_or_create_run(
+    source: Source, list_ids: list[str], restart: bool = False, connection: Connection | None = None
+) -> tuple[BackfillRun, str]:
+    """The run for this source into ``connection``'s account (default: the default connection): ``(run, how)``
+    where how is ``new``, ``resumed``, ``retrying`` or ``done``.
 
-    An unfinished run of the same fingerprint is resumed; a finished one with failed batches has those
-    batches retried; a finished one without is ``done``. ``restart`` abandons the earlier run and starts anew.
+    An unfinished run of the same fingerprint and connection is resumed; a finished one with failed batches
+    has those batches retried; a finished one without is ``done``. ``restart`` abandons the earlier run and
+    starts anew.
     """
+    connection_id = None if connection is None or connection.is_default else connection.pk
     previous = (
         BackfillRun.objects.filter(fingerprint=source.fingerprint)
+        .filter(Q(connection_id=connection_id) if connection_id else Q(connection__isnull=True))
         .exclude(status=BackfillRun.Status.ABANDONED)
         .order_by("-created_at", "-pk")
         .first()
@@ -267,6 +279,7 @@ def find_or_create_run(source: Source, list_ids: list[str], restart: bool = Fals
     with transaction.atomic():
         run = BackfillRun.objects.create(
             fingerprint=source.fingerprint,
+            connection_id=connection_id,
             source=source.label,
             list_ids=list_ids,
             rows=len(source.rows),
@@ -289,13 +302,16 @@ class Backfill:
     poll_interval: float = POLL_INTERVAL
     progress: Callable[[Progress], None] | None = None
     sleep: Callable[[float], None] | None = None  # time.sleep
-    client: ConstantContactClient = field(default_factory=get_client)
+    #: Default: the client of the run's connection's application.
+    client: ConstantContactClient | None = None
     #: Told why the run waits (CC's activity queue is full), as a sentence for the operator.
     notice: Callable[[str], None] | None = None
     max_in_flight: int = MAX_IN_FLIGHT
 
     def __post_init__(self) -> None:
         self._in_flight: list[BackfillBatch] = []  # sent, not yet ended at CC
+        self.connection = Connection.for_id(self.run.connection_id)
+        self._client: ConstantContactClient = self.client or get_client(self.connection.application())
 
     def execute(self) -> BackfillRun:
         """Process every unfinished batch in order; the run is *finished* when none is left.
@@ -359,7 +375,7 @@ class Backfill:
             )
 
     def _call(self, method: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-        return call_api(method, *args, sleep=self._sleep)
+        return call_api(method, *args, sleep=self._sleep, connection=self.connection)
 
     def _queue_full(self, batch: BackfillBatch, err: ActivityQueueFull, refusals: int) -> float:
         """Record and tell why ``batch`` waits; return the seconds before it is sent again (1, 2, 4 ... 15 min)."""
@@ -388,7 +404,7 @@ class Backfill:
         contacts = [self.source.rows[index].contact for index in rows]
         self._report(batch)
         try:
-            activity = self._call(self.client.import_contacts_json, contacts, list(self.run.list_ids))
+            activity = self._call(self._client.import_contacts_json, contacts, list(self.run.list_ids))
         except Rejected as err:
             batch.last_error = str(err)[:2000]
             self._finish(batch, BackfillBatch.Status.FAILED)
@@ -411,7 +427,7 @@ class Backfill:
     def _poll(self, batch: BackfillBatch) -> bool:
         """Check a submitted batch's activity once; True when it has ended (completed or failed)."""
         try:
-            activity = self._call(self.client.activity, batch.activity_id)
+            activity = self._call(self._client.activity, batch.activity_id)
         except Rejected as err:  # 404: CC keeps activities for 10 days only
             batch.last_error = str(err)[:2000]
             self._finish(batch, BackfillBatch.Status.FAILED)
@@ -453,11 +469,12 @@ def run_backfill(
     progress: Callable[[Progress], None] | None = None,
     sleep: Callable[[float], None] | None = None,
     notice: Callable[[str], None] | None = None,
+    connection: Connection | None = None,
 ) -> tuple[BackfillRun, str]:
-    """Find or create the run for ``source`` and carry it to the end; return ``(run, how)`` (see
-    :func:`find_or_create_run`)."""
-    oauth.get_access_token()  # fail early, before anything is stored, when CC is not connected
-    run, how = find_or_create_run(source, list_ids, restart=restart)
+    """Find or create the run for ``source`` into ``connection``'s account (default: the default connection)
+    and carry it to the end; return ``(run, how)`` (see :func:`find_or_create_run`)."""
+    oauth.get_access_token(connection)  # fail early, before anything is stored, when CC is not connected
+    run, how = find_or_create_run(source, list_ids, restart=restart, connection=connection)
     if how != "done":
         Backfill(
             source, run, poll_interval=poll_interval, progress=progress, sleep=sleep, notice=notice

@@ -148,22 +148,21 @@ def check_stored_tokens(app_configs: Any = None, **kwargs: Any) -> Messages:
         alias = router.db_for_read(Connection)
         if Connection._meta.db_table not in databases[alias].introspection.table_names():
             return []
-        stored = Connection.objects.using(alias).filter(pk=Connection.SINGLETON_PK).first()
+        stored = list(Connection.objects.using(alias).order_by("pk"))
     except Exception:  # no database (dummy backend, server down, tests without one): nothing to check
-        return []
-    unreadable = unreadable_fields(stored) if stored is not None else []
-    if not unreadable:
         return []
     return [
         Error(
-            f"The stored Constant Contact {' and '.join(unreadable)} cannot be decrypted with any key in "
-            "CC_SYNC['ENCRYPTION_KEYS'].",
+            f"The stored Constant Contact {' and '.join(unreadable)} of the connection {connection.slug!r} "
+            "cannot be decrypted with any key in CC_SYNC['ENCRYPTION_KEYS'].",
             hint=(
                 "Restore the old key (after the new one) and run `manage.py cc_sync_rotate_keys`, or click "
                 "Reconnect on the admin's Constant Contact connection page. Signups are kept meanwhile."
             ),
             id="cc_sync.E007",
         )
+        for connection in stored
+        if (unreadable := unreadable_fields(connection))
     ]
 
 
@@ -247,31 +246,40 @@ def check_captcha(app_configs: Any = None, **kwargs: Any) -> Messages:
     return []
 
 
+def _dotted_callable(name: str, hint: str, check_id: str) -> Messages:
+    """An error when ``CC_SYNC[name]`` is set but is not the dotted path of an importable callable."""
+    path = user_settings().get(name) or ""
+    if not path:
+        return []
+    if not isinstance(path, str):
+        return [Error(f"CC_SYNC[{name!r}] must be a dotted path, not {path!r}.", hint=hint, id=check_id)]
+    try:
+        chooser = import_string(path)
+    except ImportError as err:
+        return [Error(f"CC_SYNC[{name!r}] {path!r} cannot be imported: {err}", hint=hint, id=check_id)]
+    if not callable(chooser):
+        return [Error(f"CC_SYNC[{name!r}] {path!r} is not callable.", hint=hint, id=check_id)]
+    return []
+
+
 @register()
 def check_list_chooser(app_configs: Any = None, **kwargs: Any) -> Messages:
     """E010: ``LIST_CHOOSER`` is not the dotted path of an importable callable."""
-    path = user_settings().get("LIST_CHOOSER") or ""
-    if not path:
-        return []
     hint = (
         "Set it to the dotted path of a function taking (request, cleaned_data) and returning a list of "
         "list ids, for example 'myproject.signups.choose_lists'; or ''."
     )
-    if not isinstance(path, str):
-        return [
-            Error(
-                f"CC_SYNC['LIST_CHOOSER'] must be a dotted path, not {path!r}.", hint=hint, id="cc_sync.E010"
-            )
-        ]
-    try:
-        chooser = import_string(path)
-    except ImportError as err:
-        return [
-            Error(f"CC_SYNC['LIST_CHOOSER'] {path!r} cannot be imported: {err}", hint=hint, id="cc_sync.E010")
-        ]
-    if not callable(chooser):
-        return [Error(f"CC_SYNC['LIST_CHOOSER'] {path!r} is not callable.", hint=hint, id="cc_sync.E010")]
-    return []
+    return _dotted_callable("LIST_CHOOSER", hint, "cc_sync.E010")
+
+
+@register()
+def check_connection_chooser(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """E015: ``CONNECTION_CHOOSER`` is not the dotted path of an importable callable."""
+    hint = (
+        "Set it to the dotted path of a function taking the request and returning a Connection, its slug "
+        "or None, for example 'cc_sync.routing.connection_for_site'; or ''."
+    )
+    return _dotted_callable("CONNECTION_CHOOSER", hint, "cc_sync.E015")
 
 
 @register()

@@ -15,7 +15,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, quote_plus, urljoin, urlsplit
 
 import requests
@@ -23,6 +23,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import __version__, ratelimit
 from .conf import app_settings, timeout
+
+if TYPE_CHECKING:
+    from .models import Application
 from .exceptions import (
     AccessTokenRejected,
     ActivityQueueFull,
@@ -179,9 +182,19 @@ def _retry_after(response: requests.Response, minimum: float) -> float:
 class ConstantContactClient:
     """Calls to CC's token endpoint and V3 API, each mapped to cc_sync's exceptions."""
 
-    def __init__(self, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, session: requests.Session | None = None, application: Application | None = None
+    ) -> None:
         # No subclass hook: get_client() always builds this class. A session given here (tests) is used as is.
         self.session = session or create_session()
+        self._application = application
+
+    @property
+    def application(self) -> Application:
+        """The CC application this client speaks for: its own, or the settings' one (read at each use)."""
+        from .models import Application
+
+        return self._application or Application(app_settings.CLIENT_ID, app_settings.CLIENT_SECRET)
 
     # -- token endpoint -------------------------------------------------------------------------
 
@@ -211,7 +224,7 @@ class ConstantContactClient:
     @sensitive_variables()
     def start_device_authorization(self, scopes: str) -> dict[str, Any]:
         """Start CC's device flow: ``device_code``, ``user_code``, ``verification_uri(_complete)``, ``interval``."""
-        data = {"client_id": app_settings.CLIENT_ID, "scope": scopes}
+        data = {"client_id": self.application.client_id, "scope": scopes}
         response = self._send("token", "POST", app_settings.DEVICE_AUTHORIZE_URL, data=data)
         return self._token_payload(response, required="device_code")
 
@@ -220,11 +233,12 @@ class ConstantContactClient:
         self, data: dict[str, str], public: bool = False, slot_reserved: bool = False
     ) -> dict[str, Any]:
         auth = None
+        application = self.application
         if public or app_settings.OAUTH_FLOW != "authorization_code":
             # PKCE and device-flow applications have no secret; they identify with client_id.
-            data = {**data, "client_id": app_settings.CLIENT_ID}
+            data = {**data, "client_id": application.client_id}
         else:
-            auth = (app_settings.CLIENT_ID, app_settings.CLIENT_SECRET)
+            auth = (application.client_id, application.client_secret)
         response = self._send(
             "token", "POST", app_settings.TOKEN_URL, slot_reserved=slot_reserved, data=data, auth=auth
         )
@@ -408,13 +422,17 @@ class ConstantContactClient:
             headers["Content-Type"] = "application/json"
             data = json.dumps(json_body)
         quota_wait: float | None = None
+        budget = self.application.budget("api")
         for attempt in range(THROTTLED_RESENDS + 1):
             response = self._send("api", method, url, params=params, data=data, headers=headers)
-            if response.status_code != 429 or _activity_post(method, path):
+            if response.status_code != 429:
                 break
+            refusal_key = describe_error(response, [access_token])[0]
+            if _activity_post(method, path) and refusal_key != "quota_exceeded":
+                break  # a full activity queue (below), not a sign of the rate or the quota
             # CC's error key alone does not decide: no CC source confirms `quota_exceeded`, so a run of 429s
             # while our pacing is kept means the quota as well (ratelimit.record_429).
-            quota_wait = ratelimit.record_429(describe_error(response, [access_token])[0])
+            quota_wait = ratelimit.record_429(refusal_key, name=budget)
             if quota_wait is not None or attempt == THROTTLED_RESENDS:
                 break
             # Throttled: the limiter backs off and the request goes out again in a later slot (CC did not
@@ -424,7 +442,7 @@ class ConstantContactClient:
         if status < 300 or (400 <= status < 500 and status not in (401, 403, 429)):
             # CC processed this request, so its daily quota is not spent. A 401 or 403 may come from a layer
             # that answers before the quota is counted: it proves nothing either way.
-            ratelimit.record_accepted()
+            ratelimit.record_accepted(budget)
         if status < 300:
             return response
         error_key, message, errors = describe_error(response, [access_token])
@@ -438,7 +456,7 @@ class ConstantContactClient:
                 **context,
             )
         if status == 429:
-            if _activity_post(method, path):
+            if _activity_post(method, path) and quota_wait is None:
                 # On bulk-activity POSTs CC's spec gives 429 one meaning: more than 1,000 activities are queued
                 # (Activities429ErrorResponse in https://developer.constantcontact.com/api_reference/index.html).
                 # Minutes, not seconds, and no sign of the daily quota.
@@ -468,9 +486,11 @@ class ConstantContactClient:
         self, budget: str, method: str, url: str, slot_reserved: bool = False, **kwargs: Any
     ) -> requests.Response:
         if budget == "api":
-            ratelimit.wait_for_slot("api", app_settings.API_RATE, app_settings.DAILY_LIMIT)
+            ratelimit.wait_for_slot(
+                self.application.budget("api"), app_settings.API_RATE, app_settings.DAILY_LIMIT
+            )
         elif not slot_reserved:
-            ratelimit.wait_for_slot("token", app_settings.TOKEN_RATE)
+            ratelimit.wait_for_slot(self.application.budget("token"), app_settings.TOKEN_RATE)
         try:
             response = self.session.request(method, url, timeout=timeout(), **kwargs)
         # Only the exception's type is kept, and the chain is cut (`from None`): messages and tracebacks
@@ -514,14 +534,22 @@ class ConstantContactClient:
 _clients = threading.local()
 
 
-def get_client() -> ConstantContactClient:
-    """This process's and thread's client, so that its session keeps connections to CC alive between tasks.
+def get_client(application: Application | None = None) -> ConstantContactClient:
+    """This process's and thread's client for ``application`` (default: the settings' one), so that its
+    session keeps connections to CC alive between tasks.
 
     A new session per request halved the throughput of a bare loop against the sandbox (docs/benchmarks.md),
     and against CC each new connection adds a TLS handshake. A forked worker child (or another thread) gets
-    its own client: sockets are never shared between processes or threads.
+    its own clients: sockets are never shared between processes or threads. Connections with their own
+    application get a client each per application (its credentials and its rate-limit budget), sharing the
+    default client's session.
     """
     pid = os.getpid()
     if getattr(_clients, "pid", None) != pid:
-        _clients.pid, _clients.client = pid, ConstantContactClient()
-    return _clients.client
+        _clients.pid, _clients.client, _clients.others = pid, ConstantContactClient(), {}
+    if application is None or not application.own:
+        return _clients.client
+    client = _clients.others.get(application)
+    if client is None:
+        client = _clients.others[application] = ConstantContactClient(_clients.client.session, application)
+    return client

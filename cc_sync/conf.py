@@ -99,6 +99,9 @@ DEFAULTS: dict[str, Any] = {
     "CUSTOM_FIELDS": {},
     # Dotted path to a callable(request, cleaned_data) -> list of list ids, deciding lists per submission.
     "LIST_CHOOSER": "",
+    # Dotted path to a callable(request) -> Connection, its slug, or None (the default connection), deciding
+    # which CC account a form's signups go to; "cc_sync.routing.connection_for_site" picks it by the site.
+    "CONNECTION_CHOOSER": "",
     # The consent checkbox on the signup form.
     "CONSENT_TEXT": "Yes, send me email updates. I can unsubscribe at any time.",
     "CONSENT_VERSION": "1",
@@ -224,6 +227,7 @@ class AppSettings:
     CONFIRMED_OPT_IN_AT_CC = _Setting(bool)
     CUSTOM_FIELDS = _Setting(dict)
     LIST_CHOOSER = _Setting(str)
+    CONNECTION_CHOOSER = _Setting(str)
     CONSENT_TEXT = _Setting(str)
     CONSENT_VERSION = _Setting(str)
 

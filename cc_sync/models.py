@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -26,16 +29,62 @@ NAME_MAX_LENGTH = 50
 PHONE_MAX_LENGTH = 25
 
 
+@dataclass(frozen=True)
+class Application:
+    """The CC application (API key) a connection uses; CC counts its rate limits per API key.
+
+    ``budget`` names its share of :class:`RateLimitState` rows: ``"api"`` and ``"token"`` for the
+    application in the settings, ``"api:<key>"`` and ``"token:<key>"`` for any other, so connections that
+    share an application share one budget, and a connection with its own application has its own.
+    """
+
+    client_id: str
+    client_secret: str = field(repr=False, default="")
+    own: bool = False
+
+    @property
+    def key(self) -> str:
+        """A short stable name of the client id (never the secret): the suffix of its budget rows."""
+        return hashlib.sha256(self.client_id.encode()).hexdigest()[:12] if self.own else ""
+
+    def budget(self, family: str) -> str:
+        """The :class:`RateLimitState` name of this application's ``family`` ("api" or "token") budget."""
+        return f"{family}:{self.key}" if self.own else family
+
+
 class Connection(models.Model):
-    """The one connected CC account: its OAuth credentials (encrypted) and the chosen lists."""
+    """One connected CC account: its OAuth credentials (encrypted), its application and the chosen lists.
+
+    The connection with the slug ``default`` is the one used wherever no connection is named; a signup
+    whose ``connection`` is empty belongs to it (:meth:`Connection.for_id`).
+    """
 
     class Status(models.TextChoices):
         CONNECTED = "connected", _("Connected")
         NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
         DISCONNECTED = "disconnected", _("Disconnected")
 
-    SINGLETON_PK = 1
+    DEFAULT_SLUG = "default"
 
+    name = models.CharField(_("name"), max_length=100, default="Constant Contact")
+    slug = models.SlugField(
+        _("slug"),
+        max_length=50,
+        unique=True,
+        help_text=_("How code and settings name this connection (enqueue_signup(connection=...))."),
+    )
+    # Empty: the application of CC_SYNC["CLIENT_ID"]. Set: this connection's own CC application, with its
+    # own rate limits (CC counts per API key).
+    client_id = models.CharField(_("own application's client id"), max_length=100, blank=True)
+    client_secret = EncryptedTextField(_("own application's client secret"), blank=True)
+    # For cc_sync.routing.connection_for_site: the site (its domain) whose forms go to this account.
+    site_domain = models.CharField(
+        _("site domain"),
+        max_length=255,
+        blank=True,
+        db_index=True,
+        help_text=_("Forms on this site (its domain, e.g. shop.example.com) go to this account."),
+    )
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DISCONNECTED)
     access_token = EncryptedTextField(_("access token"), blank=True, editable=False)
     refresh_token = EncryptedTextField(_("refresh token"), blank=True, editable=False)
@@ -65,16 +114,73 @@ class Connection(models.Model):
 
     class Meta:
         verbose_name = _("Constant Contact connection")
-        verbose_name_plural = _("Constant Contact connection")
+        verbose_name_plural = _("Constant Contact connections")
+        ordering = ["pk"]
 
     def __str__(self) -> str:
-        return f"{self.account_name or _('Constant Contact')} ({self.get_status_display()})"
+        label = self.account_name or self.name or _("Constant Contact")
+        if self.account_name and self.name and self.name != self.account_name and not self.is_default:
+            label = f"{self.name}: {self.account_name}"
+        return f"{label} ({self.get_status_display()})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.site_domain = self.site_domain.strip().lower()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        from .conf import app_settings
+
+        if self.client_secret and not self.client_id:
+            raise ValidationError({"client_id": _("A client secret needs the client id of its application.")})
+        if self.client_id and not self.client_secret and app_settings.OAUTH_FLOW == "authorization_code":
+            # PKCE and device-flow applications have no secret; the authorization-code flow needs one.
+            raise ValidationError(
+                {
+                    "client_secret": _(
+                        "This application needs its client secret (CC_SYNC['OAUTH_FLOW'] is "
+                        '"authorization_code").'
+                    )
+                }
+            )
 
     @classmethod
     def load(cls) -> Connection:
-        """The connection row, created (disconnected) on first use."""
-        connection, _created = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        """The default connection, created (disconnected) on first use."""
+        connection, _created = cls.objects.get_or_create(slug=cls.DEFAULT_SLUG)
         return connection
+
+    @classmethod
+    def for_id(cls, pk: int | None) -> Connection:
+        """The connection with this primary key; the default connection for ``None``."""
+        return cls.load() if pk is None else cls.objects.get(pk=pk)
+
+    @property
+    def is_default(self) -> bool:
+        return self.slug == self.DEFAULT_SLUG
+
+    def has_own_application(self) -> bool:
+        """True for a client id other than ``CC_SYNC["CLIENT_ID"]``: the same id is the same API key to CC."""
+        from .conf import app_settings
+
+        return bool(self.client_id) and self.client_id != app_settings.CLIENT_ID
+
+    def application(self) -> Application:
+        """The CC application this connection's tokens belong to."""
+        from .conf import app_settings
+
+        if self.has_own_application():
+            return Application(self.client_id, self.client_secret, own=True)
+        return Application(app_settings.CLIENT_ID, app_settings.CLIENT_SECRET)
+
+    def budget(self, family: str) -> str:
+        """Its application's budget name (:meth:`Application.budget`), read without decrypting the secret."""
+        return Application(self.client_id, own=self.has_own_application()).budget(family)
+
+    def signups(self) -> models.QuerySet[Signup]:
+        """The signups that go to this connection's account (the default one's include those naming none)."""
+        if self.is_default:
+            return Signup.objects.filter(models.Q(connection=self) | models.Q(connection__isnull=True))
+        return Signup.objects.filter(connection=self)
 
     def needs_refresh(self, leeway: float, now: datetime | None = None) -> bool:
         """True if the access token is missing, expired, or expires within ``leeway`` seconds."""
@@ -85,6 +191,21 @@ class Connection(models.Model):
     def list_names(self) -> dict[str, str]:
         """``{list_id: name}`` of the lists last fetched from the account."""
         return {item["list_id"]: item["name"] for item in self.available_lists}
+
+
+def connection_field() -> models.ForeignKey[Connection | None]:
+    """The ``connection`` of a signup, a surge batch or a backfill run: empty means the default connection.
+
+    PROTECT: a connection whose rows name it cannot be deleted (the admin says why).
+    """
+    return models.ForeignKey(
+        Connection,
+        verbose_name=_("connection"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
 
 
 def default_deadline() -> datetime:
@@ -197,6 +318,8 @@ class Signup(models.Model):
     consent_ip_hash = models.CharField(_("consent IP (keyed hash)"), max_length=64, blank=True)
     consent_user_agent = models.CharField(_("consent user agent"), max_length=255, blank=True)
     personal_data_purged_at = models.DateTimeField(_("personal data removed at"), null=True, blank=True)
+    # The CC account this signup goes to.
+    connection = connection_field()
     # The bulk import (surge mode) that took this signup. Kept after it ends: a pending row with a batch is
     # one the import sent back to be sent one by one (cc_sync.surge), so it is never taken in bulk again.
     surge_batch = models.ForeignKey(
@@ -234,7 +357,10 @@ class Signup(models.Model):
 
 
 class RateLimitState(models.Model):
-    """Shared request budget for one CC endpoint family ("api" or "token"), used by every process."""
+    """Shared request budget of one CC application for one endpoint family, used by every process.
+
+    ``name``: :meth:`Application.budget` ("api" and "token" for the application in the settings).
+    """
 
     name = models.CharField(max_length=20, primary_key=True)
     # Unix time of the next free request slot.
@@ -311,6 +437,8 @@ class BackfillRun(models.Model):
         ABANDONED = "abandoned", _("Abandoned")
 
     fingerprint = models.CharField(_("source fingerprint"), max_length=64, db_index=True)
+    # The account imported into (empty: the default connection); part of what identifies the run.
+    connection = connection_field()
     source = models.CharField(_("source"), max_length=500)
     list_ids = models.JSONField(_("lists"), default=list)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.RUNNING)
@@ -382,6 +510,8 @@ class SurgeBatch(models.Model):
     #: Batches that still need a worker: to be sent, or to be polled until CC has finished them.
     UNFINISHED = (Status.PENDING, Status.SUBMITTED)
 
+    # The account the import goes to (empty: the default connection); all its signups share it.
+    connection = connection_field()
     list_ids = models.JSONField(_("lists"), default=list)
     # The signups' ids in request order: CC's per-contact errors point at positions in the request.
     signup_ids = models.JSONField(_("signups"), default=list)

@@ -14,9 +14,10 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from itertools import zip_longest
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -36,6 +37,8 @@ from .signals import connection_established, connection_needs_reconnect
 
 logger = logging.getLogger("cc_sync.oauth")
 T = TypeVar("T")
+#: A connection, or ``None`` for the default one: what every function here takes.
+ConnectionArg = Connection | None
 
 SESSION_KEY = "cc_sync_oauth_states"
 # CC's authorization code lives 5 minutes; a state older than twice that is refused.
@@ -62,12 +65,13 @@ def pkce_pair() -> tuple[str, str]:
 
 
 @sensitive_variables()
-def authorization_request(redirect_uri: str) -> tuple[str, dict[str, Any]]:
+def authorization_request(redirect_uri: str, connection: ConnectionArg = None) -> tuple[str, dict[str, Any]]:
     """The authorize URL to send the admin to, and the record to keep until the callback.
 
-    The record holds a fresh random ``state`` (and the PKCE verifier for PKCE applications); it must be
-    kept server-side (the session) and used once.
+    The record holds a fresh random ``state``, the connection being connected (and the PKCE verifier for
+    PKCE applications); it must be kept server-side (the session) and used once.
     """
+    connection = connection or Connection.load()
     if app_settings.OAUTH_FLOW == "device":
         # A device-flow application has no redirect URI: CC cannot send the browser back here.
         raise AuthorizationFailed(
@@ -80,9 +84,10 @@ def authorization_request(redirect_uri: str) -> tuple[str, dict[str, Any]]:
         "state": secrets.token_urlsafe(32),
         "created": time.time(),
         "redirect_uri": redirect_uri,
+        "connection": connection.pk,
     }
     params = {
-        "client_id": app_settings.CLIENT_ID,
+        "client_id": connection.application().client_id,
         "redirect_uri": redirect_uri,
         "response_type": "code",
         "scope": app_settings.SCOPES,
@@ -147,7 +152,15 @@ def complete_authorization(
         raise AuthorizationFailed(
             _("The answer from Constant Contact carried no authorization code; nothing was stored.")
         )
-    return connect_with_code(code, record["redirect_uri"], record.get("code_verifier"), user=user)
+    try:
+        connection = Connection.for_id(record.get("connection"))
+    except Connection.DoesNotExist:
+        raise AuthorizationFailed(
+            _("The connection being connected was deleted; nothing was stored.")
+        ) from None
+    return connect_with_code(
+        code, record["redirect_uri"], record.get("code_verifier"), user=user, connection=connection
+    )
 
 
 @sensitive_variables()
@@ -174,26 +187,32 @@ def code_from_pasted(text: str, record: dict[str, Any]) -> str:
 
 @sensitive_variables()
 def connect_with_code(
-    code: str, redirect_uri: str, code_verifier: str | None = None, user: Any = None
+    code: str,
+    redirect_uri: str,
+    code_verifier: str | None = None,
+    user: Any = None,
+    connection: ConnectionArg = None,
 ) -> Connection:
-    """Exchange an authorization code and store the resulting grant."""
+    """Exchange an authorization code and store the resulting grant on ``connection``."""
+    connection = connection or Connection.load()
     try:
-        tokens = get_client().exchange_code(code, redirect_uri, code_verifier)
+        tokens = get_client(connection.application()).exchange_code(code, redirect_uri, code_verifier)
     except CCSyncError as err:
         raise AuthorizationFailed(
             f"The authorization code could not be exchanged ({err}); nothing was stored."
         ) from None
-    return store_grant(tokens, user=user)
+    return store_grant(tokens, user=user, connection=connection)
 
 
 # -- the device flow ----------------------------------------------------------------------------
 
 
 @sensitive_variables()
-def start_device_flow() -> dict[str, Any]:
+def start_device_flow(connection: ConnectionArg = None) -> dict[str, Any]:
     """Start CC's device flow; show the returned ``verification_uri`` and ``user_code`` to a person."""
+    application = (connection or Connection.load()).application()
     try:
-        return get_client().start_device_authorization(app_settings.SCOPES)
+        return get_client(application).start_device_authorization(app_settings.SCOPES)
     except CCSyncError as err:
         raise AuthorizationFailed(f"The device flow could not be started: {err}") from None
 
@@ -204,12 +223,14 @@ def finish_device_flow(
     user: Any = None,
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
+    connection: ConnectionArg = None,
 ) -> Connection:
     """Poll the token endpoint at the interval CC asked for until the person approves (RFC 8628 section 3.5)."""
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     interval = float(device.get("interval") or 5)
     deadline = clock() + float(device.get("expires_in") or 600)
-    client = get_client()
+    connection = connection or Connection.load()
+    client = get_client(connection.application())
     while clock() < deadline:
         sleep(interval)
         try:
@@ -227,7 +248,7 @@ def finish_device_flow(
             if getattr(err, "retry_after", None) is not None:  # transient: keep polling
                 continue
             raise AuthorizationFailed(f"The device authorization failed: {err}") from None
-        return store_grant(tokens, user=user)
+        return store_grant(tokens, user=user, connection=connection)
     raise AuthorizationFailed("Nobody approved the device in time; start again.")
 
 
@@ -278,9 +299,12 @@ def _apply_tokens(connection: Connection, tokens: dict[str, Any]) -> None:
 
 
 @sensitive_variables()
-def store_grant(tokens: dict[str, Any], user: Any = None) -> Connection:
-    """Save a new grant from any connect flow, fetch the account name and lists, release held signups."""
-    client = get_client()
+def store_grant(tokens: dict[str, Any], user: Any = None, connection: ConnectionArg = None) -> Connection:
+    """Save a new grant on ``connection`` from any connect flow, fetch the account name and lists, release
+    its held signups."""
+    connection = connection or Connection.load()
+    pk = connection.pk
+    client = get_client(connection.application())
     account: dict[str, Any] = {}
     if "account_read" in (tokens.get("scope") or app_settings.SCOPES).split():
         try:
@@ -288,7 +312,7 @@ def store_grant(tokens: dict[str, Any], user: Any = None) -> Connection:
         except CCSyncError as err:
             logger.warning("Could not read the Constant Contact account summary: %s", err)
     with transaction.atomic():
-        connection = lock_row(Connection, Connection.SINGLETON_PK)
+        connection = lock_row(Connection, pk)
         _apply_tokens(connection, tokens)
         connection.status = Connection.Status.CONNECTED
         connection.connected_at = connection.last_refreshed_at
@@ -296,7 +320,11 @@ def store_grant(tokens: dict[str, Any], user: Any = None) -> Connection:
         connection.account_name = str(account.get("organization_name") or "")
         connection.account_id = str(account.get("encoded_account_id") or "")
         connection.save()
-    logger.info("Connected to Constant Contact account %r.", connection.account_name or connection.account_id)
+    logger.info(
+        "Connection %r: connected to Constant Contact account %r.",
+        connection.slug,
+        connection.account_name or connection.account_id,
+    )
     try:
         refresh_lists(connection, tokens["access_token"])
     except CCSyncError as err:
@@ -306,141 +334,207 @@ def store_grant(tokens: dict[str, Any], user: Any = None) -> Connection:
 
 
 @sensitive_variables()
-def refresh_tokens_if(should_refresh: Callable[[Connection], bool]) -> str:
-    """Under the row lock, refresh if ``should_refresh(connection)`` still holds; return a valid access token.
+def refresh_tokens_if(should_refresh: Callable[[Connection], bool], connection: ConnectionArg = None) -> str:
+    """Under ``connection``'s row lock, refresh if ``should_refresh(connection)`` still holds; return a valid
+    access token.
 
-    Raises :class:`ReconnectRequired` when not connected or CC refuses the grant (the connection is then
-    marked *needs reconnect* and admins are told once), :class:`RetryLater` for transient failures.
+    The lock is the connection's own row: one account's refresh never waits for another's. Raises
+    :class:`ReconnectRequired` when not connected or CC refuses the grant (the connection is then marked
+    *needs reconnect* and admins are told once), :class:`RetryLater` for transient failures.
     """
-    slot_reserved = False
-    peek = Connection.load()
-    if peek.status == Connection.Status.CONNECTED and should_refresh(peek):
-        fresh = _await_token_slot(should_refresh)
-        if fresh is not None:
-            return fresh
-        slot_reserved = True
-    with transaction.atomic():
-        connection = lock_row(Connection, Connection.SINGLETON_PK)
-        if connection.status != Connection.Status.CONNECTED:
-            raise ReconnectRequired("Constant Contact is not connected.")
-        if not should_refresh(connection):
-            return connection.access_token
-        try:
-            tokens = get_client().refresh(connection.refresh_token, slot_reserved=slot_reserved)
-        except (ReconnectRequired, Rejected) as err:
-            # Any other 4xx to a refresh (not just invalid_grant) means this grant cannot be used as it
-            # is: hold the signups for a reconnect rather than fail them.
-            _needs_reconnect(connection, str(err))
-            failure: CCSyncError = ReconnectRequired(
-                err.message, status_code=err.status_code, error_key=err.error_key, errors=err.errors
-            )
-        except CCSyncError as err:
-            connection.last_error, connection.last_error_at = str(err)[:1000], timezone.now()
-            connection.save(update_fields=["last_error", "last_error_at", "updated_at"])
-            failure = err
-        else:
-            _apply_tokens(connection, tokens)
-            connection.save()
-            logger.info(
-                "Refreshed the Constant Contact access token; it expires at %s.", connection.expires_at
-            )
-            return connection.access_token
+    peek = Connection.for_id(connection.pk) if connection is not None else Connection.load()
+    pk, application = peek.pk, peek.application()
+    reserved = False
+    for attempt in range(ratelimit.LATE_RESERVATIONS + 1):
+        slot = None
+        if peek.status == Connection.Status.CONNECTED and should_refresh(peek):
+            fresh, slot = _await_token_slot(should_refresh, peek, again=reserved)
+            if fresh is not None:
+                return fresh
+            reserved = True
+        with transaction.atomic():
+            connection = lock_row(Connection, pk)
+            if connection.status != Connection.Status.CONNECTED:
+                raise ReconnectRequired(_not_connected(connection))
+            if not should_refresh(connection):
+                return connection.access_token
+            # Sent only in a slot of the application's token budget that it could keep: one left behind (a late
+            # wake-up, the wait for this lock) could put this refresh within a second of the next slot's, maybe
+            # another connection's through the same application. A later slot is then reserved, outside this
+            # transaction; after LATE_RESERVATIONS the refresh goes late all the same, as API requests do.
+            late = slot is None or time.monotonic() - slot > ratelimit.TOKEN_PACING_TOLERANCE
+            if late and attempt < ratelimit.LATE_RESERVATIONS:
+                peek = connection
+                continue
+            try:
+                tokens = get_client(application).refresh(
+                    connection.refresh_token, slot_reserved=slot is not None
+                )
+            except (ReconnectRequired, Rejected) as err:
+                # Any other 4xx to a refresh (not just invalid_grant) means this grant cannot be used as it
+                # is: hold the signups for a reconnect rather than fail them.
+                _needs_reconnect(connection, str(err))
+                failure: CCSyncError = ReconnectRequired(
+                    err.message, status_code=err.status_code, error_key=err.error_key, errors=err.errors
+                )
+            except CCSyncError as err:
+                connection.last_error, connection.last_error_at = str(err)[:1000], timezone.now()
+                connection.save(update_fields=["last_error", "last_error_at", "updated_at"])
+                failure = err
+            else:
+                _apply_tokens(connection, tokens)
+                connection.save()
+                logger.info(
+                    "Connection %r: refreshed the Constant Contact access token; it expires at %s.",
+                    connection.slug,
+                    connection.expires_at,
+                )
+                return connection.access_token
+        break
     # Raised outside the atomic block so that the recorded status and error are committed.
-    logger.warning("Refreshing the Constant Contact token failed: %s", failure)
+    logger.warning("Connection %r: refreshing the Constant Contact token failed: %s", peek.slug, failure)
     raise failure
 
 
+def _not_connected(connection: Connection) -> str:
+    if connection.is_default:
+        return "Constant Contact is not connected."
+    return f"Constant Contact connection {connection.slug!r} is not connected."
+
+
 @sensitive_variables()
-def _await_token_slot(should_refresh: Callable[[Connection], bool]) -> str | None:
-    """Reserve a token-endpoint slot in its own committed transaction and wait for it.
+def _await_token_slot(
+    should_refresh: Callable[[Connection], bool], peek: Connection, again: bool = False
+) -> tuple[str | None, float]:
+    """Reserve a token-endpoint slot in its own committed transaction and wait for it; return ``(token,
+    slot)``: the slot's time (``time.monotonic()``), and a fresh token if another process refreshed meanwhile.
+    ``again``: a later slot for a refresh whose slot passed unused (not counted again).
 
     The slot is taken before the connection row is locked: inside that transaction it would be a
     savepoint, rolled back if the process died after CC had seen the call, and the next refresh could then
     break CC's 1 request/s limit. While waiting, another process may refresh first: its fresh token is
     returned at once and the slot goes unused.
     """
-    deadline = time.monotonic() + ratelimit.reserve("token", app_settings.TOKEN_RATE)
+    budget = peek.application().budget("token")
+    deadline = time.monotonic() + ratelimit.reserve(budget, app_settings.TOKEN_RATE, again=again)
     while (remaining := deadline - time.monotonic()) > 0:
         time.sleep(min(remaining, TOKEN_WAIT_POLL))
-        connection = Connection.load()
+        connection = Connection.for_id(peek.pk)
         if connection.status != Connection.Status.CONNECTED:
-            return None
+            return None, deadline
         if not should_refresh(connection):
-            return connection.access_token
-    return None
+            return connection.access_token, deadline
+    return None, deadline
 
 
 @sensitive_variables()
-def get_access_token(connection: Connection | None = None) -> str:
-    """A valid access token, refreshed first if it expires within ``TOKEN_LEEWAY`` seconds.
+def get_access_token(connection: ConnectionArg = None) -> str:
+    """A valid access token of ``connection``, refreshed first if it expires within ``TOKEN_LEEWAY`` seconds.
 
-    ``connection``: the connection row just loaded by the caller, to save reading it again.
+    ``connection``: the connection row just loaded by the caller (not read again); default: the default one.
     """
     leeway = app_settings.TOKEN_LEEWAY
     connection = connection or Connection.load()
     if connection.status != Connection.Status.CONNECTED:
-        raise ReconnectRequired("Constant Contact is not connected.")
+        raise ReconnectRequired(_not_connected(connection))
     if not connection.needs_refresh(leeway):
         return connection.access_token
-    return refresh_tokens_if(lambda c: c.needs_refresh(leeway))
+    return refresh_tokens_if(lambda c: c.needs_refresh(leeway), connection)
 
 
 @sensitive_variables()
-def replace_rejected_token(rejected_token: str) -> str:
+def replace_rejected_token(rejected_token: str, connection: ConnectionArg = None) -> str:
     """After a 401: refresh, unless another process already replaced ``rejected_token``."""
-    return refresh_tokens_if(lambda c: c.access_token == rejected_token)
+    return refresh_tokens_if(lambda c: c.access_token == rejected_token, connection)
 
 
 @sensitive_variables()
 @sensitive_variables("token")
-def with_access_token(call: Callable[[str], T], connection: Connection | None = None) -> T:
+def with_access_token(call: Callable[[str], T], connection: ConnectionArg = None) -> T:
     """Run ``call(access_token)``; on a 401, refresh once (unless another process did) and run it once more.
 
     A second 401 right after a refresh means CC no longer accepts the grant: the connection is marked for
     a reconnect and :class:`ReconnectRequired` raised. ``connection``: as for :func:`get_access_token`.
     """
+    connection = connection or Connection.load()
     token = get_access_token(connection)
     try:
         return call(token)
     except AccessTokenRejected:
-        token = replace_rejected_token(token)
+        token = replace_rejected_token(token, connection)
     try:
         return call(token)
     except AccessTokenRejected as err:
-        mark_needs_reconnect(f"Constant Contact refused a freshly refreshed access token: {err}")
+        mark_needs_reconnect(f"Constant Contact refused a freshly refreshed access token: {err}", connection)
         raise ReconnectRequired(str(err), status_code=err.status_code) from None
 
 
-def refresh_now() -> str:
+def refresh_now(connection: ConnectionArg = None) -> str:
     """Refresh unconditionally (the admin's "Refresh now")."""
-    return refresh_tokens_if(lambda c: True)
+    return refresh_tokens_if(lambda c: True, connection)
+
+
+def _keep_alive_due(connection: Connection, now: datetime) -> bool:
+    cutoff = now - timedelta(seconds=app_settings.KEEPALIVE_INTERVAL)
+    return (
+        connection.needs_refresh(app_settings.TOKEN_LEEWAY, now)
+        or connection.last_refreshed_at is None
+        or connection.last_refreshed_at <= cutoff
+    )
+
+
+def _applications_in_turn(connections: Iterable[Connection]) -> list[Connection]:
+    """The connections with their applications taken in turn: one of each application, then the next of each.
+
+    Each refresh waits for its application's token slot (1 a second per API key). Taken in turn, a connection
+    of another application is refreshed while one application's next slot comes, instead of after it: the
+    cycle lasts about as long as the application with the most connections needs, not the sum of them all.
+    """
+    by_application: dict[str, list[Connection]] = {}
+    for row in connections:
+        # Grouped by token budget, which does not read the secret: a connection whose secret the keys cannot
+        # decrypt fails alone, in the loop, like any other failing connection.
+        by_application.setdefault(row.budget("token"), []).append(row)
+    return [row for turn in zip_longest(*by_application.values()) for row in turn if row is not None]
 
 
 @sensitive_variables()
-def keep_alive() -> None:
-    """Refresh when the token is stale or no refresh happened for ``KEEPALIVE_INTERVAL``; re-check the lists.
+def keep_alive(connection: ConnectionArg = None) -> int:
+    """Refresh each connected connection (or only ``connection``) whose token is stale or that was not
+    refreshed for ``KEEPALIVE_INTERVAL``, and re-check its lists daily; return how many were refreshed.
 
-    CC's refresh tokens die after 180 days unused, so a site where nobody signs up must still refresh.
+    CC's refresh tokens die after 180 days unused, so a site where nobody signs up must still refresh. The
+    connections are taken one after another, their applications in turn, each refresh paced by its
+    application's token budget (1 request a second per API key, shared by every process), so however many
+    connections share an application its token endpoint never sees more than that. One failing connection
+    does not stop the others: it is marked for a reconnect, or tried again at the next cycle.
     """
-    connection = Connection.load()
-    if connection.status != Connection.Status.CONNECTED:
-        return
-    leeway = app_settings.TOKEN_LEEWAY
-    cutoff = timezone.now() - timedelta(seconds=app_settings.KEEPALIVE_INTERVAL)
-    refresh_tokens_if(
-        lambda c: c.needs_refresh(leeway) or c.last_refreshed_at is None or c.last_refreshed_at <= cutoff
-    )
-    connection.refresh_from_db()
-    if connection.lists_checked_at is None or connection.lists_checked_at <= timezone.now() - timedelta(
-        seconds=LIST_CHECK_INTERVAL
-    ):
-        refresh_lists(connection)
+    connected = Connection.objects.filter(status=Connection.Status.CONNECTED)
+    if connection is not None:
+        connected = connected.filter(pk=connection.pk)
+    refreshed = 0
+    for row in _applications_in_turn(connected.order_by("pk")):
+        before = row.last_refreshed_at
+        try:
+            refresh_tokens_if(lambda c: _keep_alive_due(c, timezone.now()), row)
+            row.refresh_from_db()
+            if row.lists_checked_at is None or row.lists_checked_at <= timezone.now() - timedelta(
+                seconds=LIST_CHECK_INTERVAL
+            ):
+                refresh_lists(row)
+        except CCSyncError as err:
+            if connection is not None:
+                raise
+            logger.warning("Connection %r: keep-alive failed: %s", row.slug, err)
+        if row.last_refreshed_at != before:
+            refreshed += 1
+    return refreshed
 
 
 @sensitive_variables()
 def refresh_lists(connection: Connection, access_token: str | None = None) -> list[dict[str, str]]:
     """Fetch the account's lists (all pages) and store ``{list_id, name}`` for each."""
-    lists = get_client().contact_lists(access_token or get_access_token())
+    lists = get_client(connection.application()).contact_lists(access_token or get_access_token(connection))
     connection.available_lists = [
         {"list_id": item["list_id"], "name": item.get("name", "")} for item in lists
     ]
@@ -451,10 +545,11 @@ def refresh_lists(connection: Connection, access_token: str | None = None) -> li
     return connection.available_lists
 
 
-def mark_needs_reconnect(reason: str) -> None:
-    """Record that CC refused the grant (403, or 401 right after a refresh); tell admins once."""
+def mark_needs_reconnect(reason: str, connection: ConnectionArg = None) -> None:
+    """Record that CC refused ``connection``'s grant (403, or 401 right after a refresh); tell admins once."""
+    pk = (connection or Connection.load()).pk
     with transaction.atomic():
-        _needs_reconnect(lock_row(Connection, Connection.SINGLETON_PK), reason)
+        _needs_reconnect(lock_row(Connection, pk), reason)
 
 
 def _needs_reconnect(connection: Connection, reason: str) -> None:
@@ -464,14 +559,16 @@ def _needs_reconnect(connection: Connection, reason: str) -> None:
         connection.status = Connection.Status.NEEDS_RECONNECT
     connection.save()
     if was_connected:
-        logger.error("Constant Contact needs to be reconnected: %s", reason)
+        logger.error("Connection %r: Constant Contact needs to be reconnected: %s", connection.slug, reason)
         transaction.on_commit(lambda: _notify_needs_reconnect(connection, reason))
 
 
 def _notify_needs_reconnect(connection: Connection, reason: str) -> None:
+    which = "" if connection.is_default else f" ({connection.name}, {connection.slug})"
     mail_admins(
-        "Constant Contact needs to be reconnected",
-        "Constant Contact refused the stored authorization, so signups are being held (none are lost).\n\n"
+        f"Constant Contact needs to be reconnected{which}",
+        f"Constant Contact refused the stored authorization of the connection {connection.name!r} "
+        f"({connection.account_name or connection.slug}), so its signups are being held (none are lost).\n\n"
         f"Reason: {reason}\n\n"
         "Open the Constant Contact connection page in the Django admin and click Reconnect; "
         "held signups are sent as soon as the connection is back.",
@@ -481,12 +578,13 @@ def _notify_needs_reconnect(connection: Connection, reason: str) -> None:
 
 
 @sensitive_variables()
-def disconnect() -> None:
-    """Forget the stored tokens; signups are held until the next connect."""
+def disconnect(connection: ConnectionArg = None) -> None:
+    """Forget ``connection``'s stored tokens; its signups are held until the next connect."""
+    pk = (connection or Connection.load()).pk
     with transaction.atomic():
-        connection = lock_row(Connection, Connection.SINGLETON_PK)
+        connection = lock_row(Connection, pk)
         connection.access_token = connection.refresh_token = ""
         connection.expires_at = None
         connection.status = Connection.Status.DISCONNECTED
         connection.save()
-    logger.info("Disconnected from Constant Contact.")
+    logger.info("Connection %r: disconnected from Constant Contact.", connection.slug)

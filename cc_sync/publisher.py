@@ -36,8 +36,8 @@ logger = logging.getLogger("cc_sync.publisher")
 # A broker that hangs for long must not make the queue of waiting publishes grow without end.
 MAX_WAITING = 10_000
 
-#: One queued publish: the ids and the mark their rows carry.
-Job = tuple[list[int], datetime]
+#: One queued publish: the ids and the mark their rows carry; ``([], None)``: a sweep request (:func:`queue_sweep`).
+Job = tuple[list[int], datetime | None]
 
 
 class Outbox:
@@ -54,10 +54,11 @@ class Outbox:
         self._pid: int | None = None
         self._jobs: queue.Queue[Job] | None = None
 
-    def put(self, signup_ids: list[int], marked_at: datetime) -> bool:
-        """Queue one publish and return at once; False, queueing nothing, when the queue is full."""
+    def put(self, signup_ids: list[int], marked_at: datetime | None) -> bool:
+        """Queue one publish (no ids: a sweep request) and return at once; False, queueing nothing, when the
+        queue is full."""
         if not self.background:
-            publish(signup_ids, marked_at)
+            _run(signup_ids, marked_at)
             return True
         try:
             self._queue().put_nowait((list(signup_ids), marked_at))
@@ -98,7 +99,7 @@ class Outbox:
         while True:
             signup_ids, marked_at = jobs.get()
             try:
-                publish(signup_ids, marked_at)
+                _run(signup_ids, marked_at)
             except Exception:
                 logger.exception("Publishing failed.")
             finally:
@@ -164,8 +165,22 @@ def _send(signup_ids: list[int], countdown: float | None) -> list[int]:
     return published
 
 
+def _run(signup_ids: list[int], marked_at: datetime | None) -> None:
+    if signup_ids or marked_at is not None:
+        publish(signup_ids, marked_at)
+    else:  # queue_sweep's request
+        _send_sweep()
+
+
 def queue_sweep() -> None:
-    """Ask a worker to sweep now (falls back silently to beat's next run if the broker is down)."""
+    """Ask a worker to sweep now, from the publisher thread: the caller (an admin's Connect or list choice
+    releasing held signups) never waits for the broker. Beat's next sweep does it if the broker is down or
+    the queue is full."""
+    if not outbox.put([], None):
+        logger.warning("The publish queue is full; beat's next sweep will release the held signups.")
+
+
+def _send_sweep() -> None:
     from .tasks import sweep_due_signups
 
     try:

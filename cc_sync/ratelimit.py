@@ -60,9 +60,13 @@ PACING_TOLERANCE = 0.03
 # Slots given up that way before a request is sent all the same (and then its 429 says nothing of the
 # quota): a host too busy to keep any slot must still make progress.
 LATE_RESERVATIONS = 3
-# The token endpoint's slot (1 per second) is not late-checked: a refresh waits for the connection row's
-# lock after it. It is called about once a day, so its wider spacing costs nothing.
+# The token endpoint's slots (1 per second) are spaced wider: a refresh waits for the connection row's lock
+# after its slot, and is called about once a day per connection, so the spacing costs nothing.
 TOKEN_SPACING_MARGIN = 1.08
+# A refresh that could not leave within this many seconds of its slot takes a later one (cc_sync.oauth): of
+# the 80 ms the margin leaves at 1 request a second, 30 ms are kept for the way to CC (the connection's lock
+# and the HTTP stack come after the check).
+TOKEN_PACING_TOLERANCE = 0.05
 # After a 429 ``throttled`` nobody gets a slot for this long: whatever CC counted before it has left a
 # one-second window by then.
 THROTTLE_BACKOFF = 1.0
@@ -122,7 +126,9 @@ def spacing(name: str, rate: float) -> float:
     """Seconds between two slots of budget ``name`` at ``rate`` requests per second."""
     if rate <= 0:
         return 0.0
-    return (TOKEN_SPACING_MARGIN if name == "token" else SPACING_MARGIN) / rate
+    # Every token budget: the settings' application's ("token") and each own application's ("token:<key>").
+    family = name.partition(":")[0]
+    return (TOKEN_SPACING_MARGIN if family == "token" else SPACING_MARGIN) / rate
 
 
 def reserve(name: str, rate: float, daily_limit: int | None = None, again: bool = False) -> float:

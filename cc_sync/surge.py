@@ -49,7 +49,7 @@ from . import backfill, privacy, ratelimit, sync
 from .client import ConstantContactClient, get_client
 from .conf import app_settings
 from .exceptions import ActivityQueueFull, ReconnectRequired, Rejected, RetryLater
-from .models import Signup, Suppression, SurgeBatch
+from .models import Connection, Signup, Suppression, SurgeBatch
 from .publisher import publish
 from .signals import signup_failed, signup_synced
 
@@ -112,21 +112,58 @@ def eligible_q() -> Q:
 
 
 def decide(now: Any = None) -> bool:
-    """True when the due, eligible backlog is above :func:`threshold` or beyond the day's remaining budget."""
+    """True when the due, eligible backlog of an application (API key) is above :func:`threshold` or beyond
+    its day's remaining budget.
+
+    With one application (every connection on the settings' one) the whole backlog is counted; with several,
+    each application's connections' backlog against that application's budget.
+    """
     if not enabled():
         return False
+    budgets = _budgets()
+    backlog = Signup.objects.due(now).filter(eligible_q()).order_by()
+    if len(set(budgets.values())) <= 1:
+        return _calls_for_bulk(backlog, next(iter(budgets.values()), "api"))
+    return any(
+        _calls_for_bulk(backlog.filter(_connections_q(budgets, budget)), budget)
+        for budget in set(budgets.values())
+    )
+
+
+def _budgets() -> dict[int | None, str]:
+    """``{Signup.connection_id: API budget}``: ``None`` (a signup naming no connection) is the default one's."""
+    budgets: dict[int | None, str] = {None: "api"}
+    for connection in Connection.objects.all():
+        budgets[connection.pk] = budget = connection.budget("api")
+        if connection.is_default:
+            budgets[None] = budget
+    return budgets
+
+
+def _connections_q(budgets: dict[int | None, str], budget: str) -> Q:
+    ids = [pk for pk, name in budgets.items() if name == budget and pk is not None]
+    q = Q(connection_id__in=ids)
+    return q | Q(connection__isnull=True) if budgets[None] == budget else q
+
+
+def _calls_for_bulk(backlog: Any, budget: str) -> bool:
     limit = threshold()
     remaining = None
     if app_settings.DAILY_LIMIT > 0:
-        remaining = max(0, app_settings.DAILY_LIMIT - ratelimit.requests_today())
+        remaining = max(0, app_settings.DAILY_LIMIT - ratelimit.requests_today(budget))
     # Counting stops one past what decides, so a long queue costs no more than a short one.
     cap = max(limit, remaining or 0) + 1
-    backlog = Signup.objects.due(now).filter(eligible_q()).order_by()[:cap].count()
-    if backlog > limit:
-        logger.info("%s+ signups are due (threshold %s): surge mode.", backlog, limit)
+    count = backlog[:cap].count()
+    if count > limit:
+        logger.info("%s+ signups are due (threshold %s) in budget %s: surge mode.", count, limit, budget)
         return True
-    if remaining is not None and backlog > remaining:
-        logger.info("%s signups are due and %s requests are left today: surge mode.", backlog, remaining)
+    if remaining is not None and count > remaining:
+        logger.info(
+            "%s signups are due and %s requests are left today in budget %s: surge mode.",
+            count,
+            remaining,
+            budget,
+        )
         return True
     return False
 
@@ -246,31 +283,37 @@ def claim_batches(now: Any = None) -> list[SurgeBatch]:
 
 def _plan(holder: SurgeBatch, signups: list[Signup], now: Any) -> list[SurgeBatch]:
     """Split claimed signups into batches by lists and size; signups without a usable list go one by one."""
-    groups: dict[tuple[str, ...], list[Signup]] = defaultdict(list)
+    # One import goes to one account and one set of lists.
+    groups: dict[tuple[int | None, tuple[str, ...]], list[Signup]] = defaultdict(list)
     no_list: list[Signup] = []
-    resolved: dict[tuple[str, ...], tuple[str, ...] | None] = {}  # lists_for(), once per distinct pick
+    connections: dict[int | None, Connection] = {}
+    # lists_for(), once per connection and distinct pick
+    resolved: dict[tuple[int | None, tuple[str, ...]], tuple[str, ...] | None] = {}
     for signup in signups:
-        picked = tuple(signup.list_ids)
-        if picked not in resolved:
+        key = (signup.connection_id, tuple(signup.list_ids))
+        if key not in resolved:
+            if signup.connection_id not in connections:
+                connections[signup.connection_id] = Connection.for_id(signup.connection_id)
             try:
-                resolved[picked] = tuple(sync.usable_lists(list(picked)))
+                resolved[key] = tuple(sync.usable_lists(list(key[1]), connections[signup.connection_id]))
             except sync.ListsMissing:
-                resolved[picked] = None
-        list_ids = resolved[picked]
+                resolved[key] = None
+        list_ids = resolved[key]
         if list_ids is None:
             no_list.append(signup)
         else:
-            groups[list_ids].append(signup)
+            groups[(signup.connection_id, list_ids)].append(signup)
     if no_list:
         # The one-by-one path holds them for a list (waiting_list) and tells the admin.
         _one_by_one(holder, [signup.pk for signup in no_list], now)
     batches: list[SurgeBatch] = []
-    for list_ids, members in groups.items():
+    for (connection_id, list_ids), members in groups.items():
         planned, too_large = backfill.split_batches([contact_for(s) for s in members], list(list_ids))
         if too_large:
             _one_by_one(holder, [members[position].pk for position in too_large], now)
         for positions in planned:
             batch = holder if not batches else SurgeBatch(lease_expires_at=holder.lease_expires_at)
+            batch.connection_id = connection_id
             batch.list_ids = list(list_ids)
             batch.signup_ids = [members[position].pk for position in positions]
             batch.save()
@@ -325,7 +368,8 @@ class Surge:
     ) -> None:
         self.poll_interval = poll_interval
         self.sleep = sleep or time.sleep
-        self.client = client or get_client()
+        # A client given here (tests) serves every batch; otherwise each batch's connection's application.
+        self.client = client
 
     def run(self) -> int:
         """Resume unfinished batches, then take due signups while the backlog calls for it; return the batches ended."""
@@ -351,40 +395,67 @@ class Surge:
         """Send and poll ``batches`` (at most ``backfill.MAX_IN_FLIGHT`` at CC at once); return how many ended.
 
         A batch CC cannot take now (its activity queue is full, the quota is spent, a transient failure
-        outlasting the retries) is left with a lease that runs out when it may be tried again.
+        outlasting the retries, a grant to reconnect) is left with a lease that runs out when it may be tried
+        again, and so are the other batches of its connection. The other connections' batches go on: one
+        account's refusal never holds up another account's signups.
         """
         pending = [b for b in batches if b.status == BatchStatus.PENDING]
         in_flight = [b for b in batches if b.status == BatchStatus.SUBMITTED]
         ended = 0
-        try:
-            while pending or in_flight:
-                while pending and len(in_flight) < backfill.MAX_IN_FLIGHT:
-                    batch = pending[0]
-                    if not self._hold(batch):
-                        pending.pop(0)  # our lease ran out while other batches were polled: not ours now
-                        continue
+        while pending or in_flight:
+            while pending and len(in_flight) < backfill.MAX_IN_FLIGHT:
+                batch = pending[0]
+                if not self._hold(batch):
+                    pending.pop(0)  # our lease ran out while other batches were polled: not ours now
+                    continue
+                try:
                     self.submit(batch)  # raises before the pop: a batch CC did not take stays pending
-                    pending.pop(0)
-                    if batch.status == BatchStatus.SUBMITTED:
-                        in_flight.append(batch)
-                    else:
+                except (RetryLater, ReconnectRequired) as err:
+                    self._stop_connection(batch.connection_id, err, pending, in_flight)
+                    continue
+                pending.pop(0)
+                if batch.status == BatchStatus.SUBMITTED:
+                    in_flight.append(batch)
+                else:
+                    ended += 1
+            if in_flight:
+                self.sleep(self.poll_interval)
+                for batch in list(in_flight):
+                    if batch not in in_flight:
+                        continue  # its connection was stopped by another batch's refusal in this round
+                    if not self._hold(batch):
+                        in_flight.remove(batch)
+                        continue
+                    try:
+                        finished = self.poll(batch)
+                    except (RetryLater, ReconnectRequired) as err:
+                        self._stop_connection(batch.connection_id, err, pending, in_flight)
+                        continue
+                    if finished:
+                        in_flight.remove(batch)
                         ended += 1
-                if in_flight:
-                    self.sleep(self.poll_interval)
-                    for batch in list(in_flight):
-                        if not self._hold(batch):
-                            in_flight.remove(batch)
-                        elif self.poll(batch):
-                            in_flight.remove(batch)
-                            ended += 1
-        except ActivityQueueFull as err:
-            self._wait([*in_flight, *pending], backfill.queue_full_delay(err, 1), str(err))
-        except ReconnectRequired as err:
-            self._hold_for_reconnect(pending, str(err))
-            self._wait(in_flight, app_settings.LEASE, str(err))
-        except RetryLater as err:  # QuotaExceeded included: its retry_after is the next probe
-            self._wait([*in_flight, *pending], max(err.retry_after or 0.0, app_settings.LEASE), str(err))
         return ended
+
+    def _stop_connection(
+        self,
+        connection_id: int | None,
+        err: RetryLater | ReconnectRequired,
+        pending: list[SurgeBatch],
+        in_flight: list[SurgeBatch],
+    ) -> None:
+        """Take the batches of ``connection_id`` out of ``pending`` and ``in_flight`` and leave them as ``err``
+        says: waiting out CC's queue or quota, or (unsent) held for a reconnect."""
+        unsent = [b for b in pending if b.connection_id == connection_id]
+        submitted = [b for b in in_flight if b.connection_id == connection_id]
+        pending[:] = [b for b in pending if b.connection_id != connection_id]
+        in_flight[:] = [b for b in in_flight if b.connection_id != connection_id]
+        if isinstance(err, ActivityQueueFull):
+            self._wait([*submitted, *unsent], backfill.queue_full_delay(err, 1), str(err))
+        elif isinstance(err, ReconnectRequired):
+            self._hold_for_reconnect(unsent, str(err))
+            self._wait(submitted, app_settings.LEASE, str(err))
+        else:  # QuotaExceeded included: its retry_after is the next probe
+            self._wait([*submitted, *unsent], max(err.retry_after or 0.0, app_settings.LEASE), str(err))
 
     def _hold(self, batch: SurgeBatch) -> bool:
         """Renew this worker's lease on ``batch``; False when it ran out and another worker may have the batch."""
@@ -415,8 +486,11 @@ class Surge:
             with transaction.atomic():
                 _dissolve(batch, reason, status=Status.WAITING_RECONNECT, last_error_key="reconnect_required")
 
-    def _call(self, method: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-        return backfill.call_api(method, *args, sleep=self.sleep)
+    def _call(self, batch: SurgeBatch, method: str, *args: Any) -> dict[str, Any]:
+        """``client.<method>(token, *args)`` for ``batch``'s account (backfill.call_api's retries)."""
+        connection = Connection.for_id(batch.connection_id)
+        client = self.client or get_client(connection.application())
+        return backfill.call_api(getattr(client, method), *args, sleep=self.sleep, connection=connection)
 
     def _signups(self, batch: SurgeBatch) -> list[Signup | None]:
         """The batch's signups in request order (None for one erased since)."""
@@ -442,7 +516,7 @@ class Surge:
             return
         try:
             activity = self._call(
-                self.client.import_contacts_json, [contact_for(s) for s in signups], list(batch.list_ids)
+                batch, "import_contacts_json", [contact_for(s) for s in signups], list(batch.list_ids)
             )
         except Rejected as err:
             # CC refused the request as a whole (a 400, a list gone): the one-by-one path sends each signup
@@ -466,7 +540,7 @@ class Surge:
     def poll(self, batch: SurgeBatch) -> bool:
         """Check a submitted batch's activity once; True when it has ended and its signups are recorded."""
         try:
-            activity = self._call(self.client.activity, batch.activity_id)
+            activity = self._call(batch, "activity", batch.activity_id)
         except Rejected as err:  # 404: CC keeps activities for 10 days only
             self._retry(batch, str(err))
             return True
@@ -498,7 +572,7 @@ class Surge:
             # An error CC tied to no contact of ours: which signup it is cannot be told, so none is synced.
             back = [s.pk for s in rest]
         elif refused:
-            back = self._not_added(rest, refused)
+            back = self._not_added(batch, rest, refused)
         else:
             back = []
         synced = [s for s in rest if s.pk not in set(back)]
@@ -535,7 +609,7 @@ class Surge:
             signup.status, signup.synced_at = Status.SYNCED, now
             signup_synced.send(sender=Signup, signup=signup)
 
-    def _not_added(self, signups: list[Signup], refused: int) -> list[int]:
+    def _not_added(self, batch: SurgeBatch, signups: list[Signup], refused: int) -> list[int]:
         """The signups CC did not add to the lists because their contact unsubscribed.
 
         CC gives only a count. The account's unsubscribed contacts are read (up to ``UNSUBSCRIBED_PAGES``
@@ -547,7 +621,7 @@ class Surge:
         params: dict[str, Any] = {"status": "unsubscribed", "limit": UNSUBSCRIBED_PAGE_SIZE}
         href = ""
         for _page in range(UNSUBSCRIBED_PAGES):
-            page = self._call(self.client.contacts_page, params, href)
+            page = self._call(batch, "contacts_page", params, href)
             for contact in page.get("contacts") or []:
                 address = str(((contact or {}).get("email_address") or {}).get("address") or "").lower()
                 if address in wanted:

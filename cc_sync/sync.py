@@ -67,6 +67,7 @@ def enqueue_signup(
     client_ip: str = "",
     user_agent: str = "",
     validated_fields: Collection[str] = (),
+    connection: Connection | str | None = None,
 ) -> Signup | None:
     """Validate and save a signup, and queue its sync once the surrounding transaction commits.
 
@@ -83,7 +84,11 @@ def enqueue_signup(
     ``validated_fields`` names ``Signup`` fields the caller has already put through the model's own
     validation (a valid :class:`~cc_sync.forms.SignupForm` passes its fields): they are not checked again.
     Everything else is, as is ``Signup.clean()``.
+
+    ``connection`` (a :class:`~cc_sync.models.Connection` or its slug) is the CC account the signup goes
+    to; by default the default connection. The signup stores it.
     """
+    connection_id = connection_id_for(connection)
     try:
         ids = [
             {"custom_field_id": validate_custom_field_id(key), "value": str(value)}
@@ -114,8 +119,9 @@ def enqueue_signup(
         source_url=source_url[:500],
         consent_ip_hash=privacy.keyed_hash(client_ip) if client_ip else "",
         consent_user_agent=user_agent[:255],
+        connection_id=connection_id,
     )
-    signup.full_clean(exclude=list(validated_fields))
+    signup.full_clean(exclude=[*validated_fields, "connection"])
     hashes = privacy.email_hashes(signup.email)
     signup.email_hash = hashes[0]
     # Marked as queued in the INSERT itself, so the visitor's request costs no UPDATE after the publish.
@@ -130,18 +136,42 @@ def enqueue_signup(
     return signup
 
 
-def default_list_ids(connection: Connection | None = None) -> list[str]:
-    """``CC_SYNC["LIST_IDS"]`` if set, else the lists chosen on the admin connection page (may be empty).
+def connection_id_for(connection: Connection | str | None) -> int | None:
+    """The ``Signup.connection`` value for a connection, its slug, or ``None`` (the default connection).
 
-    The one place for this rule. Reads the chosen lists from ``connection`` if given; otherwise it reads
-    them without creating the connection row (a dry run or a status report stores nothing).
+    The default connection is stored as ``None``, so the visitor's request reads no connection row for it.
+    Raises ``ValidationError`` for a slug no connection has.
+    """
+    if connection is None:
+        return None
+    if isinstance(connection, str):
+        if connection == Connection.DEFAULT_SLUG:
+            return None
+        found = Connection.objects.filter(slug=connection).values_list("pk", flat=True).first()
+        if found is None:
+            raise ValidationError(
+                {"connection": f"No Constant Contact connection has the slug {connection!r}."}
+            )
+        return found
+    return None if connection.is_default else connection.pk
+
+
+def default_list_ids(connection: Connection | None = None) -> list[str]:
+    """The lists a signup goes to when none were picked for it (may be empty).
+
+    The one place for this rule: for the default connection, ``CC_SYNC["LIST_IDS"]`` if set; else the lists
+    chosen on the connection's admin page. List ids belong to one account, so ``LIST_IDS`` never applies to
+    another connection. Without ``connection`` it reads the default connection's choice without creating
+    its row (a dry run or a status report stores nothing).
     """
     configured = app_settings.LIST_IDS
-    if configured:
+    if configured and (connection is None or connection.is_default):
         return configured
     if connection is not None:
         return list(connection.list_ids)
-    chosen = Connection.objects.filter(pk=Connection.SINGLETON_PK).values_list("list_ids", flat=True).first()
+    chosen = (
+        Connection.objects.filter(slug=Connection.DEFAULT_SLUG).values_list("list_ids", flat=True).first()
+    )
     return list(chosen or [])
 
 
@@ -194,7 +224,7 @@ def usable_lists(picked: list[str], connection: Connection | None = None) -> lis
     """
     if connection is None:
         missing = set(
-            Connection.objects.filter(pk=Connection.SINGLETON_PK)
+            Connection.objects.filter(slug=Connection.DEFAULT_SLUG)
             .values_list("missing_list_ids", flat=True)
             .first()
             or []
@@ -266,10 +296,10 @@ def push(signup: Signup) -> tuple[str, bool]:
         raise Rejected("This email is on the suppression list.", error_key="suppressed")
     if app_settings.DOUBLE_OPT_IN and not (signup.confirmed_at or signup.verified):
         raise NeedsConfirmation()
-    # One read of the connection row serves the lists and the access token.
-    connection = Connection.load()
+    # One read of the connection row serves the lists, the application and the access token.
+    connection = Connection.for_id(signup.connection_id)
     list_ids = lists_for(signup, connection)
-    client = get_client()
+    client = get_client(connection.application())
     try:
         return oauth.with_access_token(
             lambda token: _send_contact(client, token, signup, list_ids), connection=connection
@@ -277,7 +307,7 @@ def push(signup: Signup) -> tuple[str, bool]:
     except Rejected as err:
         if err.status_code == 404:
             # CC answers 404 for a list it no longer has; which one is told by the account's lists.
-            missing = _missing_lists(list_ids)
+            missing = _missing_lists(list_ids, connection)
             if missing:
                 raise ListsMissing(missing) from None
         raise
@@ -321,10 +351,10 @@ def _send_contact(
     return contact_id, False
 
 
-def _missing_lists(list_ids: list[str]) -> list[str]:
+def _missing_lists(list_ids: list[str], connection: Connection) -> list[str]:
     """Which of ``list_ids`` the account no longer has (fetches the account's lists once)."""
     try:
-        available = {item["list_id"].lower() for item in oauth.refresh_lists(Connection.load())}
+        available = {item["list_id"].lower() for item in oauth.refresh_lists(connection)}
     except Exception:  # the lookup itself failed: treat the 404 as what CC said, a rejection
         logger.warning("Could not fetch the lists to explain a 404 from Constant Contact.", exc_info=True)
         return []
@@ -346,7 +376,7 @@ def process_signup(signup_id: int) -> None:
     except ReconnectRequired as err:
         if err.status_code == 403 or err.error_key == "tokens_unreadable":
             # Nothing works until someone acts: say so on the connection, once, instead of re-holding forever.
-            oauth.mark_needs_reconnect(str(err))
+            oauth.mark_needs_reconnect(str(err), Connection.for_id(signup.connection_id))
         _finish(
             signup, status=Status.WAITING_RECONNECT, last_error=str(err)[:2000], last_error_key=err.error_key
         )
@@ -395,9 +425,10 @@ def _come_back_when_the_lease_ends(signup_id: int) -> None:
 
 def _hold_for_list(signup: Signup, missing: list[str]) -> None:
     """Hold a signup whose lists CC no longer has, until an admin chooses another (nothing is lost)."""
+    connection = Connection.for_id(signup.connection_id)
     if missing:
         with transaction.atomic():
-            connection = lock_row(Connection, Connection.SINGLETON_PK)
+            connection = lock_row(Connection, connection.pk)
             known = list(connection.missing_list_ids)
             connection.missing_list_ids = known + [list_id for list_id in missing if list_id not in known]
             connection.save(update_fields=["missing_list_ids", "updated_at"])
@@ -406,7 +437,7 @@ def _hold_for_list(signup: Signup, missing: list[str]) -> None:
         message = "No Constant Contact list is chosen: choose one on the connection page."
     remaining = [list_id for list_id in signup.list_ids if list_id not in missing]
     try:
-        usable_lists(remaining)
+        usable_lists(remaining, connection)
     except ListsMissing:
         if _finish(
             signup,
@@ -511,25 +542,31 @@ def _finish(signup: Signup, **fields: Any) -> bool:
 # -- held signups, the sweeper and admin actions --------------------------------------------------
 
 
-def release_held_signups() -> int:
-    """Make held signups due now with a fresh deadline, and queue a sweep to publish them.
+def release_held_signups(connection: Connection | None = None) -> int:
+    """Make ``connection``'s held signups (default: the default connection's) due now with a fresh
+    deadline, and queue a sweep to publish them.
 
     Signups held for a reconnect are released whenever this runs (after a connect); those held for a
     deleted list only once a usable list is chosen. Signups awaiting the person's confirmation stay held.
     """
+    connection = connection or Connection.load()
     statuses = [Status.WAITING_RECONNECT]
     try:
-        usable_lists([])
+        usable_lists([], connection)
     except ListsMissing:
         pass
     else:
         statuses.append(Status.WAITING_LIST)
     # A hold stops the deadline: one transient error right after a long hold must not fail the signup.
-    released = Signup.objects.filter(status__in=statuses).update(
-        status=Status.PENDING,
-        next_attempt_at=timezone.now(),
-        enqueued_at=None,
-        deadline_at=default_deadline(),
+    released = (
+        connection.signups()
+        .filter(status__in=statuses)
+        .update(
+            status=Status.PENDING,
+            next_attempt_at=timezone.now(),
+            enqueued_at=None,
+            deadline_at=default_deadline(),
+        )
     )
     if released:
         logger.info("Released %s held signups.", released)
@@ -537,9 +574,22 @@ def release_held_signups() -> int:
     return released
 
 
+def release_connected() -> int:
+    """Release the held signups of every connection that is connected (the sweeper's catch-up)."""
+    held = Signup.objects.filter(status__in=[Status.WAITING_RECONNECT, Status.WAITING_LIST])
+    connection_ids = set(held.order_by().values_list("connection_id", flat=True).distinct())
+    if not connection_ids:
+        return 0
+    default = Connection.load()
+    if None in connection_ids:
+        connection_ids = (connection_ids - {None}) | {default.pk}
+    connected = Connection.objects.filter(pk__in=connection_ids, status=Connection.Status.CONNECTED)
+    return sum(release_held_signups(connection) for connection in connected)
+
+
 @receiver(connection_established, dispatch_uid="cc_sync.release_held_signups")
-def _release_on_connect(**kwargs: Any) -> None:
-    release_held_signups()
+def _release_on_connect(connection: Connection | None = None, **kwargs: Any) -> None:
+    release_held_signups(connection)
 
 
 def expected_queue_time(now: Any = None) -> float:
@@ -561,8 +611,7 @@ def sweep() -> int:
 
     Also releases held signups once the connection works again. Returns how many were queued.
     """
-    if Connection.load().status == Connection.Status.CONNECTED:
-        release_held_signups()
+    release_connected()
     expire_unconfirmed()
     surge.check_backlog()
     now = timezone.now()

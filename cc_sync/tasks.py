@@ -43,10 +43,10 @@ def import_surge() -> int:
 
 
 @shared_task(name="cc_sync.keep_connection_alive", ignore_result=True)
-def keep_connection_alive() -> None:
-    """Refresh the token before it or the refresh token can expire, even when nobody signs up."""
+def keep_connection_alive() -> int:
+    """Refresh each connection's token before it or the refresh token can expire, even when nobody signs up."""
     _usable_database()
-    oauth.keep_alive()
+    return oauth.keep_alive()
 
 
 @shared_task(name="cc_sync.purge_personal_data", ignore_result=True)

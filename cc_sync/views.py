@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
@@ -15,8 +17,10 @@ from django.views.generic import FormView, TemplateView
 from . import confirmation, defences, privacy
 from .conf import app_settings
 from .forms import SignupForm
-from .models import Signup
+from .models import Connection, Signup
 from .sync import enqueue_signup
+
+logger = logging.getLogger("cc_sync.views")
 
 
 class SignupView(FormView):
@@ -31,6 +35,9 @@ class SignupView(FormView):
     success_url = reverse_lazy("cc_sync:thanks")
     #: Lists for signups from this view; ``None`` means ``LIST_CHOOSER`` or the default lists.
     list_ids: list[str] | None = None
+    #: The connection (its slug) whose CC account gets this view's signups; ``None`` means
+    #: ``CC_SYNC["CONNECTION_CHOOSER"]``, else the default connection.
+    connection: str | None = None
     #: True for a view behind login whose submitter *is* the person: only then may existing contact details at
     #: CC be updated (anonymous submissions only add an existing contact to lists).
     verified: bool = False
@@ -45,6 +52,14 @@ class SignupView(FormView):
             return self.list_ids
         chooser = app_settings.LIST_CHOOSER
         return import_string(chooser)(self.request, form.cleaned_data) if chooser else None
+
+    def get_connection(self) -> Connection | str | None:
+        """The connection for this submission: :attr:`connection`, else ``CC_SYNC["CONNECTION_CHOOSER"]``,
+        else ``None`` (the default connection)."""
+        if self.connection:
+            return self.connection
+        chooser = app_settings.CONNECTION_CHOOSER
+        return import_string(chooser)(self.request) if chooser else None
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(captcha=defences.captcha_config(), **kwargs)
@@ -100,7 +115,19 @@ class SignupView(FormView):
                     client_ip=self.get_client_ip(),
                     user_agent=self.request.META.get("HTTP_USER_AGENT", ""),
                     validated_fields=form.validated_fields(),
+                    connection=self.get_connection(),
                 )
+            except ValidationError as err:
+                defences.release(*email_check)
+                if "connection" not in getattr(err, "error_dict", {}):
+                    raise
+                # The site names a connection that does not exist: a configuration error, not the visitor's.
+                # Nothing was stored, so the visitor is told so rather than thanked.
+                logger.error(
+                    "Signup form %s: %s", self.request.path, "; ".join(err.message_dict["connection"])
+                )
+                form.add_error(None, _("Signups cannot be taken right now. Please try again later."))
+                return self.render_to_response(self.get_context_data(form=form), status=503)
             except Exception:
                 # Nothing was stored (a database error, say): the visitor gets the error, and their
                 # retry must not be thanked with nothing saved.

@@ -5,7 +5,7 @@ and nothing here imports from them. What a site's own tests may use is the shipp
 ``cc_sync.sandbox.pytest_plugin``, not this package.
 
 - :mod:`rig.constants`: the tokens, the list and CC's URLs as ``tests/settings.py`` configures them.
-- :mod:`rig.cc`: a stored connection and CC's token answers, for unit tests.
+- :mod:`rig.cc`: a stored connection and CC's token answers, for unit tests; a connection to a sandbox account.
 - :mod:`rig.sandbox`: requests to the sandbox's endpoints, for the sandbox's own tests.
 - :mod:`rig.services`: is PostgreSQL, Redis or ``redis-server`` there (a skip, or an error under CI=true).
 - :mod:`rig.brokers`: the in-memory Celery app unit tests publish to.

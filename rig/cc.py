@@ -1,4 +1,5 @@
-"""A stored connection and CC's token answers, as cc_sync's unit tests set them up."""
+"""A stored connection and CC's token answers, as cc_sync's unit tests set them up; a connection made the
+admin's way against the sandbox."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def make_connection(expires_in: float = 3600, **fields: Any) -> Connection:
         "connected_at": timezone.now(),
     }
     defaults.update(fields)
-    Connection.objects.update_or_create(pk=Connection.SINGLETON_PK, defaults=defaults)
+    Connection.objects.update_or_create(slug=Connection.DEFAULT_SLUG, defaults=defaults)
     return Connection.load()
 
 
@@ -44,3 +45,50 @@ def no_authorization_header(request: Any) -> tuple[bool, str]:
     if "Authorization" in request.headers:
         return False, "the request carries an Authorization header"
     return True, ""
+
+
+def connect_account(
+    sandbox: Any,
+    slug: str = Connection.DEFAULT_SLUG,
+    *,
+    account: str | None = None,
+    client_id: str | None = None,
+    name: str = "",
+    expires_in: float | None = None,
+) -> Connection:
+    """Connect the connection ``slug`` (made if missing) to the sandbox's ``account`` (default: its default
+    account) as an admin does: Allow on the consent page over HTTP, then cc_sync exchanges the code (and
+    reads the account's name and lists). Its lists: the account's first one.
+
+    ``client_id``: a sandbox application other than the one in ``CC_SYNC`` becomes the connection's own
+    application (its secret is read from the sandbox). ``expires_in`` then rewrites the access token's
+    expiry (negative: expired already). ``CC_SYNC`` must point at ``sandbox``.
+    """
+    from cc_sync import oauth
+    from cc_sync.conf import app_settings
+    from rig.sandbox import get_code
+
+    app = next(
+        item
+        for item in sandbox.config()["apps"]
+        if item["client_id"] == (client_id or app_settings.CLIENT_ID)
+    )
+    own = app["client_id"] != app_settings.CLIENT_ID
+    fields = {
+        "client_id": app["client_id"] if own else "",
+        "client_secret": (app["client_secret"] or "") if own else "",
+    }
+    if name:
+        fields["name"] = name
+    connection, _created = Connection.objects.update_or_create(slug=slug, defaults=fields)
+    redirect_uri = app["redirect_uris"][0]
+    extra = {"account": account} if account else {}
+    code = get_code(
+        sandbox, client_id=app["client_id"], redirect_uri=redirect_uri, scope=app_settings.SCOPES, **extra
+    )
+    connection = oauth.connect_with_code(code, redirect_uri, connection=connection)
+    connection.list_ids = [sandbox.lists(account=account)[0]["list_id"]]
+    if expires_in is not None:
+        connection.expires_at = timezone.now() + timedelta(seconds=expires_in)
+    connection.save()
+    return connection

@@ -318,7 +318,7 @@ class Rig:
 
     @staticmethod
     def expire_stored_token(seconds_ago: float = 60.0) -> None:
-        Connection.objects.filter(pk=Connection.SINGLETON_PK).update(
+        Connection.objects.filter(slug=Connection.DEFAULT_SLUG).update(
             expires_at=timezone.now() - timedelta(seconds=seconds_ago)
         )
 

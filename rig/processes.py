@@ -54,6 +54,24 @@ def example_env(sandbox: Any, **overrides: Any) -> dict[str, str]:
     return env
 
 
+def refresh_probe(sandbox: Any, start_at: float, slugs: str = "") -> subprocess.Popen:
+    """A separate process (``tests/refresh_probe.py``) on this test's database asking, at ``start_at``, for the
+    default connection's access token, or for those of the connections ``slugs`` (comma-separated, in order).
+
+    Its standard output is the tokens it got; the single-refresh tests start several at once.
+    """
+    client = sandbox.cc_sync_settings()
+    arguments = [connection.settings_dict["NAME"], sandbox.token_url, str(start_at)]
+    arguments += [client["CLIENT_ID"], client["CLIENT_SECRET"], *([slugs] if slugs else [])]
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.refresh_probe", *arguments],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def worker_command(name: str, concurrency: int, pool: str = "prefork") -> list[str]:
     """The command line of a quiet ``celery -A example_project worker`` named ``name``."""
     return [

@@ -19,7 +19,7 @@ from responses import matchers
 
 from cc_sync import oauth
 from cc_sync.client import DEVICE_GRANT, ConstantContactClient
-from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift
+from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift, SurgeBatch
 from rig.cc import make_connection, no_authorization_header
 from rig.cc import token_body as cc_token_body
 from rig.constants import (
@@ -101,7 +101,7 @@ def messages_of(response) -> list[tuple[str, str]]:
 
 
 def assert_nothing_stored() -> None:
-    stored = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
+    stored = Connection.objects.filter(slug=Connection.DEFAULT_SLUG).first()
     if stored is not None:
         assert stored.status == Connection.Status.DISCONNECTED
         assert stored.access_token == ""
@@ -910,6 +910,15 @@ def test_connection_page_counts_signups_awaiting_confirmation_and_waiting_for_a_
     assert "<th>Waiting for a list</th><td>1</td>" in content
 
 
+def test_connection_page_shows_the_signups_in_unfinished_bulk_imports(admin_client, connection):
+    assert "In bulk imports" not in admin_client.get(PAGE).content.decode()
+    running = SurgeBatch.objects.create(status=SurgeBatch.Status.PENDING)
+    for i in range(2):
+        Signup.objects.create(email=f"bulk{i}@example.com", status=Signup.Status.SYNCING, surge_batch=running)
+    content = admin_client.get(PAGE).content.decode()
+    assert "<th>In bulk imports (surge mode)</th><td>2 signups in 1 import</td>" in content
+
+
 NOW = timezone.make_aware(timezone.datetime(2031, 3, 4, 10, 0))
 
 
@@ -1149,7 +1158,7 @@ def test_the_connection_and_confirmation_pages_draw_the_breadcrumbs_as_the_admin
 ):
     """Django 6.1 draws <ol class="breadcrumbs"><li>, earlier versions a <div>: the pages follow the admin."""
     signups = breadcrumbs(admin_client.get(SIGNUPS).content.decode())
-    own = signups.replace("Signups", "Constant Contact connection")
+    own = signups.replace("Signups", "Constant Contact connections")
     assert breadcrumbs(admin_client.get(PAGE).content.decode()) == own
     failed = Signup.objects.create(email="f@example.com", status=Signup.Status.FAILED)
     confirmation = admin_client.post(SIGNUPS, {"action": "retry_now", "_selected_action": [failed.pk]})

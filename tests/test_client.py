@@ -25,7 +25,7 @@ from cc_sync.exceptions import (
     RetryLater,
     Throttled,
 )
-from cc_sync.models import RateLimitState, Signup
+from cc_sync.models import Application, RateLimitState, Signup
 from rig.cc import make_connection
 from rig.constants import LIST_ID
 
@@ -107,6 +107,15 @@ def test_a_429_on_a_bulk_activity_post_means_a_full_activity_queue_not_throttlin
     assert isinstance(excinfo.value, RetryLater) and not isinstance(excinfo.value, (Throttled, QuotaExceeded))
 
 
+def test_a_429_quota_exceeded_on_a_bulk_activity_post_is_the_daily_quota(db, cc_api, monkeypatch):
+    Clock(monkeypatch, "2028-02-29 23:58:30")
+    cc_api.post(f"{API}/activities/contacts_json_import", status=429, json={"error_key": "quota_exceeded"})
+    with pytest.raises(QuotaExceeded) as excinfo:
+        ConstantContactClient().import_contacts_json("tok", [{"email": "a@example.com"}], ["l"])
+    assert excinfo.value.retry_after == 90 + ratelimit.RESET_MARGIN
+    assert ratelimit.quota_status()["blocked"] is True
+
+
 def test_a_429_while_polling_an_activity_is_ordinary_throttling(db, cc_api):
     cc_api.get(f"{API}/activities/a-1", status=429, json={"error_key": "throttled"})
     with pytest.raises(Throttled):
@@ -135,6 +144,17 @@ def test_slots_are_spaced_so_no_second_holds_more_than_the_rate(db, monkeypatch)
     for n, delay in enumerate(delays):
         assert delay == pytest.approx(n * spacing, abs=1e-6)
     assert 4 * spacing > 1.0  # so a one-second window never holds 5
+
+
+def test_an_own_applications_token_slots_are_spaced_as_widely_as_the_settings_applications(db, monkeypatch):
+    # A refresh is not late-checked (it waits for the connection row's lock after its slot), so each token
+    # budget keeps the wider margin: the settings' application's and that of an application of its own.
+    Clock(monkeypatch, "2028-02-29 10:00:00")
+    own = Application("shop-client-id", "shop-client-secret", own=True).budget("token")
+    margin = ratelimit.TOKEN_SPACING_MARGIN
+    for name in ("token", own):
+        delays = [ratelimit.reserve(name, rate=1.0) for _ in range(3)]
+        assert delays == pytest.approx([0.0, margin, 2 * margin], abs=1e-6), name
 
 
 def test_every_request_carries_the_user_agent_and_accept_headers(db, cc_api):

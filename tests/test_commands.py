@@ -21,7 +21,7 @@ from responses import matchers
 from cc_sync import oauth, privacy
 from cc_sync.client import DEVICE_GRANT
 from cc_sync.exceptions import AuthorizationFailed
-from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift
+from cc_sync.models import Connection, RateLimitState, Signup, Suppression, SuppressionLift, SurgeBatch
 from rig import ROOT
 from rig.cc import make_connection, no_authorization_header
 from rig.cc import token_body as cc_token_body
@@ -70,7 +70,7 @@ def expect_account_and_lists(cc_api):
 
 
 def assert_nothing_stored() -> None:
-    stored = Connection.objects.filter(pk=Connection.SINGLETON_PK).first()
+    stored = Connection.objects.filter(slug=Connection.DEFAULT_SLUG).first()
     if stored is not None:
         assert stored.status == Connection.Status.DISCONNECTED
         assert (stored.access_token, stored.refresh_token) == ("", "")
@@ -363,6 +363,21 @@ def test_status_counts_every_status_including_the_new_holds(connection):
     assert "waiting for a list: 3" in lines
 
 
+def test_status_shows_the_signups_in_unfinished_bulk_imports(connection, cc_settings):
+    cc_settings["LIST_IDS"] = [LIST_ID]
+    running = SurgeBatch.objects.create(status=SurgeBatch.Status.SUBMITTED, activity_id="a-1")
+    done = SurgeBatch.objects.create(status=SurgeBatch.Status.COMPLETED)
+    for i in range(3):
+        Signup.objects.create(email=f"bulk{i}@example.com", status=Signup.Status.SYNCING, surge_batch=running)
+    Signup.objects.create(email="one@example.com", status=Signup.Status.SYNCING)
+    Signup.objects.create(email="imported@example.com", status=Signup.Status.SYNCED, surge_batch=done)
+    out = io.StringIO()
+    call_command("cc_sync_status", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "syncing: 4" in lines
+    assert "in bulk imports (surge mode): 3 signups in 1 imports" in lines
+
+
 QUOTA_NOW = timezone.make_aware(timezone.datetime(2031, 3, 4, 22, 30))
 
 
@@ -403,6 +418,110 @@ def test_status_reports_tokens_the_keys_cannot_read_instead_of_crashing(connecti
     cc_settings["ENCRYPTION_KEYS"] = ["Zm9yZWlnbi1rZXktbm90LXVzZWQtYnktdGhpcy1zaXQ="]
     with pytest.raises(CommandError, match="cannot be read with the configured ENCRYPTION_KEYS"):
         call_command("cc_sync_status", stdout=io.StringIO())
+
+
+# Several connections: each one's block, its own signups and lists, its application's budget.
+OTHER_LIST = "1bd5b9a2-8f0c-11ee-b9d1-0242ac120002"
+OWN_LIST = "2c4a7e10-8f0c-11ee-b9d1-0242ac120002"
+
+
+def blocks(output: str) -> dict[str, list[str]]:
+    """The lines of each connection's block of the status output, by slug."""
+    found = {}
+    for block in output.split("\n\n"):
+        lines = block.splitlines()
+        found[re.match(r"connection ([^\s:]+)", lines[0]).group(1)] = lines
+    return found
+
+
+@pytest.fixture
+def three(connection, monkeypatch):
+    """The default connection, "b" (the settings' application too) and "own" (its own application)."""
+    monkeypatch.setattr(timezone, "now", lambda: QUOTA_NOW)
+    monkeypatch.setattr("time.time", QUOTA_NOW.timestamp)
+    connected = {"status": Connection.Status.CONNECTED, "expires_at": QUOTA_NOW + timedelta(hours=1)}
+    b = Connection.objects.create(
+        slug="b", name="Shop B", account_name="B Corp", list_ids=[OTHER_LIST], **connected
+    )
+    own = Connection.objects.create(
+        slug="own",
+        account_name="C Corp",
+        client_id="own-client",
+        client_secret="own-secret",
+        list_ids=[OWN_LIST],
+        **connected,
+    )
+    return connection, b, own
+
+
+def test_status_reports_each_connection_with_its_own_signups_lists_and_application_budget(three):
+    default, b, own = three
+    Signup.objects.create(email="a@example.com")
+    Signup.objects.create(
+        email="a2@example.com", status=Signup.Status.SYNCED, synced_at=QUOTA_NOW, connection=default
+    )
+    for n in range(3):
+        Signup.objects.create(email=f"b{n}@example.com", connection=b)
+    RateLimitState.objects.create(name="api", day=QUOTA_NOW.date(), day_count=7)
+    RateLimitState.objects.create(name=own.application().budget("api"), day=QUOTA_NOW.date(), day_count=2)
+    out = io.StringIO()
+    call_command("cc_sync_status", stdout=out)
+    *_, last = out.getvalue().splitlines()
+    assert last == "ok"
+    found = blocks(out.getvalue().rpartition("\n")[0])
+    assert list(found) == ["default", "b", "own"]
+    assert found["default"][:2] == [
+        "connection default: connected (Acme Inc)",
+        "application: test-client-id",
+    ]
+    assert found["b"][:2] == ["connection b (Shop B): connected (B Corp)", "application: test-client-id"]
+    assert found["own"][:2] == ["connection own: connected (C Corp)", "application: own-client"]
+    assert "own-secret" not in out.getvalue()
+    assert (f"lists: {LIST_ID}", f"lists: {OTHER_LIST}", f"lists: {OWN_LIST}") == tuple(
+        next(line for line in found[slug] if line.startswith("lists:")) for slug in found
+    )
+    assert ("pending: 1" in found["default"], "synced (24 h): 1" in found["default"]) == (True, True)
+    assert ("pending: 3" in found["b"], "synced (24 h): 0" in found["b"]) == (True, True)
+    assert "pending: 0" in found["own"]
+    # CC counts per application: default and b share one budget, own has its own.
+    shared = "API requests today (UTC): 7 / 10000 (shared by default, b)"
+    assert shared in found["default"] and shared in found["b"]
+    assert "API requests today (UTC): 2 / 10000" in found["own"]
+
+
+def test_status_names_the_connection_of_each_problem_and_its_quota_block_only_where_it_applies(three):
+    default, b, own = three
+    Connection.objects.filter(pk=b.pk).update(status=Connection.Status.NEEDS_RECONNECT)
+    for n in range(2):
+        Signup.objects.create(
+            email=f"held{n}@example.com", connection=b, status=Signup.Status.WAITING_RECONNECT
+        )
+    RateLimitState.objects.create(name="api", blocked_until=QUOTA_NOW + timedelta(hours=1))
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("cc_sync_status", stdout=out)
+    quota = "Constant Contact's daily quota is spent; cc_sync waits until 2031-03-04 23:30 UTC and probes sparingly."
+    assert str(raised.value) == (
+        f"needs attention: [default] {quota} [b] Constant Contact is needs reconnect. "
+        f"[b] 2 signups are held until Constant Contact is reconnected. [b] {quota}"
+    )
+    found = blocks(out.getvalue())
+    assert "waiting for a connection: 0" in found["default"] and "waiting for a connection: 2" in found["b"]
+    assert quota in found["default"] and quota in found["b"] and quota not in found["own"]
+
+
+def test_status_with_a_connection_reports_only_that_one(three):
+    default, b, own = three
+    Signup.objects.create(email="f@example.com", connection=b, status=Signup.Status.FAILED)
+    out = io.StringIO()
+    call_command("cc_sync_status", "--connection", "own", stdout=out)
+    assert out.getvalue().splitlines()[0] == "connection own: connected (C Corp)"
+    assert "connection b" not in out.getvalue() and out.getvalue().splitlines()[-1] == "ok"
+    with pytest.raises(CommandError, match=r"^needs attention: \[b\] 1 signups failed\.$"):
+        call_command("cc_sync_status", "--connection", "b", stdout=io.StringIO())
+    with pytest.raises(CommandError, match=r"known: default, b, own") as raised:
+        call_command("cc_sync_status", "--connection", "nope", stdout=io.StringIO())
+    assert raised.value.returncode == 2
 
 
 # -- cc_sync_unsuppress -------------------------------------------------------------------------------------

@@ -259,7 +259,7 @@ def test_a_list_deleted_at_cc_holds_signups_until_another_is_chosen(
     connection, cc_api, cc_settings, run, published
 ):
     cc_settings["LIST_IDS"] = []
-    Connection.objects.filter(pk=1).update(list_ids=[LIST_ID])
+    Connection.objects.filter(slug=Connection.DEFAULT_SLUG).update(list_ids=[LIST_ID])
     signup = Signup.objects.create(email="new@example.com")
     cc_api.post(
         CONTACTS_URL, status=404, json=[{"error_key": "not_found", "error_message": "List not found"}]
@@ -271,7 +271,7 @@ def test_a_list_deleted_at_cc_holds_signups_until_another_is_chosen(
     assert Connection.load().missing_list_ids == [LIST_ID]
     assert sync.release_held_signups() == 0  # the chosen list is still the missing one
 
-    Connection.objects.filter(pk=1).update(list_ids=[OTHER_LIST], missing_list_ids=[])
+    Connection.objects.filter(slug=Connection.DEFAULT_SLUG).update(list_ids=[OTHER_LIST], missing_list_ids=[])
     assert sync.release_held_signups() == 1
     cc_api.calls.reset()
     cc_api.post(

@@ -27,7 +27,7 @@ import django.contrib.admin
 import pytest
 
 from cc_sync.models import Connection, Signup
-from cc_sync.sandbox import Sandbox
+from cc_sync.sandbox import DEFAULT_ACCOUNT, Sandbox
 from rig import ROOT
 from rig.processes import celery_worker, example_env
 from rig.services import IN_CI
@@ -176,13 +176,14 @@ def crumbs_layout(page: Any) -> dict[str, Any]:
     }
 
 
-def contact_in_sandbox(sb: Sandbox, email: str) -> dict[str, Any] | None:
-    return next((c for c in sb.contacts() if c["email_address"] == email), None)
+def contact_in_sandbox(sb: Sandbox, email: str, account: str | None = None) -> dict[str, Any] | None:
+    return next((c for c in sb.contacts(account) if c["email_address"] == email), None)
 
 
-def wait_for_synced(sb: Sandbox, email: str) -> tuple[dict[str, Any], Signup]:
+def wait_for_synced(sb: Sandbox, email: str, account: str | None = None) -> tuple[dict[str, Any], Signup]:
+    """The contact in ``account`` (default: the sandbox's default account), and its signup once synced."""
     contact = wait_until(
-        lambda: contact_in_sandbox(sb, email), timeout=45, what=f"{email} to reach the sandbox"
+        lambda: contact_in_sandbox(sb, email, account), timeout=45, what=f"{email} to reach the sandbox"
     )
     signup = wait_until(
         lambda: Signup.objects.filter(email=email, status=Signup.Status.SYNCED).first(),
@@ -301,6 +302,140 @@ def test_admin_connects_in_the_browser_and_visitors_signups_reach_the_chosen_lis
 
     assert Signup.objects.filter(status=Signup.Status.SYNCED).count() == 2
     assert len(sb.contacts()) == 2
+
+
+def log_in(browser: Any, site: str) -> Any:
+    """The site admin's page, logged in (the superuser ``admin`` with ``e2e-password``)."""
+    from playwright.sync_api import expect
+
+    admin = new_page(browser)
+    admin.goto(site + "/admin/")
+    admin.fill("#id_username", "admin")
+    admin.fill("#id_password", "e2e-password")
+    admin.get_by_role("button", name="Log in").click()
+    expect(admin).to_have_url(site + "/admin/")
+    return admin
+
+
+def allow_for_account(admin: Any, sb: Sandbox, account: str) -> None:
+    """On the sandbox's consent page: approve for ``account`` (the account picker of several accounts)."""
+    from playwright.sync_api import expect
+
+    expect(admin).to_have_url(re.compile(re.escape(sb.authorize_url) + r"\?"))
+    admin.get_by_label("Approve for account").select_option(account)
+    admin.get_by_role("button", name="Allow").click()
+
+
+def choose_list(admin: Any, name: str) -> None:
+    from playwright.sync_api import expect
+
+    admin.get_by_label(name, exact=True).check()
+    admin.get_by_role("button", name="Save lists").click()
+    expect(admin.locator(".messagelist .success")).to_have_text(f"Signups now go to: {name}.")
+
+
+def test_admin_connects_two_accounts_and_each_sites_signups_reach_its_own_accounts_list(
+    site, sandbox, redis_broker, browser, django_user_model, settings
+):
+    """Two connections, one after the other, through the consent page's account picker; the second has its
+    own application and the site domain ``localhost``, so the form served there signs up into its account
+    (``cc_sync.routing.connection_for_site``) while the same form on 127.0.0.1 goes to the default one."""
+    from playwright.sync_api import expect
+
+    sb = sandbox
+    default_account = DEFAULT_ACCOUNT["encoded_account_id"]
+    sb.add_account("shop-account", organization_name="Shop Corp")
+    sb.add_app("shop-app", "shop-app-secret", redirect_uris=[site + CALLBACK_PATH], name="Shop app")
+    settings.CC_SYNC = {**settings.CC_SYNC, "CONNECTION_CHOOSER": "cc_sync.routing.connection_for_site"}
+    shop_site = site.replace("127.0.0.1", "localhost")
+    newsletter = next(item for item in sb.lists() if item["name"] == "Newsletter")["list_id"]
+    shop_newsletter = next(item for item in sb.lists("shop-account") if item["name"] == "Newsletter")[
+        "list_id"
+    ]
+    assert newsletter != shop_newsletter
+    django_user_model.objects.create_superuser("admin", "admin@example.com", "e2e-password")
+    worker_env = example_env(sb)
+    worker_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+    with celery_worker(worker_env, name="e2e-two"):
+        admin = log_in(browser, site)
+        # The first account, as with a single connection: Connect from the banner, Allow, a list.
+        admin.get_by_role("button", name="Connect Constant Contact").click()
+        allow_for_account(admin, sb, default_account)
+        expect(admin).to_have_url(site + "/admin/cc_sync/connection/")
+        expect(admin.locator(".messagelist .success")).to_have_text(
+            "Connected to Constant Contact account Sandbox Organization."
+        )
+        choose_list(admin, "Newsletter")
+
+        # The second: added with its own application and site, then connected from its own page.
+        admin.get_by_role("link", name="Add connection").click()
+        admin.get_by_label("Name").press_sequentially("Shop")
+        expect(admin.get_by_label("Slug")).to_have_value("shop")  # made from the name as it is typed
+        admin.get_by_label("Own application's client id").fill("shop-app")
+        admin.get_by_label("Own application's client secret").fill("shop-app-secret")
+        admin.get_by_label("Site domain").fill("localhost")
+        screenshot(admin, "connection-add")
+        admin.get_by_role("button", name="Save", exact=True).click()
+        expect(admin).to_have_url(re.compile(re.escape(site + "/admin/cc_sync/connection/") + r"\d+/$"))
+        shop = Connection.objects.get(slug="shop")
+        shop_page = f"{site}/admin/cc_sync/connection/{shop.pk}/"
+        expect(admin).to_have_url(shop_page)
+        expect(admin.locator(".messagelist .success")).to_have_text(
+            "The connection Shop was added. Connect it to its Constant Contact account."
+        )
+        expect(admin.locator(".cc-sync-status")).to_have_text("Disconnected")
+        expect(admin.locator(".cc-sync-application")).to_contain_text("own (shop-app)")
+        assert "shop-app-secret" not in admin.content()
+        admin.get_by_role("button", name="Connect Constant Contact").click()
+        expect(admin.locator("body")).to_contain_text("Shop app")  # the consent page names its application
+        screenshot(admin, "sandbox-consent-accounts")
+        allow_for_account(admin, sb, "shop-account")
+        expect(admin).to_have_url(shop_page)
+        expect(admin.locator(".messagelist .success")).to_have_text(
+            "Connected to Constant Contact account Shop Corp."
+        )
+        expect(admin.locator(".cc-sync-account")).to_contain_text("Shop Corp (shop-account)")
+        choose_list(admin, "Newsletter")
+        screenshot(admin, "connection-of-several")
+
+        # The list of connections: both connected, nothing needs attention.
+        admin.goto(site + "/admin/cc_sync/connection/")
+        rows = admin.locator("tr.cc-sync-connection-row")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0)).to_contain_text("Sandbox Organization")
+        expect(rows.nth(1)).to_contain_text("Shop Corp")
+        expect(admin.locator(".cc-sync-status")).to_have_text(["Connected", "Connected"])
+        expect(admin.locator(".cc-sync-attention")).to_have_count(0)
+        fits = admin.evaluate(
+            "() => { const r = document.querySelector('#changelist .results');"
+            " return r.scrollWidth <= r.clientWidth; }"
+        )
+        assert fits, "the list of connections scrolls sideways"
+        screenshot(admin, "connections")
+        assert sb.token_calls("authorization_code") == 2
+        default, shop = Connection.load(), Connection.objects.get(slug="shop")
+        assert (default.account_id, default.list_ids) == (default_account, [newsletter])
+        assert (shop.account_id, shop.list_ids) == ("shop-account", [shop_newsletter])
+
+        # The same form on each site: each signup lands in its own account's list.
+        sign_up(browser, site, "main.visitor@example.com", "Main", "Visitor")
+        sign_up(browser, shop_site, "shop.visitor@example.com", "Shop", "Visitor")
+        contact, signup = wait_for_synced(sb, "main.visitor@example.com")
+        assert contact["list_memberships"] == [newsletter]
+        assert signup.connection_id is None  # the default connection
+        contact, signup = wait_for_synced(sb, "shop.visitor@example.com", account="shop-account")
+        assert contact["list_memberships"] == [shop_newsletter]
+        assert signup.connection_id == shop.pk
+        assert contact_in_sandbox(sb, "shop.visitor@example.com") is None
+        assert contact_in_sandbox(sb, "main.visitor@example.com", "shop-account") is None
+        # Each account was reached with its own connection's application.
+        assert {r["client_id"] for r in sb.requests(account="shop-account") if r["kind"] == "api"} == {
+            "shop-app"
+        }
+        assert {r["client_id"] for r in sb.requests(account=default_account) if r["kind"] == "api"} == {
+            sb.cc_sync_settings()["CLIENT_ID"]
+        }
 
 
 def test_strangers_cannot_rewrite_or_resubscribe_and_a_new_visitor_costs_one_request(

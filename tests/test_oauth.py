@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from urllib.parse import parse_qs
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from responses import matchers
 
 from cc_sync import oauth, ratelimit
 from cc_sync.exceptions import ReconnectRequired, RetryLater, Throttled
-from cc_sync.models import Connection, Signup
+from cc_sync.models import Connection, RateLimitState, Signup
 from rig.cc import make_connection, no_authorization_header, token_body
-from rig.constants import ACCESS_TOKEN, BASIC, REFRESH_TOKEN, TOKEN_URL
+from rig.constants import ACCESS_TOKEN, API_URL, BASIC, CLIENT_ID, REFRESH_TOKEN, TOKEN_URL
 
 
 def expect_refresh(cc_api, refresh_token=REFRESH_TOKEN, status=200, body=None, **kwargs):
@@ -249,6 +253,59 @@ def test_keep_alive_reports_chosen_lists_that_vanished_from_the_account(db, cc_a
     assert Connection.load().available_lists == [{"list_id": "l1", "name": "New"}]
 
 
+def test_keep_alive_takes_the_applications_in_turn_so_one_refreshes_while_another_waits(db, cc_api):
+    # Two connections on the settings' application, then two on an application of their own: taken in
+    # turn, a shop connection is refreshed while the settings' application waits for its next token slot.
+    stale = {"expires_at": timezone.now() - timedelta(minutes=1), "lists_checked_at": timezone.now()}
+    make_connection(**stale)
+    tokens = {"status": Connection.Status.CONNECTED, "access_token": "old-access", **stale}
+    Connection.objects.create(slug="branch", refresh_token="branch-refresh", **tokens)
+    for shop in ("shop1", "shop2"):
+        Connection.objects.create(
+            slug=shop,
+            client_id="shop-client-id",
+            client_secret="shop-client-secret",
+            refresh_token=f"{shop}-refresh",
+            **tokens,
+        )
+    for refresh in (REFRESH_TOKEN, "branch-refresh", "shop1-refresh", "shop2-refresh"):
+        cc_api.post(
+            TOKEN_URL,
+            json=token_body(f"new-{refresh}", f"next-{refresh}"),
+            match=[
+                matchers.urlencoded_params_matcher({"grant_type": "refresh_token", "refresh_token": refresh})
+            ],
+        )
+
+    assert oauth.keep_alive() == 4
+
+    sent = [parse_qs(call.request.body)["refresh_token"][0] for call in cc_api.calls]
+    assert sent == [REFRESH_TOKEN, "shop1-refresh", "branch-refresh", "shop2-refresh"]
+
+
+def test_keep_alive_refreshes_the_others_when_a_connections_own_secret_cannot_be_read(
+    db, cc_api, cc_settings
+):
+    keys = cc_settings["ENCRYPTION_KEYS"]
+    cc_settings["ENCRYPTION_KEYS"] = [Fernet.generate_key().decode()]  # a key since dropped from the settings
+    Connection.objects.create(
+        slug="shop",
+        client_id="shop-client-id",
+        client_secret="shop-client-secret",
+        status=Connection.Status.CONNECTED,
+        access_token="shop-access",
+        refresh_token="shop-refresh",
+        expires_at=timezone.now() - timedelta(minutes=1),
+    )
+    cc_settings["ENCRYPTION_KEYS"] = keys
+    make_connection(expires_in=-60, lists_checked_at=timezone.now())
+    expect_refresh(cc_api)
+
+    assert oauth.keep_alive() == 1
+
+    assert Connection.load().access_token == "new-access-token-xyz"
+
+
 def test_reconnect_releases_held_signups(db, cc_api, published, django_capture_on_commit_callbacks):
     make_connection(status=Connection.Status.NEEDS_RECONNECT)
     held = Signup.objects.create(email="held@example.com", status=Signup.Status.WAITING_RECONNECT)
@@ -341,3 +398,128 @@ def test_expires_in_is_read_as_a_lifetime_or_an_epoch_time(db, cc_api, monkeypat
     expect_refresh(cc_api, body=body)
     assert oauth.get_access_token() == "new-access-token-xyz"
     assert Connection.load().expires_at == expected
+
+
+# -- several connections ------------------------------------------------------------------------
+
+
+def own_app_connection(slug="shop", **fields):
+    """A second connection, with its own CC application, whose token needs a refresh."""
+    values = {
+        "name": "Shop",
+        "client_id": "shop-client-id",
+        "client_secret": "shop-client-secret",
+        "status": Connection.Status.CONNECTED,
+        "access_token": "shop-access",
+        "refresh_token": "shop-refresh",
+        "expires_at": timezone.now() - timedelta(seconds=10),
+        "last_refreshed_at": timezone.now() - timedelta(days=1),
+    }
+    values.update(fields)
+    return Connection.objects.create(slug=slug, **values)
+
+
+def test_a_connection_with_its_own_application_refreshes_with_its_credentials_and_budget(db, cc_api):
+    default = make_connection()
+    shop = own_app_connection()
+    shop_basic = "Basic " + base64.b64encode(b"shop-client-id:shop-client-secret").decode()
+    call = cc_api.post(
+        TOKEN_URL,
+        json=token_body("shop-new-access", "shop-new-refresh"),
+        match=[
+            matchers.header_matcher({"Authorization": shop_basic}),
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "refresh_token", "refresh_token": "shop-refresh"}
+            ),
+        ],
+    )
+
+    assert oauth.get_access_token(shop) == "shop-new-access"
+
+    assert call.call_count == 1
+    shop.refresh_from_db()
+    default.refresh_from_db()
+    assert (shop.access_token, shop.refresh_token) == ("shop-new-access", "shop-new-refresh")
+    assert (default.access_token, default.refresh_token) == (ACCESS_TOKEN, REFRESH_TOKEN)
+    # CC counts its limits per API key: the refresh drew on the shop application's token budget only.
+    budget = shop.application().budget("token")
+    assert budget.startswith("token:") and budget != "token"
+    assert set(RateLimitState.objects.values_list("name", flat=True)) == {budget}
+
+
+def test_connections_of_the_settings_application_share_its_budget(db, cc_api):
+    make_connection()
+    other = Connection.objects.create(slug="branch", name="Branch")
+    assert other.application() == Connection.load().application()
+    assert other.application().budget("api") == "api"
+    # The settings' client id typed in as an "own" application is the same API key to CC: the same budget.
+    same = Connection.objects.create(slug="same", client_id=CLIENT_ID, client_secret="typed-again")
+    assert (same.budget("api"), same.application().budget("token")) == ("api", "token")
+    assert own_app_connection().application().budget("api") != own_app_connection("b2").application().budget(
+        "token"
+    )
+
+
+def test_a_refused_grant_holds_only_its_own_connection(db, cc_api, django_capture_on_commit_callbacks):
+    make_connection()
+    shop = own_app_connection()
+    cc_api.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ReconnectRequired):
+        oauth.get_access_token(shop)
+
+    shop.refresh_from_db()
+    assert shop.status == Connection.Status.NEEDS_RECONNECT
+    assert Connection.load().status == Connection.Status.CONNECTED
+    assert len(mail.outbox) == 1
+    assert "Shop" in mail.outbox[0].subject and "Shop" in mail.outbox[0].body
+
+
+def test_keep_alive_refreshes_every_stale_connection_and_a_failing_one_does_not_stop_the_others(db, cc_api):
+    make_connection()  # refreshed just now: left alone
+    broken = own_app_connection("broken", client_id="broken-id", refresh_token="broken-refresh")
+    shop = own_app_connection()
+    cc_api.post(
+        TOKEN_URL,
+        status=400,
+        json={"error": "invalid_grant"},
+        match=[
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "refresh_token", "refresh_token": "broken-refresh"}
+            )
+        ],
+    )
+    cc_api.post(
+        TOKEN_URL,
+        json=token_body("shop-new-access", "shop-new-refresh"),
+        match=[
+            matchers.urlencoded_params_matcher(
+                {"grant_type": "refresh_token", "refresh_token": "shop-refresh"}
+            )
+        ],
+    )
+    cc_api.get(f"{API_URL}/contact_lists", json={"lists": []})
+
+    assert oauth.keep_alive() == 1
+
+    broken.refresh_from_db()
+    shop.refresh_from_db()
+    assert broken.status == Connection.Status.NEEDS_RECONNECT
+    assert shop.access_token == "shop-new-access"
+    assert Connection.load().access_token == ACCESS_TOKEN
+
+
+def test_the_state_of_an_authorization_request_names_its_connection(db, cc_api):
+    shop = own_app_connection()
+    url, record = oauth.authorization_request("https://example.com/callback", shop)
+    assert record["connection"] == shop.pk
+    assert "client_id=shop-client-id" in url
+
+
+def test_an_own_application_needs_its_secret_with_the_authorization_code_flow(db):
+    with pytest.raises(ValidationError) as raised:
+        Connection(name="Shop", slug="shop", client_id="shop-client-id").full_clean()
+    assert "client_secret" in raised.value.message_dict
+    with pytest.raises(ValidationError) as raised:
+        Connection(name="Shop", slug="shop", client_secret="orphan").full_clean()
+    assert "client_id" in raised.value.message_dict

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
@@ -20,10 +18,9 @@ from django.utils import timezone
 
 from cc_sync.models import Connection, Signup
 from cc_sync.sandbox import Sandbox
-from rig import ROOT
 from rig.cc import make_connection
 from rig.figures import max_in_any_window
-from rig.processes import celery_worker
+from rig.processes import celery_worker, refresh_probe
 from rig.waiting import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.usefixtures("services")]
@@ -55,27 +52,8 @@ def test_many_processes_finding_the_token_stale_make_exactly_one_refresh(
     transactional_db, sandbox, processes
 ):
     tokens = connect_to(sandbox, expires_in=-60)
-    client = sandbox.cc_sync_settings()
     start_at = time.time() + 3.0  # every process is imported and waiting before this moment
-    probes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.refresh_probe",
-                db_connection.settings_dict["NAME"],
-                sandbox.token_url,
-                str(start_at),
-                client["CLIENT_ID"],
-                client["CLIENT_SECRET"],
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(processes)
-    ]
+    probes = [refresh_probe(sandbox, start_at) for _ in range(processes)]
     results = [probe.communicate(timeout=60) for probe in probes]
     assert [probe.returncode for probe in probes] == [0] * processes, [err for _out, err in results]
     assert sandbox.token_calls("refresh_token") == 1

@@ -17,7 +17,7 @@ import pytest
 from django.utils import timezone
 
 from cc_sync import backfill, privacy, surge
-from cc_sync.models import RateLimitState, Signup, SurgeBatch
+from cc_sync.models import Connection, RateLimitState, Signup, SurgeBatch
 from cc_sync.sandbox import DEFAULT_LISTS, Sandbox
 from rig.cc import make_connection
 
@@ -127,6 +127,21 @@ def test_a_backlog_the_days_remaining_budget_cannot_cover_turns_surge_mode_on(db
     add(1, start=3)
     assert surge.decide() is True
     clock.advance(24 * 3600)  # a new day: the budget is whole again
+    assert surge.decide() is False
+
+
+def test_each_application_s_backlog_is_weighed_against_its_own_day_s_budget(db, clock, cc_settings):
+    cc_settings.update(SURGE_THRESHOLD=100, DAILY_LIMIT=10)
+    shop = Connection.objects.create(slug="shop", client_id="shop-id", client_secret="shop-secret")
+    RateLimitState.objects.create(name=shop.budget("api"), day=PINNED.date(), day_count=9)
+    add(5)  # the default connection: 10 requests left today
+    assert surge.decide() is False
+    add(1, start=6, connection=shop)  # the shop's application: 1 left, 1 due
+    assert surge.decide() is False
+    add(1, start=7, connection=shop)
+    assert surge.decide() is True
+    # Counted together, the 7 would fit in the settings' application's 10.
+    Signup.objects.filter(connection=shop).update(connection=None)
     assert surge.decide() is False
 
 
@@ -399,11 +414,12 @@ def test_an_error_cc_ties_to_no_contact_sends_the_whole_batch_one_by_one(
 ):
     add(4)
     answer = {"state": "completed", "activity_errors": ["Something went wrong."], "status": {}}
+    real_call = surge.Surge._call
     monkeypatch.setattr(
         surge.Surge,
         "_call",
-        lambda self, method, *args: (
-            answer if method.__name__ == "activity" else backfill.call_api(method, *args)
+        lambda self, batch, method, *args: (
+            answer if method == "activity" else real_call(self, batch, method, *args)
         ),
     )
 
@@ -532,13 +548,14 @@ def test_a_failed_activity_puts_its_signups_back_never_synced(
     connected, django_capture_on_commit_callbacks, monkeypatch
 ):
     add(4)
+    real_call = surge.Surge._call
     monkeypatch.setattr(
         surge.Surge,
         "_call",
-        lambda self, method, *args: (
+        lambda self, batch, method, *args: (
             {"state": "failed", "activity_errors": ["Import failed."]}
-            if method.__name__ == "activity"
-            else backfill.call_api(method, *args)
+            if method == "activity"
+            else real_call(self, batch, method, *args)
         ),
     )
 

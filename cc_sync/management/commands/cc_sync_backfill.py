@@ -7,6 +7,7 @@ from django.utils.translation import gettext as _
 
 from cc_sync import backfill
 from cc_sync.exceptions import CCSyncError
+from cc_sync.models import Connection
 from cc_sync.sync import default_list_ids
 
 # Exit codes (also in docs/backfill.md).
@@ -78,6 +79,12 @@ class Command(BaseCommand):
             help="Write every row that was not imported, and why, to this CSV file.",
         )
         parser.add_argument(
+            "--connection",
+            metavar="SLUG",
+            default=Connection.DEFAULT_SLUG,
+            help="The connection (its slug) whose Constant Contact account is imported into (default: default).",
+        )
+        parser.add_argument(
             "--restart",
             action="store_true",
             help="Abandon the earlier run of this same source and import everything again.",
@@ -91,7 +98,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        list_ids = options["list_ids"] or default_list_ids()
+        connection = Connection.objects.filter(slug=options["connection"]).first()
+        if connection is None and options["connection"] != Connection.DEFAULT_SLUG:
+            known = ", ".join(Connection.objects.values_list("slug", flat=True)) or _("none")
+            raise CommandError(
+                _("No connection has the slug %(slug)s (known: %(known)s).")
+                % {"slug": options["connection"], "known": known},
+                returncode=EXIT_USAGE,
+            )
+        list_ids = options["list_ids"] or default_list_ids(connection)
         if not list_ids:
             raise CommandError(
                 _("No list to import into: pass --list-id or choose a list on the connection page."),
@@ -129,6 +144,7 @@ class Command(BaseCommand):
                 poll_interval=options["poll_interval"],
                 progress=self._draw if show_bar else None,
                 notice=self._notice,
+                connection=connection,
             )
         except KeyboardInterrupt:
             self._end_bar()
