@@ -158,7 +158,9 @@ def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
         )
     with transaction.atomic():
         wrong_type = enqueue_signup("wrong-type@example.com")
-        with mock.patch.object(sync, "get_client", lambda: ConstantContactClient(session=WrongContentType())):
+        with mock.patch.object(
+            sync, "get_client", lambda application=None: ConstantContactClient(session=WrongContentType())
+        ):
             sync.process_signup(wrong_type.pk)
     permanent = {400: bad_field, 415: wrong_type}
     gone_list = str(uuid.uuid4())
