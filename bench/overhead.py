@@ -51,7 +51,7 @@ AREAS = [
         "get_client",
     ),
     ("rate-limit slot (`ratelimit.wait_for_slot`)", "cc_sync/ratelimit.py", "wait_for_slot"),
-    ("the HTTP call (`requests.Session.request`)", "requests/sessions.py", "request"),
+    ("the HTTP call (`requests.Session.send`)", "requests/sessions.py", "send"),
     ("record the outcome (`sync._finish`: UPDATE)", "cc_sync/sync.py", "_finish"),
     ("`signup_synced` signal", "django/dispatch/dispatcher.py", "send"),
     ("logging (`Logger._log`)", "logging/__init__.py", "_log"),

@@ -14,6 +14,8 @@ import logging
 import os
 import re
 import threading
+import time
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, quote_plus, urljoin, urlsplit
@@ -52,9 +54,13 @@ _SECRET_KEYS = {
     "device_code",
 }
 _MIN_SECRET_LENGTH = 4  # shorter values are no real secret, and masking them would garble the message
-_SCRUB_CHARS = 20_000
+_SCRUB_CHARS = 20_000  # of an error body, scrubbed before the first 200 are kept
 # A request CC throttled is sent once more in a later slot before the caller hears of the 429.
-THROTTLED_RESENDS = 1  # of an error body, scrubbed before the first 200 are kept
+THROTTLED_RESENDS = 1
+# A connection that answered less than this many seconds ago is taken to be still open (servers commonly
+# close idle keep-alive connections after 5 s or more); an older or unused one may need a new TCP and TLS
+# handshake before the request reaches CC, so its slot gets ratelimit.NEW_CONNECTION_HEADROOM.
+KEPT_ALIVE_FOR = 4.0
 _KEYS = "|".join(sorted(_SECRET_KEYS, key=len, reverse=True))
 _FORM_SECRET = re.compile(rf"(?i)\b({_KEYS})=[A-Za-z0-9%._~+/=-]{{4,}}")
 _JSON_SECRET = re.compile(rf'(?i)"({_KEYS})"\s*:\s*"[^"]{{4,}}"')
@@ -485,22 +491,40 @@ class ConstantContactClient:
     def _send(
         self, budget: str, method: str, url: str, slot_reserved: bool = False, **kwargs: Any
     ) -> requests.Response:
+        # Everything that can be done before the slot is (building the request, reading the environment's
+        # proxy settings): what happens between the end of the wait and CC's front end is what the pacing's
+        # margin has to cover (cc_sync.ratelimit).
+        try:
+            prepared = self.session.prepare_request(requests.Request(method, url, **kwargs))
+            options = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
+        except Exception as err:
+            raise RetryLater(f"Could not build the request ({type(err).__name__}).") from None
+        host = urlsplit(url).netloc
+        headroom = 0.0 if self._connection_kept(host) else ratelimit.NEW_CONNECTION_HEADROOM
         if budget == "api":
             ratelimit.wait_for_slot(
-                self.application.budget("api"), app_settings.API_RATE, app_settings.DAILY_LIMIT
+                self.application.budget("api"), app_settings.API_RATE, app_settings.DAILY_LIMIT, headroom
             )
         elif not slot_reserved:
-            ratelimit.wait_for_slot(self.application.budget("token"), app_settings.TOKEN_RATE)
+            ratelimit.wait_for_slot(
+                self.application.budget("token"), app_settings.TOKEN_RATE, headroom=headroom
+            )
         try:
-            response = self.session.request(method, url, timeout=timeout(), **kwargs)
+            response = self.session.send(prepared, timeout=timeout(), **options)
         # Only the exception's type is kept, and the chain is cut (`from None`): messages and tracebacks
         # of the HTTP stack can carry the request (headers with tokens, bodies with codes and secrets).
         except requests.Timeout as err:
             raise RetryLater(f"Constant Contact did not answer in time ({type(err).__name__}).") from None
         except Exception as err:
             raise RetryLater(f"Could not reach Constant Contact ({type(err).__name__}).") from None
+        _answered_at(self.session)[host] = time.monotonic()
         logger.debug("%s %s -> %s", method, urlsplit(url).path, response.status_code)
         return response
+
+    def _connection_kept(self, host: str) -> bool:
+        """Whether the session answered from ``host`` recently enough that its connection is likely still open."""
+        answered = _answered_at(self.session).get(host)
+        return answered is not None and time.monotonic() - answered < KEPT_ALIVE_FOR
 
     # -- bulk activities (manage.py cc_sync_backfill) ----------------------------------------------
 
@@ -532,6 +556,12 @@ class ConstantContactClient:
 
 
 _clients = threading.local()
+# The last answer from each host, per session: a connection idle for longer may have been closed by the server.
+_answers: weakref.WeakKeyDictionary[requests.Session, dict[str, float]] = weakref.WeakKeyDictionary()
+
+
+def _answered_at(session: requests.Session) -> dict[str, float]:
+    return _answers.setdefault(session, {})
 
 
 def get_client(application: Application | None = None) -> ConstantContactClient:

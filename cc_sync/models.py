@@ -371,6 +371,9 @@ class RateLimitState(models.Model):
     blocked_until = models.DateTimeField(null=True, blank=True)
     # 429s in a row while our own pacing was respected: a sign of the daily quota, whatever CC's error key.
     quota_429s = models.PositiveIntegerField(default=0)
+    # Unix time until which every reservation re-reads ``blocked_until`` after its wait: set when CC accepts
+    # a probe, since CC's day may not have ended yet.
+    watch_until = models.FloatField(default=0.0)
 
     class Meta:
         verbose_name = _("rate limit state")

@@ -348,7 +348,8 @@ def refresh_tokens_if(should_refresh: Callable[[Connection], bool], connection: 
     for attempt in range(ratelimit.LATE_RESERVATIONS + 1):
         slot = None
         if peek.status == Connection.Status.CONNECTED and should_refresh(peek):
-            fresh, slot = _await_token_slot(should_refresh, peek, again=reserved)
+            last = attempt == ratelimit.LATE_RESERVATIONS
+            fresh, slot = _await_token_slot(should_refresh, peek, again=reserved, last=last)
             if fresh is not None:
                 return fresh
             reserved = True
@@ -404,19 +405,24 @@ def _not_connected(connection: Connection) -> str:
 
 @sensitive_variables()
 def _await_token_slot(
-    should_refresh: Callable[[Connection], bool], peek: Connection, again: bool = False
+    should_refresh: Callable[[Connection], bool], peek: Connection, again: bool = False, last: bool = False
 ) -> tuple[str | None, float]:
     """Reserve a token-endpoint slot in its own committed transaction and wait for it; return ``(token,
     slot)``: the slot's time (``time.monotonic()``), and a fresh token if another process refreshed meanwhile.
-    ``again``: a later slot for a refresh whose slot passed unused (not counted again).
+    ``again``: a later slot for a refresh whose slot passed unused (not counted again); ``last``: the slot
+    the refresh is sent in even if late, so it gets ``ratelimit.LATE_HEADROOM``.
 
     The slot is taken before the connection row is locked: inside that transaction it would be a
     savepoint, rolled back if the process died after CC had seen the call, and the next refresh could then
     break CC's 1 request/s limit. While waiting, another process may refresh first: its fresh token is
     returned at once and the slot goes unused.
     """
-    budget = peek.application().budget("token")
-    deadline = time.monotonic() + ratelimit.reserve(budget, app_settings.TOKEN_RATE, again=again)
+    # A connection refreshes hours apart, so its request to the token endpoint nearly always opens a new
+    # connection: the slot gets the headroom for a TCP and TLS handshake.
+    headroom = max(ratelimit.NEW_CONNECTION_HEADROOM, ratelimit.LATE_HEADROOM if last else 0.0)
+    deadline = time.monotonic() + ratelimit.reserve(
+        peek.budget("token"), app_settings.TOKEN_RATE, again=again, headroom=headroom
+    )
     while (remaining := deadline - time.monotonic()) > 0:
         time.sleep(min(remaining, TOKEN_WAIT_POLL))
         connection = Connection.for_id(peek.pk)

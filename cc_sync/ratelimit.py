@@ -60,6 +60,13 @@ PACING_TOLERANCE = 0.03
 # Slots given up that way before a request is sent all the same (and then its 429 says nothing of the
 # quota): a host too busy to keep any slot must still make progress.
 LATE_RESERVATIONS = 3
+# The last of those slots is followed by this many seconds that nobody else gets: sent up to that much late,
+# the request still cannot meet the one ``rate`` slots on inside one sliding second.
+LATE_HEADROOM = 1.0
+# A request that opens a new connection reaches CC a TCP and a TLS handshake (two round trips) later than one
+# on a kept-alive connection. Its slot is followed by this many seconds that nobody else gets, enough for
+# round trips of up to about 100 ms (cc_sync.client decides when a connection may be new).
+NEW_CONNECTION_HEADROOM = 0.25
 # The token endpoint's slots (1 per second) are spaced wider: a refresh waits for the connection row's lock
 # after its slot, and is called about once a day per connection, so the spacing costs nothing.
 TOKEN_SPACING_MARGIN = 1.08
@@ -131,31 +138,34 @@ def spacing(name: str, rate: float) -> float:
     return (TOKEN_SPACING_MARGIN if family == "token" else SPACING_MARGIN) / rate
 
 
-def reserve(name: str, rate: float, daily_limit: int | None = None, again: bool = False) -> float:
+def reserve(
+    name: str, rate: float, daily_limit: int | None = None, again: bool = False, headroom: float = 0.0
+) -> float:
     """Reserve the next slot in budget ``name``; return how many seconds to wait before using it.
 
     Raises :class:`QuotaExceeded` without reserving anything when ``daily_limit`` requests were already
     reserved today (UTC), or while the quota is believed spent and it is not yet time for the next probe.
     ``again``: a later slot for a request whose slot passed unused; the day's count already holds it, so
-    neither counts nor checks it again.
+    neither counts nor checks it again. ``headroom``: seconds after this slot that nobody else gets, for a
+    request that may reach CC late.
     """
-    interval = spacing(name, rate)
+    interval = spacing(name, rate) + headroom
     now = time.time()
     counted = 0 if again else 1
     if again:
         daily_limit = None
     reserved = _reserve_at_once(name, interval, daily_limit, now, counted)
     if reserved is not None:
-        slot, quota_429s = reserved
-        _reservations()[name] = _Reservation(slot, probe=False, watched=quota_429s > 0)
+        slot, watched = reserved
+        _reservations()[name] = _Reservation(slot, probe=False, watched=watched)
         return max(0.0, slot - now)
     return _reserve_locked(name, interval, daily_limit, counted)
 
 
 def _reserve_at_once(
     name: str, interval: float, daily_limit: int | None, now: float, counted: int
-) -> tuple[float, int] | None:
-    """The usual reservation in one statement: ``(slot, quota_429s)``, or None for the locked path."""
+) -> tuple[float, bool] | None:
+    """The usual reservation in one statement: ``(slot, watched)``, or None for the locked path."""
     open_today = RateLimitState.objects.filter(name=name, day=_aware(now).date(), blocked_until__isnull=True)
     if daily_limit is not None:
         open_today = open_today.filter(day_count__lt=daily_limit)
@@ -165,7 +175,12 @@ def _reserve_at_once(
     updated = update_returning(open_today, next_slot=after, day_count=F("day_count") + counted)
     if not updated:
         return None
-    return updated[0].next_slot - interval, updated[0].quota_429s
+    return updated[0].next_slot - interval, _watched(updated[0], now)
+
+
+def _watched(state: RateLimitState, now: float) -> bool:
+    """Whether a request paced in ``state`` must re-read the block after its wait and report its answer."""
+    return state.quota_429s > 0 or state.watch_until > now
 
 
 def _reserve_locked(name: str, interval: float, daily_limit: int | None, counted: int) -> float:
@@ -201,7 +216,7 @@ def _reserve_locked(name: str, interval: float, daily_limit: int | None, counted
             state.next_slot = slot + interval
             state.day_count += counted
             state.save()
-            _reservations()[name] = _Reservation(slot, probe, watched=probe or state.quota_429s > 0)
+            _reservations()[name] = _Reservation(slot, probe, watched=probe or _watched(state, now))
     if refusal is not None:
         raise refusal
     if probe:
@@ -221,18 +236,26 @@ def _refusal(message: str, until: float, now: float) -> QuotaExceeded:
     )
 
 
-def wait_for_slot(name: str, rate: float, daily_limit: int | None = None) -> None:
+def wait_for_slot(name: str, rate: float, daily_limit: int | None = None, headroom: float = 0.0) -> None:
     """Reserve a slot in budget ``name`` and sleep until it is due.
 
     Returns within :data:`PACING_TOLERANCE` of the slot: when this process could not wake up in time (a busy
-    host), the slot is given up and a later one reserved, at most :data:`LATE_RESERVATIONS` times.
+    host), the slot is given up and a later one reserved, at most :data:`LATE_RESERVATIONS` times; the last
+    is followed by :data:`LATE_HEADROOM`. ``headroom``: see :func:`reserve`. Raises :class:`QuotaExceeded`
+    when the quota is believed spent, also when a watched reservation finds, after its wait, that a block
+    began meanwhile (another worker's request was refused while this one waited).
     """
     for attempt in range(LATE_RESERVATIONS + 1):
-        delay = reserve(name, rate, daily_limit, again=attempt > 0)
+        last = attempt == LATE_RESERVATIONS
+        delay = reserve(
+            name, rate, daily_limit, again=attempt > 0, headroom=max(headroom, LATE_HEADROOM if last else 0.0)
+        )
         if delay:
             time.sleep(delay)
         reservation = _reservations()[name]
         reservation.late = max(0.0, time.time() - reservation.slot)
+        if reservation.watched and not reservation.probe:
+            _refuse_if_blocked(name)
         if reservation.late <= PACING_TOLERANCE or reservation.probe:
             return
         logger.debug(
@@ -240,7 +263,18 @@ def wait_for_slot(name: str, rate: float, daily_limit: int | None = None) -> Non
             name,
             reservation.late,
         )
-    # Sent late after all: record_429 does not count a 429 to it as a sign of the quota.
+    # Sent late after all (but with LATE_HEADROOM to spare): record_429 does not count a 429 to it as a sign
+    # of the quota.
+
+
+def _refuse_if_blocked(name: str) -> None:
+    # One read, only for watched reservations (a streak of 429s, or the probation after an accepted probe):
+    # a reservation is made before its wait, and a refusal to another worker meanwhile must stop it.
+    blocked = RateLimitState.objects.filter(name=name).values_list("blocked_until", flat=True).first()
+    now = time.time()
+    if blocked is not None and blocked.timestamp() > now:
+        _reservations().pop(name, None)
+        raise _refusal("Constant Contact's daily quota is believed spent.", blocked.timestamp(), now)
 
 
 def record_429(error_key: str = "", name: str = "api") -> float | None:
@@ -302,8 +336,16 @@ def record_accepted(name: str = "api") -> None:
     reservation: _Reservation | None = _reservations().pop(name, None)
     if reservation is None or not reservation.watched:
         return
-    cleared = RateLimitState.objects.filter(name=name).exclude(quota_429s=0, blocked_until=None)
-    if cleared.update(quota_429s=0, blocked_until=None):
+    rows = RateLimitState.objects.filter(name=name)
+    cleared: dict[str, Any] = {"quota_429s": 0, "blocked_until": None}
+    if reservation.probe:
+        # CC took the probe, but its day may not have ended (it may have a few requests left of the old
+        # one): for a probe interval every reservation re-reads the block after its wait, so that CC's next
+        # refusal stops the requests other workers have already reserved.
+        cleared["watch_until"] = time.time() + app_settings.QUOTA_PROBE_INTERVAL
+    else:
+        rows = rows.exclude(quota_429s=0, blocked_until=None)
+    if rows.update(**cleared):
         logger.info("Constant Contact accepts requests again; the daily quota is not spent.")
         _remember(name, reason="")
 

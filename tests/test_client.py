@@ -11,11 +11,13 @@ from datetime import timezone as dt_timezone
 
 import pytest
 import requests
+from django.db import connection as db_connection
 from django.utils import timezone
 from responses import matchers
 
 from cc_sync import ratelimit, sync
 from cc_sync.client import THROTTLED_RESENDS, ConstantContactClient, describe_error, get_client, redact
+from cc_sync.conf import app_settings
 from cc_sync.exceptions import (
     AccessTokenRejected,
     ActivityQueueFull,
@@ -329,6 +331,78 @@ def test_only_one_request_probes_the_others_wait_without_sending(db, monkeypatch
     with pytest.raises(QuotaExceeded) as excinfo:
         ratelimit.reserve("api", 4.0)  # waits for the probe's answer, never a request a second
     assert excinfo.value.retry_after >= 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_an_accepted_probe_a_refusal_stops_the_requests_other_workers_already_reserved(
+    cc_api, cc_settings, monkeypatch
+):
+    # CC's day had not ended at 00:00 UTC, but its count was below ours: it takes the probe and one more.
+    clock = Clock(monkeypatch, "2028-03-01 00:01:00")
+    RateLimitState.objects.create(name="api", blocked_until=at("2028-03-01 00:01:00"), quota_429s=5)
+    cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
+    cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
+    client = ConstantContactClient()
+    client.account_summary("tok")  # the probe
+    client.account_summary("tok")
+    assert RateLimitState.objects.get(name="api").blocked_until is None
+    # A request reserves its slot; while it waits, another worker's request meets CC's refusal.
+    cc_api.get(f"{API}/account/summary", status=429, json={"error_key": "quota_exceeded"})
+
+    refused = []
+
+    def other_worker() -> None:
+        try:
+            ConstantContactClient().account_summary("tok")
+        except QuotaExceeded:
+            refused.append(True)
+        finally:
+            db_connection.close()
+
+    def other_worker_refused(seconds: float) -> None:
+        clock.now += seconds
+        if threading.current_thread() is threading.main_thread():  # this worker's wait, not the other's
+            worker = threading.Thread(target=other_worker)
+            worker.start()
+            worker.join(timeout=30)
+
+    monkeypatch.setattr(time, "sleep", other_worker_refused)
+    with pytest.raises(QuotaExceeded):
+        client.account_summary("tok")
+    # Sent: the probe, the one after it and the other worker's. The reserved request re-read the block.
+    assert refused == [True] and len(cc_api.calls) == 3
+
+
+def test_a_request_that_may_open_a_new_connection_gets_room_after_its_slot(db, cc_api, monkeypatch):
+    clock = Clock(monkeypatch, "2028-02-29 10:00:00")
+    monotonic = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: monotonic[0])
+    for _ in range(3):
+        cc_api.get(f"{API}/account/summary", json={"organization_name": "A"})
+    client = ConstantContactClient()
+    spacing = ratelimit.spacing("api", app_settings.API_RATE)
+
+    def next_slot() -> float:
+        return RateLimitState.objects.get(name="api").next_slot
+
+    client.account_summary("tok")  # the session's first request: a TCP and TLS handshake before it
+    assert next_slot() == pytest.approx(clock.now + spacing + ratelimit.NEW_CONNECTION_HEADROOM, abs=1e-6)
+    clock.now, monotonic[0] = next_slot(), monotonic[0] + 1
+    client.account_summary("tok")  # on the kept connection
+    assert next_slot() == pytest.approx(clock.now + spacing, abs=1e-6)
+    # Idle for longer than servers commonly keep a connection open: it may be new again.
+    clock.now, monotonic[0] = clock.now + 60, monotonic[0] + 60
+    client.account_summary("tok")
+    assert next_slot() == pytest.approx(clock.now + spacing + ratelimit.NEW_CONNECTION_HEADROOM, abs=1e-6)
+
+
+def test_the_usual_request_reads_nothing_more_than_its_reservation(
+    db, cc_api, monkeypatch, django_assert_num_queries
+):
+    Clock(monkeypatch, "2028-02-29 10:00:00")
+    RateLimitState.objects.create(name="api", day=at("2028-02-29 10:00:00").date())
+    with django_assert_num_queries(1):  # the UPDATE ... RETURNING; no re-read of the block
+        ratelimit.wait_for_slot("api", 4.0)
 
 
 def test_the_local_daily_budget_blocks_until_the_presumed_reset_then_probes(

@@ -35,10 +35,12 @@ REFRESH = "refresh-token-91b3aa02"
 def hostile_http(monkeypatch):
     """Every HTTP call fails with an error that echoes the request, as some libraries' messages do."""
 
-    def echo(self, method, url, **kwargs):
-        raise requests.exceptions.InvalidHeader(f"{method} {url} {kwargs!r} {self.headers!r}")
+    def echo(self, request, **kwargs):
+        raise requests.exceptions.InvalidHeader(
+            f"{request.method} {request.url} {request.headers!r} {request.body!r} {kwargs!r}"
+        )
 
-    monkeypatch.setattr(requests.Session, "request", echo)
+    monkeypatch.setattr(requests.Session, "send", echo)
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ def test_an_exception_in_refresh_itself_leaks_nothing(
         raise RuntimeError("storage failed")
 
     monkeypatch.setattr(oauth, "_apply_tokens", broken_apply)
-    monkeypatch.setattr(requests.Session, "request", lambda self, method, url, **kw: fake_token_response())
+    monkeypatch.setattr(requests.Session, "send", lambda self, request, **kw: fake_token_response())
     signup = Signup.objects.create(email="a@example.com", list_ids=[LIST_ID])
     with django_capture_on_commit_callbacks(execute=True):
         tasks.sync_signup.run(signup.pk)
@@ -134,14 +136,14 @@ def test_a_failing_callback_leaks_nothing_and_is_no_500(
     code = "authorization-code-3c9e71"
     if failure == "http":
 
-        def echo(self, method, url, **kwargs):
-            raise requests.exceptions.InvalidHeader(f"{method} {url} {kwargs!r}")
+        def echo(self, request, **kwargs):
+            raise requests.exceptions.InvalidHeader(
+                f"{request.method} {request.url} {request.body!r} {kwargs!r}"
+            )
 
-        monkeypatch.setattr(requests.Session, "request", echo)
+        monkeypatch.setattr(requests.Session, "send", echo)
     else:
-        monkeypatch.setattr(
-            requests.Session, "request", lambda self, method, url, **kw: fake_token_response()
-        )
+        monkeypatch.setattr(requests.Session, "send", lambda self, request, **kw: fake_token_response())
 
         def broken_store(tokens, user=None):
             raise RuntimeError("database unavailable")

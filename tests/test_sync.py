@@ -209,11 +209,11 @@ def test_every_call_has_connect_and_read_timeouts(connection, signup, monkeypatc
     cc_settings.update(CONNECT_TIMEOUT=3.5, READ_TIMEOUT=12)
     seen = []
 
-    def fake_request(self, method, url, **kwargs):
+    def fake_send(self, request, **kwargs):
         seen.append(kwargs.get("timeout"))
         raise requests.ConnectTimeout("no")
 
-    monkeypatch.setattr(requests.Session, "request", fake_request)
+    monkeypatch.setattr(requests.Session, "send", fake_send)
     run(signup)
     assert seen == [(3.5, 12.0)]
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from cc_sync import ratelimit, sync
 from cc_sync.client import ConstantContactClient
+from cc_sync.conf import app_settings
 from cc_sync.db import update_returning
 from cc_sync.exceptions import Throttled
 from cc_sync.models import RateLimitState, Signup
@@ -135,7 +136,7 @@ def test_a_request_that_wakes_too_late_for_its_slot_takes_a_later_one(monkeypatc
     ratelimit.wait_for_slot("api", 4.0)
     spacing = ratelimit.SPACING_MARGIN / 4.0
     # The late wake-up gave its slot up: the request left in the one after it, on time.
-    assert clock.now == pytest.approx(MOMENT.timestamp() + 2 * spacing)
+    assert clock.now == pytest.approx(MOMENT.timestamp() + 2 * spacing, abs=1e-6)
     assert ratelimit.requests_today("api") == 2  # the slot given up is not counted against the daily budget
 
 
@@ -155,6 +156,11 @@ def test_a_host_too_busy_for_any_slot_still_sends_and_its_429_is_not_taken_for_t
     )
     ratelimit.wait_for_slot("api", 4.0)
     assert len(reservations) == ratelimit.LATE_RESERVATIONS + 1  # every slot passed: then it is sent
+    # ... in a slot followed by a second nobody else gets, so however late it left (up to that second), the
+    # request `rate` slots on cannot meet it inside one sliding second.
+    assert [kw["headroom"] for kw in reservations] == [0.0] * ratelimit.LATE_RESERVATIONS + [
+        ratelimit.LATE_HEADROOM
+    ]
     assert ratelimit.requests_today("api") == 1  # one request, however many slots it gave up
     assert ratelimit.record_429("throttled") is None
     assert RateLimitState.objects.get(name="api").quota_429s == 0
@@ -168,10 +174,12 @@ def test_a_throttled_request_is_sent_again_in_a_later_slot_after_a_back_off(cc_a
     cc_api.get(url, json={"organization_name": "Acme"})
     assert ConstantContactClient().account_summary("tok") == {"organization_name": "Acme"}
     # The resend waited for the back-off: nobody's slot came sooner than a second after the 429.
-    assert clock.now == pytest.approx(MOMENT.timestamp() + ratelimit.THROTTLE_BACKOFF)
+    assert clock.now == pytest.approx(MOMENT.timestamp() + ratelimit.THROTTLE_BACKOFF, abs=1e-6)
     state = RateLimitState.objects.get(name="api")
     assert state.quota_429s == 0  # the accepted resend ended the streak
-    assert state.next_slot == pytest.approx(clock.now + ratelimit.SPACING_MARGIN / 4.0)
+    assert state.next_slot == pytest.approx(
+        clock.now + ratelimit.spacing("api", app_settings.API_RATE), abs=1e-6
+    )
 
 
 @pytest.mark.django_db(transaction=True)

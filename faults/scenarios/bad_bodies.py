@@ -41,11 +41,10 @@ CONTENT_TYPES = {
 class WrongContentType(requests.Session):
     """A session whose JSON requests leave with ``Content-Type: text/plain`` (a broken proxy's doing)."""
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        headers = dict(kwargs.pop("headers", None) or {})
-        if "Content-Type" in headers:
-            headers["Content-Type"] = "text/plain"
-        return super().request(method, url, *args, headers=headers, **kwargs)
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if "Content-Type" in request.headers:
+            request.headers["Content-Type"] = "text/plain"
+        return super().send(request, **kwargs)
 
 
 def bad_bodies(rig: Rig, quick: bool, result: Result) -> None:
