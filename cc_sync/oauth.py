@@ -448,6 +448,11 @@ def get_access_token(connection: ConnectionArg = None) -> str:
     return refresh_tokens_if(lambda c: c.needs_refresh(leeway), connection)
 
 
+# 401s answered by replacing the token before the next one means a reconnect: the first replacement may be
+# another process's token, revoked since; the last is this call's own refresh.
+TOKEN_REPLACEMENTS = 2
+
+
 @sensitive_variables()
 def replace_rejected_token(rejected_token: str, connection: ConnectionArg = None) -> str:
     """After a 401: refresh, unless another process already replaced ``rejected_token``."""
@@ -459,15 +464,22 @@ def replace_rejected_token(rejected_token: str, connection: ConnectionArg = None
 def with_access_token(call: Callable[[str], T], connection: ConnectionArg = None) -> T:
     """Run ``call(access_token)``; on a 401, refresh once (unless another process did) and run it once more.
 
-    A second 401 right after a refresh means CC no longer accepts the grant: the connection is marked for
-    a reconnect and :class:`ReconnectRequired` raised. ``connection``: as for :func:`get_access_token`.
+    A 401 to the token this call's own refresh returned means CC no longer accepts the grant: the
+    connection is marked for a reconnect and :class:`ReconnectRequired` raised. A 401 to a token another
+    process had put in place is not: that token may have been revoked since, so this call refreshes in turn.
+    ``connection``: as for :func:`get_access_token`.
     """
     connection = connection or Connection.load()
     token = get_access_token(connection)
-    try:
-        return call(token)
-    except AccessTokenRejected:
-        token = replace_rejected_token(token, connection)
+    for _replacement in range(TOKEN_REPLACEMENTS):
+        try:
+            return call(token)
+        except AccessTokenRejected:
+            # Nobody has replaced the rejected token yet: the refresh below is this call's own.
+            own_refresh = Connection.for_id(connection.pk).access_token == token
+            token = replace_rejected_token(token, connection)
+            if own_refresh:
+                break
     try:
         return call(token)
     except AccessTokenRejected as err:

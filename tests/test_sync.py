@@ -283,6 +283,29 @@ def test_401_right_after_a_refresh_holds_the_row_and_needs_reconnect(
     assert len(mailoutbox) == 1
 
 
+def test_a_401_to_a_token_another_process_put_in_place_is_answered_by_this_calls_own_refresh(
+    connection, cc_api, signup, run
+):
+    def rejected_while_another_process_refreshed(request):
+        # Meanwhile another process refreshed: its token, in turn, is revoked before this call uses it.
+        other = Connection.load()
+        other.access_token = "other-token"
+        other.save()
+        return 401, {}, '{"error_key": "unauthorized"}'
+
+    cc_api.add_callback(
+        "POST",
+        CONTACTS_URL,
+        callback=rejected_while_another_process_refreshed,
+        match=[matchers.header_matcher({"Authorization": f"Bearer {ACCESS_TOKEN}"})],
+    )
+    expect_create(cc_api, token="other-token", status=401, json={"error_key": "unauthorized"})
+    cc_api.post(TOKEN_URL, json={"access_token": "fresh-token", "refresh_token": "r2", "expires_in": 86400})
+    expect_create(cc_api, token="fresh-token")
+    assert run(signup).status == S.SYNCED
+    assert Connection.load().status == Connection.Status.CONNECTED
+
+
 def test_403_holds_the_row_and_needs_reconnect(connection, cc_api, signup, run):
     expect_create(cc_api, status=403, json=[{"error_key": "forbidden", "error_message": "Forbidden"}])
     assert run(signup).status == S.WAITING_RECONNECT
