@@ -62,6 +62,11 @@ class Planned:
     reason: str | None  # None: refreshed an hour ago, not due
 
 
+def token_slot_gap() -> float:
+    """Seconds between two refreshes through one application: the token spacing and a new connection's room."""
+    return ratelimit.spacing("token", TOKEN_RATE) + ratelimit.NEW_CONNECTION_HEADROOM
+
+
 def plan(shared: int, apps: int, per_app: int, shared_fresh: int) -> list[Planned]:
     """The connections, in the order they are created: the settings' application's first, then each own
     application's, each group followed by connections that are not due (one per own application)."""
@@ -187,7 +192,7 @@ def measure(
         "token_429": sum(e["status"] == 429 for e in refreshes),
         "api_429": sum(e["status"] == 429 for e in api),
         "api_requests": len(api),
-        "pacing_floor_s": (biggest - 1) * ratelimit.TOKEN_SPACING_MARGIN / TOKEN_RATE,
+        "pacing_floor_s": (biggest - 1) * token_slot_gap(),
         "per_app": per_app,
     }
 
@@ -392,14 +397,16 @@ def run(quick: bool) -> dict[str, Any]:
             "their arrival at the sandbox.",
             "",
             f"**What bounds the cycle.** The token endpoint allows 1 request a second per application and "
-            f"cc_sync spaces its token slots {ratelimit.TOKEN_SPACING_MARGIN:g} s apart, so {shared_due} "
+            f"cc_sync spaces its token slots {token_slot_gap():g} s apart "
+            f"({ratelimit.spacing('token', TOKEN_RATE):g} s, and {ratelimit.NEW_CONNECTION_HEADROOM:g} s of room "
+            f"for the new connection a refresh opens), so {shared_due} "
             f"refreshes on the settings' application cannot span less than {fmt(ours['pacing_floor_s'])} s: "
             f"keep-alive took {fmt(ours['wall_s'])} s. Taken one after another in key order, each own "
             "application's connections also waited for their own application's slot, one after another "
             f"({fmt(theirs['wall_s'])} s, {fmt(speedup, 2)}x as long); keep-alive takes the applications in "
             "turn, so an application's refresh happens while another waits for its slot. The cycle "
-            f"grows by {ratelimit.TOKEN_SPACING_MARGIN:g} s per connection on one application: about "
-            f"{int(CYCLE / ratelimit.TOKEN_SPACING_MARGIN):,} connections on one application fill a beat cycle.",
+            f"grows by {token_slot_gap():g} s per connection on one application: about "
+            f"{int(CYCLE / token_slot_gap()):,} connections on one application fill a beat cycle.",
         ]
     )
     if theirs.get("errors"):
