@@ -254,17 +254,17 @@ def wait_for_slot(name: str, rate: float, daily_limit: int | None = None, headro
             time.sleep(delay)
         reservation = _reservations()[name]
         reservation.late = max(0.0, time.time() - reservation.slot)
-        if reservation.watched and not reservation.probe:
-            _refuse_if_blocked(name)
-        if reservation.late <= PACING_TOLERANCE or reservation.probe:
-            return
+        # The last slot is kept however late (with LATE_HEADROOM to spare): record_429 then does not count
+        # a 429 to it as a sign of the quota.
+        if reservation.late <= PACING_TOLERANCE or reservation.probe or last:
+            break
         logger.debug(
             "A %s slot passed %.3f s before the request could leave; taking a later one.",
             name,
             reservation.late,
         )
-    # Sent late after all (but with LATE_HEADROOM to spare): record_429 does not count a 429 to it as a sign
-    # of the quota.
+    if reservation.watched and not reservation.probe:
+        _refuse_if_blocked(name)
 
 
 def _refuse_if_blocked(name: str) -> None:

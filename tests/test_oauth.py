@@ -181,6 +181,20 @@ def test_a_process_waiting_for_its_token_slot_takes_the_token_another_process_re
     assert waits == [oauth.TOKEN_WAIT_POLL]
 
 
+def test_a_refreshs_token_slot_is_followed_by_room_for_the_new_connection_it_opens(
+    db, cc_api, cc_settings, monkeypatch
+):
+    cc_settings["TOKEN_RATE"] = 1
+    now = datetime(2028, 2, 29, 23, 59, 30, tzinfo=dt_timezone.utc).timestamp()
+    monkeypatch.setattr(time, "time", lambda: now)
+    make_connection(expires_in=-10)
+    cc_api.post(TOKEN_URL, json=token_body("fresh-access", "fresh-refresh"))
+    assert oauth.get_access_token() == "fresh-access"
+    # Refreshes are hours apart per connection, so the token endpoint is reached on a new connection.
+    expected = now + ratelimit.spacing("token", 1.0) + ratelimit.NEW_CONNECTION_HEADROOM
+    assert RateLimitState.objects.get(name="token").next_slot == pytest.approx(expected, abs=1e-6)
+
+
 @pytest.mark.parametrize("flow", ["pkce", "device"])
 def test_public_applications_refresh_with_client_id_and_no_basic_auth(db, cc_api, cc_settings, flow):
     cc_settings.update(OAUTH_FLOW=flow, CLIENT_SECRET="")
