@@ -407,12 +407,14 @@ def test_admin_connects_two_accounts_and_each_sites_signups_reach_its_own_accoun
         expect(rows.nth(1)).to_contain_text("Shop Corp")
         expect(admin.locator(".cc-sync-status")).to_have_text(["Connected", "Connected"])
         expect(admin.locator(".cc-sync-attention")).to_have_count(0)
-        fits = admin.evaluate(
-            "() => { const r = document.querySelector('#changelist .results');"
-            " return r.scrollWidth <= r.clientWidth; }"
-        )
-        assert fits, "the list of connections scrolls sideways"
         screenshot(admin, "connections")
+        widths = admin.evaluate(
+            "() => { const r = document.querySelector('#changelist .results');"
+            " return [r.scrollWidth, r.clientWidth]; }"
+        )
+        assert widths[0] <= widths[1], (
+            f"the list of connections scrolls sideways (needs {widths[0]} px of {widths[1]})"
+        )
         assert sb.token_calls("authorization_code") == 2
         default, shop = Connection.load(), Connection.objects.get(slug="shop")
         assert (default.account_id, default.list_ids) == (default_account, [newsletter])
