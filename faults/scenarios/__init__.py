@@ -21,6 +21,7 @@ from .lost_write import lost_write
 from .no_loss import no_loss
 from .one_refresh import one_refresh
 from .rate_compliance import rate_compliance
+from .surge import surge
 from .visitor_never_waits import visitor_never_waits
 
 __all__ = ["SCENARIOS", "Result", "run"]
@@ -33,6 +34,7 @@ SCENARIOS: dict[str, tuple[Callable[[Rig, bool, Result], None], str, str]] = {
     "visitor_never_waits": (visitor_never_waits, "The visitor never waits", "G4"),
     "rate_compliance": (rate_compliance, "Rate compliance", "G5"),
     "bad_bodies": (bad_bodies, "Bad bodies and permanent errors", "G7, G8"),
+    "surge": (surge, "Surge mode: no loss, no second import, no overwrite", "G1"),
 }
 
 
