@@ -112,7 +112,18 @@ def surge(rig: Rig, quick: bool, result: Result) -> None:
         wave_figures.append(f"{spent:.0f} s" + ("" if settled else " (not settled)"))
         rig.note(f"burst {wave + 1} settled: {settled} after {spent:.0f} s; statuses {status_counts()}")
 
-    # Steady traffic after the surges: below the threshold, once each process's cached decision has expired.
+    # Steady traffic after the surges: below the threshold, once no import task is left in the queue (its first
+    # round would take what is due) and each process's cached decision has expired.
+    with suppress(TimedOut):
+        wait_until(
+            lambda: (
+                rig.redis.queue_length() == 0
+                and not SurgeBatch.objects.filter(status__in=SurgeBatch.UNFINISHED).exists()
+            ),
+            60.0,
+            interval=0.5,
+            what="an empty queue",
+        )
     time.sleep(2 * surge_mode.CHECK_INTERVAL)
     steady = emails("steady", trickle)
     for address in steady:
