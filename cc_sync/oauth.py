@@ -31,7 +31,14 @@ from . import ratelimit
 from .client import get_client
 from .conf import app_settings
 from .db import lock_row
-from .exceptions import AccessTokenRejected, AuthorizationFailed, CCSyncError, ReconnectRequired, Rejected
+from .exceptions import (
+    AccessTokenRejected,
+    AuthorizationFailed,
+    CCSyncError,
+    ReconnectRequired,
+    Rejected,
+    RetryLater,
+)
 from .models import Connection
 from .signals import connection_established, connection_needs_reconnect
 
@@ -448,8 +455,7 @@ def get_access_token(connection: ConnectionArg = None) -> str:
     return refresh_tokens_if(lambda c: c.needs_refresh(leeway), connection)
 
 
-# 401s answered by replacing the token before the next one means a reconnect: the first replacement may be
-# another process's token, revoked since; the last is this call's own refresh.
+# Tokens tried after a 401: another process's token (revoked since, perhaps), then this call's own refresh.
 TOKEN_REPLACEMENTS = 2
 
 
@@ -466,25 +472,32 @@ def with_access_token(call: Callable[[str], T], connection: ConnectionArg = None
 
     A 401 to the token this call's own refresh returned means CC no longer accepts the grant: the
     connection is marked for a reconnect and :class:`ReconnectRequired` raised. A 401 to a token another
-    process had put in place is not: that token may have been revoked since, so this call refreshes in turn.
+    process had put in place is not: that token may have been revoked since, so this call refreshes in turn;
+    a call that meets only such tokens (:data:`TOKEN_REPLACEMENTS` of them) raises :class:`RetryLater`.
     ``connection``: as for :func:`get_access_token`.
     """
     connection = connection or Connection.load()
     token = get_access_token(connection)
-    for _replacement in range(TOKEN_REPLACEMENTS):
+    own_refresh = False
+    for replacement in range(TOKEN_REPLACEMENTS + 1):
         try:
             return call(token)
-        except AccessTokenRejected:
+        except AccessTokenRejected as err:
+            if own_refresh:
+                mark_needs_reconnect(
+                    f"Constant Contact refused a freshly refreshed access token: {err}", connection
+                )
+                raise ReconnectRequired(str(err), status_code=err.status_code) from None
+            if replacement == TOKEN_REPLACEMENTS:
+                break
             # Nobody has replaced the rejected token yet: the refresh below is this call's own.
             own_refresh = Connection.for_id(connection.pk).access_token == token
             token = replace_rejected_token(token, connection)
-            if own_refresh:
-                break
-    try:
-        return call(token)
-    except AccessTokenRejected as err:
-        mark_needs_reconnect(f"Constant Contact refused a freshly refreshed access token: {err}", connection)
-        raise ReconnectRequired(str(err), status_code=err.status_code) from None
+    # Only tokens of other processes were refused, each revoked before this call could use it: not a sign
+    # that the grant is gone, so the call is tried again later.
+    raise RetryLater(
+        "Constant Contact refused the access tokens other processes put in place.", status_code=401
+    )
 
 
 def refresh_now(connection: ConnectionArg = None) -> str:

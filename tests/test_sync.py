@@ -306,6 +306,32 @@ def test_a_401_to_a_token_another_process_put_in_place_is_answered_by_this_calls
     assert Connection.load().status == Connection.Status.CONNECTED
 
 
+def test_401s_only_to_tokens_other_processes_put_in_place_are_retried_later_never_a_reconnect(
+    connection, cc_api, signup, run
+):
+    def rejected_while_another_process_refreshed(replacement):
+        def reply(request):
+            # Meanwhile another process refreshed: its token, in turn, is revoked before this call uses it.
+            other = Connection.load()
+            other.access_token = replacement
+            other.save()
+            return 401, {}, '{"error_key": "unauthorized"}'
+
+        return reply
+
+    for token, replacement in ((ACCESS_TOKEN, "second-token"), ("second-token", "third-token")):
+        cc_api.add_callback(
+            "POST",
+            CONTACTS_URL,
+            callback=rejected_while_another_process_refreshed(replacement),
+            match=[matchers.header_matcher({"Authorization": f"Bearer {token}"})],
+        )
+    expect_create(cc_api, token="third-token", status=401, json={"error_key": "unauthorized"})
+    assert run(signup).status == S.PENDING  # retried later
+    assert Connection.load().status == Connection.Status.CONNECTED
+    assert not [call for call in cc_api.calls if call.request.url == TOKEN_URL]  # no refresh of its own
+
+
 def test_403_holds_the_row_and_needs_reconnect(connection, cc_api, signup, run):
     expect_create(cc_api, status=403, json=[{"error_key": "forbidden", "error_message": "Forbidden"}])
     assert run(signup).status == S.WAITING_RECONNECT
