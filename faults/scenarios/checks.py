@@ -132,12 +132,12 @@ def store_check(
     return {"contacts in the store": sum(stored.values()), "missing": len(missing), "unexpected": len(extra)}
 
 
-def synced_rows_check(result: Result, sandbox: Sandbox, label: str = "") -> int:
+def synced_rows_check(result: Result, sandbox: Sandbox, label: str = "", rows: Any = None) -> int:
     """Each synced row carries the contact id CC holds for its email, and a valid answer was sent for it.
 
     A valid answer (:func:`is_valid_answer`) is CC's 201 to the create, its 200 to the lookup of an address
     it has (after a 409), or its answer to sign_up_form, without an injected fault, before the row was
-    marked synced.
+    marked synced. ``rows``: the synced signups to check (default: all).
     """
     contacts = {c["email_address"].lower(): c["contact_id"] for c in sandbox.contacts()}
     clean_times: dict[str, list[float]] = defaultdict(list)
@@ -145,8 +145,9 @@ def synced_rows_check(result: Result, sandbox: Sandbox, label: str = "") -> int:
         if is_valid_answer(entry) and entry["email"]:
             clean_times[entry["email"].lower()].append(entry["time"])
     bad = []
-    rows = Signup.objects.filter(status=Status.SYNCED).values_list("email", "contact_id", "synced_at")
-    for email, contact_id, synced_at in rows:
+    if rows is None:
+        rows = Signup.objects.filter(status=Status.SYNCED)
+    for email, contact_id, synced_at in rows.values_list("email", "contact_id", "synced_at"):
         key = email.lower()
         answered = any(t <= synced_at.timestamp() + 0.5 for t in clean_times.get(key, []))
         if contacts.get(key) != contact_id or not answered:
@@ -215,6 +216,16 @@ def sandbox_secret() -> str:
     from django.conf import settings
 
     return settings.CC_SYNC.get("CLIENT_SECRET", "")
+
+
+def two_workers_and_beat(rig: Rig) -> list[Worker]:
+    """Two prefork workers of 3 processes each and beat, all ready for tasks."""
+    workers = [rig.start_worker("w1", concurrency=3), rig.start_worker("w2", concurrency=3)]
+    rig.start_beat()
+    for worker in workers:
+        worker.wait_ready()
+    rig.wait_consumers(2, timeout=60)
+    return workers
 
 
 def connected_worker_and_beat(rig: Rig, api_rate: float = 20.0) -> tuple[Sandbox, Worker]:

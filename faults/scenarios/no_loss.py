@@ -29,6 +29,7 @@ from .checks import (
     message_figures,
     store_check,
     synced_rows_check,
+    two_workers_and_beat,
     wait_for_statuses,
 )
 
@@ -76,11 +77,7 @@ def no_loss(rig: Rig, quick: bool, result: Result) -> None:
     sandbox = rig.start_sandbox(api_rate=api_rate, faults=faults, timeout_seconds=timeout_seconds)
     rig.configure(API_RATE=api_rate)
     tokens = rig.connect()
-    workers = [rig.start_worker("w1", concurrency=3), rig.start_worker("w2", concurrency=3)]
-    rig.start_beat()
-    for worker in workers:
-        worker.wait_ready()
-    rig.wait_consumers(2, timeout=60)
+    workers = two_workers_and_beat(rig)
 
     rng = random.Random(rig.seed)
     duration = total / submit_rate

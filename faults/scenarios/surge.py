@@ -8,7 +8,6 @@ import signal
 import time
 from collections import Counter
 from contextlib import suppress
-from typing import Any
 
 from cc_sync import surge as surge_mode
 from cc_sync.models import Signup, SurgeBatch
@@ -21,7 +20,16 @@ from rig.processes import Worker
 from rig.timing import SCALED
 from rig.waiting import TimedOut, wait_until
 
-from .checks import Result, Status, contact_requests, current_tokens, emails, is_valid_answer, store_check
+from .checks import (
+    Result,
+    Status,
+    contact_requests,
+    current_tokens,
+    emails,
+    store_check,
+    synced_rows_check,
+    two_workers_and_beat,
+)
 
 Batch = SurgeBatch.Status
 # Statuses a signup ends a wave in: sent, refused for good, or waiting for its confirmation email (the
@@ -68,11 +76,7 @@ def surge(rig: Rig, quick: bool, result: Result) -> None:
     )
     rig.configure(API_RATE=api_rate, SURGE_IMPORT=1.0, SURGE_THRESHOLD=threshold)
     tokens = rig.connect()
-    workers = [rig.start_worker("w1", concurrency=3), rig.start_worker("w2", concurrency=3)]
-    rig.start_beat()
-    for worker in workers:
-        worker.wait_ready()
-    rig.wait_consumers(2, timeout=60)
+    workers = two_workers_and_beat(rig)
     rng = random.Random(rig.seed)
 
     addresses: list[str] = []
@@ -152,7 +156,7 @@ def surge(rig: Rig, quick: bool, result: Result) -> None:
         if e["fault"] and (e["path"] == IMPORT_PATH or e["path"].startswith(ACTIVITY_PREFIX))
     )
     counts = status_counts()
-    rows = list(Signup.objects.values("email", "status", "contact_id", "surge_batch__status", "synced_at"))
+    rows = list(Signup.objects.values("email", "status", "contact_id", "surge_batch__status"))
     by_email = {r["email"].lower(): r for r in rows}
     bulk_synced = [r for r in rows if r["status"] == Status.SYNCED and not r["contact_id"]]
     quiet = set(unsubscribed)
@@ -242,11 +246,12 @@ def surge(rig: Rig, quick: bool, result: Result) -> None:
         not unfinished and not orphans,
         f"batches {unfinished[:5]}, signups {orphans[:5]}",
     )
-    unanswered = _one_by_one_without_answer(rows, api)
-    result.check(
-        "every signup synced one by one got a valid CC answer first",
-        not unanswered,
-        f"{len(unanswered)}: {unanswered[:5]}",
+    # Signups synced one by one carry the contact id CC answered with; those synced in bulk have none.
+    synced_rows_check(
+        result,
+        sandbox,
+        "one by one: ",
+        Signup.objects.filter(status=Status.SYNCED).exclude(contact_id=""),
     )
     result.check(
         "no batch imported again once its activity id was saved: imports CC took <= batches with an activity "
@@ -346,18 +351,3 @@ def _wait_settled(rig: Rig, addresses: list[str], limit: float) -> bool:
         )
     except TimedOut:
         return False
-
-
-def _one_by_one_without_answer(rows: list[dict[str, Any]], api: list[dict[str, Any]]) -> list[str]:
-    """Signups synced one by one (they carry a contact id) without a valid CC answer for their email first."""
-    answered: dict[str, list[float]] = {}
-    for entry in contact_requests(api):
-        if is_valid_answer(entry) and entry["email"]:
-            answered.setdefault(entry["email"].lower(), []).append(entry["time"])
-    return [
-        r["email"]
-        for r in rows
-        if r["status"] == Status.SYNCED
-        and r["contact_id"]
-        and not any(t <= r["synced_at"].timestamp() + 0.5 for t in answered.get(r["email"].lower(), []))
-    ]
